@@ -1,0 +1,339 @@
+// bindings.cpp — the only pybind11 source. Compiled twice from the same text:
+//   cucnn._sim   by the host compiler: arrays are NumPy arrays, kernels run on the SIMT runtime
+//   cucnn._cuda  by nvcc: arrays are anything with __cuda_array_interface__ (CuPy), kernels run on
+//                the GPU on the stream the caller passes (Python passes CuPy's current stream)
+//
+// Every entry point checks its arguments before any launch: dtype, C-contiguity, writability of
+// outputs, number of dimensions, matching shapes and argument ranges. A failed check raises
+// TypeError or ValueError naming the argument with the expected and actual values, so a kernel
+// never sees an argument it cannot handle. Outputs are passed in: launchers never allocate.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <climits>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/activation.cuh"
+#include "kernels/cross_entropy.cuh"
+#include "kernels/softmax.cuh"
+#include "simt.h"
+
+namespace py = pybind11;
+
+namespace {
+
+#if SIMT_HOST_EMULATION
+constexpr const char* kArrayKind = "numpy.ndarray";
+#else
+constexpr const char* kArrayKind = "CUDA array (an object with __cuda_array_interface__)";
+#endif
+
+// A borrowed view of a contiguous array. The Python caller keeps the object alive.
+struct Array {
+  void* data = nullptr;
+  std::vector<int64_t> shape;
+  std::string dtype;  // "float32", "int64", ...
+  bool writeable = true;
+  int64_t size() const {
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+  }
+  int ndim() const { return static_cast<int>(shape.size()); }
+};
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream o;
+  o << "(";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  if (s.size() == 1) o << ",";
+  o << ")";
+  return o.str();
+}
+
+#if SIMT_HOST_EMULATION
+Array view(py::handle obj, const char* name, bool output) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a " + kArrayKind + ", got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  Array a;
+  a.dtype = std::string(py::str(arr.dtype()));
+  for (py::ssize_t i = 0; i < arr.ndim(); ++i) a.shape.push_back(arr.shape(i));
+  if (!(arr.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + " must be C-contiguous, got strides that are not");
+  a.writeable = arr.writeable();
+  if (output && !a.writeable) throw py::value_error(std::string(name) + " must be writeable");
+  a.data = const_cast<void*>(arr.data());
+  return a;
+}
+#else
+std::string dtype_from_typestr(const std::string& t) {
+  if (t.size() < 3) return t;
+  const char kind = t[1];
+  const std::string bytes = t.substr(2);
+  if (kind == 'f') return "float" + std::to_string(std::stoi(bytes) * 8);
+  if (kind == 'i') return "int" + std::to_string(std::stoi(bytes) * 8);
+  if (kind == 'u') return "uint" + std::to_string(std::stoi(bytes) * 8);
+  if (kind == 'b') return "bool";
+  return t;
+}
+
+Array view(py::handle obj, const char* name, bool output) {
+  if (!py::hasattr(obj, "__cuda_array_interface__"))
+    throw py::type_error(std::string(name) + " must be a " + kArrayKind + ", got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  py::dict cai = obj.attr("__cuda_array_interface__");
+  Array a;
+  a.dtype = dtype_from_typestr(py::cast<std::string>(cai["typestr"]));
+  for (auto d : py::cast<py::tuple>(cai["shape"])) a.shape.push_back(py::cast<int64_t>(d));
+  auto data = py::cast<py::tuple>(cai["data"]);
+  a.data = reinterpret_cast<void*>(py::cast<std::uintptr_t>(data[0]));
+  a.writeable = !py::cast<bool>(data[1]);
+  if (output && !a.writeable) throw py::value_error(std::string(name) + " must be writeable");
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    auto strides = py::cast<py::tuple>(cai["strides"]);
+    int64_t itemsize = std::stoi(py::cast<std::string>(cai["typestr"]).substr(2));
+    int64_t expect = itemsize;
+    for (int i = a.ndim() - 1; i >= 0; --i) {
+      if (a.shape[static_cast<size_t>(i)] > 1 &&
+          py::cast<int64_t>(strides[static_cast<size_t>(i)]) != expect)
+        throw py::value_error(std::string(name) + " must be C-contiguous");
+      expect *= a.shape[static_cast<size_t>(i)];
+    }
+  }
+  return a;
+}
+#endif
+
+Array in(py::handle obj, const char* name) { return view(obj, name, false); }
+Array out(py::handle obj, const char* name) { return view(obj, name, true); }
+
+void expect_dtype(const Array& a, const char* name, const char* dtype) {
+  if (a.dtype != dtype)
+    throw py::type_error(std::string(name) + " must be " + dtype + ", got " + a.dtype);
+}
+void expect_ndim(const Array& a, const char* name, int ndim) {
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +
+                          std::to_string(a.ndim()) + "-D with shape " + shape_str(a.shape));
+}
+void expect_shape(const Array& a, const char* name, const std::vector<int64_t>& shape,
+                  const char* why) {
+  if (a.shape != shape)
+    throw py::value_error(std::string(name) + " must have shape " + shape_str(shape) + " " + why +
+                          ", got " + shape_str(a.shape));
+}
+void expect_cols_fit(int64_t cols, const char* name) {
+  if (cols > INT_MAX)
+    throw py::value_error(std::string(name) + " rows must have at most " +
+                          std::to_string(INT_MAX) + " columns, got " + std::to_string(cols));
+}
+void expect_version(int version, int max_version) {
+  if (version < 0 || version > max_version)
+    throw py::value_error("version must be in [0, " + std::to_string(max_version) + "], got " +
+                          std::to_string(version));
+}
+
+cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+float* f32(const Array& a) { return static_cast<float*>(a.data); }
+int64_t* i64(const Array& a) { return static_cast<int64_t*>(a.data); }
+
+// ---- activations ----------------------------------------------------------------------------------
+
+cucnn::Act act_from(int act) {
+  if (act < 0 || act > 3)
+    throw py::value_error("act must be 0 (relu), 1 (leaky_relu), 2 (sigmoid) or 3 (tanh), got " +
+                          std::to_string(act));
+  return static_cast<cucnn::Act>(act);
+}
+
+void activation_forward(int act, py::handle x_, py::handle y_, float alpha, int version,
+                        std::uintptr_t stream) {
+  const auto a = act_from(act);
+  expect_version(version, 1);
+  Array x = in(x_, "x"), y = out(y_, "y");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(y, "y", "float32");
+  expect_shape(y, "y", x.shape, "(the shape of x)");
+  py::gil_scoped_release release;
+  cucnn::activation_forward(a, f32(y), f32(x), x.size(), alpha, version, as_stream(stream));
+}
+
+void activation_backward(int act, py::handle dy_, py::handle saved_, py::handle dx_, float alpha,
+                         int version, std::uintptr_t stream) {
+  const auto a = act_from(act);
+  expect_version(version, 1);
+  Array dy = in(dy_, "dy"), s = in(saved_, "saved"), dx = out(dx_, "dx");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(s, "saved", "float32");
+  expect_dtype(dx, "dx", "float32");
+  expect_shape(s, "saved", dy.shape, "(the shape of dy)");
+  expect_shape(dx, "dx", dy.shape, "(the shape of dy)");
+  py::gil_scoped_release release;
+  cucnn::activation_backward(a, f32(dx), f32(dy), f32(s), dy.size(), alpha, version,
+                             as_stream(stream));
+}
+
+// ---- softmax --------------------------------------------------------------------------------------
+
+void softmax_forward(py::handle x_, py::handle y_, bool log, int version, std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array x = in(x_, "x"), y = out(y_, "y");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(y, "y", "float32");
+  expect_ndim(x, "x", 2);
+  expect_shape(y, "y", x.shape, "(the shape of x)");
+  expect_cols_fit(x.shape[1], "x");
+  py::gil_scoped_release release;
+  cucnn::softmax_forward(f32(y), f32(x), x.shape[0], static_cast<int>(x.shape[1]), log, version,
+                         as_stream(stream));
+}
+
+void softmax_backward(py::handle y_, py::handle dy_, py::handle dx_, bool log, int version,
+                      std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array y = in(y_, "y"), dy = in(dy_, "dy"), dx = out(dx_, "dx");
+  expect_dtype(y, "y", "float32");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(dx, "dx", "float32");
+  expect_ndim(y, "y", 2);
+  expect_shape(dy, "dy", y.shape, "(the shape of y)");
+  expect_shape(dx, "dx", y.shape, "(the shape of y)");
+  expect_cols_fit(y.shape[1], "y");
+  py::gil_scoped_release release;
+  cucnn::softmax_backward(f32(dx), f32(y), f32(dy), y.shape[0], static_cast<int>(y.shape[1]), log,
+                          version, as_stream(stream));
+}
+
+// ---- cross-entropy --------------------------------------------------------------------------------
+
+void check_targets(const Array& logits, const Array& target) {
+  expect_dtype(logits, "logits", "float32");
+  expect_ndim(logits, "logits", 2);
+  expect_dtype(target, "target", "int64");
+  expect_shape(target, "target", {logits.shape[0]}, "(one class index per row of logits)");
+  if (logits.shape[1] < 1 && logits.shape[0] > 0)
+    throw py::value_error("logits must have at least one class, got shape " +
+                          shape_str(logits.shape));
+  expect_cols_fit(logits.shape[1], "logits");
+}
+
+#if SIMT_HOST_EMULATION
+// Host memory: check the targets here too, so that even a direct call cannot index out of range.
+void check_target_range(const Array& target, int64_t cols, int64_t ignore_index) {
+  const int64_t* t = i64(target);
+  for (int64_t i = 0; i < target.size(); ++i)
+    if (t[i] != ignore_index && (t[i] < 0 || t[i] >= cols))
+      throw py::value_error("target[" + std::to_string(i) + "] = " + std::to_string(t[i]) +
+                            " is out of range for " + std::to_string(cols) +
+                            " classes (expected 0 <= target < " + std::to_string(cols) +
+                            " or target == ignore_index = " + std::to_string(ignore_index) + ")");
+}
+#else
+// Device memory: the Python layer checks the range (one reduction) before calling; the kernel
+// writes NaN rather than read out of bounds if a bad target slips through.
+void check_target_range(const Array&, int64_t, int64_t) {}
+#endif
+
+void cross_entropy_forward(py::handle logits_, py::handle target_, py::handle loss_,
+                           py::handle lse_, int64_t ignore_index, std::uintptr_t stream) {
+  Array x = in(logits_, "logits"), t = in(target_, "target");
+  Array loss = out(loss_, "loss"), lse = out(lse_, "lse");
+  check_targets(x, t);
+  expect_dtype(loss, "loss", "float32");
+  expect_dtype(lse, "lse", "float32");
+  expect_shape(loss, "loss", {x.shape[0]}, "(one per row of logits)");
+  expect_shape(lse, "lse", {x.shape[0]}, "(one per row of logits)");
+  check_target_range(t, x.shape[1], ignore_index);
+  py::gil_scoped_release release;
+  cucnn::cross_entropy_forward(f32(loss), f32(lse), f32(x), i64(t), x.shape[0],
+                               static_cast<int>(x.shape[1]), ignore_index, as_stream(stream));
+}
+
+void cross_entropy_backward(py::handle logits_, py::handle target_, py::handle lse_,
+                            py::handle dloss_, py::handle dx_, int64_t ignore_index,
+                            std::uintptr_t stream) {
+  Array x = in(logits_, "logits"), t = in(target_, "target"), lse = in(lse_, "lse");
+  Array dloss = in(dloss_, "dloss"), dx = out(dx_, "dx");
+  check_targets(x, t);
+  expect_dtype(lse, "lse", "float32");
+  expect_dtype(dloss, "dloss", "float32");
+  expect_dtype(dx, "dx", "float32");
+  expect_shape(lse, "lse", {x.shape[0]}, "(one per row of logits)");
+  expect_shape(dloss, "dloss", {x.shape[0]}, "(one per row of logits)");
+  expect_shape(dx, "dx", x.shape, "(the shape of logits)");
+  check_target_range(t, x.shape[1], ignore_index);
+  py::gil_scoped_release release;
+  cucnn::cross_entropy_backward(f32(dx), f32(x), i64(t), f32(lse), f32(dloss), x.shape[0],
+                                static_cast<int>(x.shape[1]), ignore_index, as_stream(stream));
+}
+
+}  // namespace
+
+#define CUCNN_STRINGIFY2(x) #x
+#define CUCNN_STRINGIFY(x) CUCNN_STRINGIFY2(x)
+
+PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
+  m.doc() = SIMT_HOST_EMULATION
+                ? "cucnn kernels compiled by the host compiler, run by the SIMT runtime"
+                : "cucnn kernels compiled by nvcc, run on the GPU";
+  m.attr("backend") = SIMT_HOST_EMULATION ? "sim" : "cuda";
+
+  m.def("activation_forward", &activation_forward, py::arg("act"), py::arg("x"), py::arg("y"),
+        py::arg("alpha") = 0.0f, py::arg("version") = 1, py::arg("stream") = 0,
+        "y = act(x) for act 0 relu, 1 leaky_relu (alpha = negative slope), 2 sigmoid, 3 tanh");
+  m.def("activation_backward", &activation_backward, py::arg("act"), py::arg("dy"),
+        py::arg("saved"), py::arg("dx"), py::arg("alpha") = 0.0f, py::arg("version") = 1,
+        py::arg("stream") = 0,
+        "dx = act'(saved) * dy; saved is y for relu/sigmoid/tanh and x for leaky_relu");
+  m.def("softmax_forward", &softmax_forward, py::arg("x"), py::arg("y"), py::arg("log"),
+        py::arg("version") = 1, py::arg("stream") = 0,
+        "y = softmax(x) (or log_softmax when log) along the last axis of a 2-D x");
+  m.def("softmax_backward", &softmax_backward, py::arg("y"), py::arg("dy"), py::arg("dx"),
+        py::arg("log"), py::arg("version") = 1, py::arg("stream") = 0,
+        "dx from the forward output y and incoming gradient dy");
+  m.def("cross_entropy_forward", &cross_entropy_forward, py::arg("logits"), py::arg("target"),
+        py::arg("loss"), py::arg("lse"), py::arg("ignore_index"), py::arg("stream") = 0,
+        "per-row loss = logsumexp(logits) - logits[target] (0 for ignore_index) and logsumexp");
+  m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("logits"), py::arg("target"),
+        py::arg("lse"), py::arg("dloss"), py::arg("dx"), py::arg("ignore_index"),
+        py::arg("stream") = 0, "dx = (softmax(logits) - onehot(target)) * dloss[:, None]");
+
+#if SIMT_HOST_EMULATION
+  m.def("set_order", [](const std::string& o) {
+    try {
+      simt::set_order(o.c_str());
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }, py::arg("order"), "SIMT thread order: 'forward', 'reverse' or 'random:SEED'");
+  m.def("get_order", [] { return std::string(simt::get_order()); });
+  m.def("set_threads", [](int n) {
+    try {
+      simt::set_threads(n);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }, py::arg("n"), "host threads that run blocks in parallel");
+  m.def("get_threads", [] { return simt::get_threads(); });
+#else
+  m.def("device_count", [] {
+    int n = 0;
+    // Never raises: no driver or no device is simply zero devices.
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return n;
+  });
+  m.def("synchronize", [] {
+    py::gil_scoped_release release;
+    SIMT_CUDA_CHECK(cudaDeviceSynchronize());
+  });
+#endif
+}

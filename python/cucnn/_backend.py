@@ -1,0 +1,125 @@
+"""Devices and the arrays behind them.
+
+``cpu`` and ``sim`` hold NumPy arrays; ``cuda`` holds CuPy arrays. ``cpu`` runs each op's oracle
+array code in float32; ``sim`` runs the native kernels through the SIMT runtime (cucnn._sim);
+``cuda`` runs them on the GPU (cucnn._cuda), or the oracle code on CuPy (the reference path).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+DEVICES = ("cpu", "sim", "cuda")
+
+_sim_module = None
+_cuda_module = None
+_cupy = None
+_reference_path = os.environ.get("CUCNN_CUDA_PATH", "native") == "reference"
+
+
+def check_device(device) -> str:
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a str, one of {DEVICES}, got {type(device).__name__}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "sim" and sim_module() is None:
+        raise RuntimeError("device 'sim' is not available: cucnn._sim failed to import")
+    if device == "cuda" and not cuda_available():
+        raise RuntimeError("device 'cuda' is not available: it needs cucnn._cuda (built where nvcc "
+                           "is found), CuPy and a CUDA device; see cucnn.cuda.is_available()")
+    return device
+
+
+def sim_module():
+    global _sim_module
+    if _sim_module is None:
+        try:
+            from . import _sim
+        except ImportError:  # pragma: no cover - the build always makes it
+            return None
+        _sim_module = _sim
+    return _sim_module
+
+
+def cuda_module():
+    """cucnn._cuda where it was built, else None. Never raises."""
+    global _cuda_module
+    if _cuda_module is None:
+        try:
+            from . import _cuda
+        except ImportError:
+            return None
+        _cuda_module = _cuda
+    return _cuda_module
+
+
+def cupy():
+    global _cupy
+    if _cupy is None:
+        try:
+            import cupy as cp
+        except Exception:
+            return None
+        _cupy = cp
+    return _cupy
+
+
+def cuda_available() -> bool:
+    try:
+        mod = cuda_module()
+        return bool(mod is not None and cupy() is not None and mod.device_count() > 0)
+    except Exception:
+        return False
+
+
+def xp_of(device: str):
+    """The array module of a device."""
+    return cupy() if device == "cuda" else np
+
+
+def native(device: str):
+    """The kernel module for a device that runs kernels, or None where the oracle runs instead."""
+    if device == "sim":
+        return sim_module()
+    if device == "cuda" and not _reference_path:
+        return cuda_module()
+    return None
+
+
+def stream(device: str) -> int:
+    """The stream a launch on this device goes to: CuPy's current stream on cuda."""
+    if device == "cuda":
+        return int(cupy().cuda.get_current_stream().ptr)
+    return 0
+
+
+def empty(device: str, shape, dtype=np.float32):
+    """An output or workspace for a native kernel. On sim it is poisoned (float NaN, or an integer
+    pattern) so that an element the kernel forgets to write is visible, as on no real allocator."""
+    xp = xp_of(device)
+    if device == "sim":
+        dtype = np.dtype(dtype)
+        fill = np.nan if dtype.kind == "f" else np.iinfo(dtype).min + 7
+        return np.full(shape, fill, dtype=dtype)
+    return xp.empty(shape, dtype=dtype)
+
+
+def set_reference_path(flag: bool) -> None:
+    global _reference_path
+    _reference_path = bool(flag)
+
+
+def reference_path() -> bool:
+    return _reference_path
+
+
+@contextlib.contextmanager
+def use_reference_path(flag: bool = True):
+    prev = _reference_path
+    set_reference_path(flag)
+    try:
+        yield
+    finally:
+        set_reference_path(prev)

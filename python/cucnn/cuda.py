@@ -1,0 +1,35 @@
+"""The cuda device: the kernels compiled by nvcc (cucnn._cuda) on CuPy arrays.
+
+``is_available()`` is True only where cucnn._cuda was built, CuPy imports and a device is present;
+it never raises. ``use_reference_path()`` switches the cuda device from the native kernels to the
+oracle's array code run by CuPy (the reference path), for comparison.
+"""
+from __future__ import annotations
+
+from ._backend import (cuda_available, cuda_module, reference_path, set_reference_path,
+                       use_reference_path)
+
+__all__ = ["is_available", "is_built", "device_count", "use_reference_path",
+           "set_reference_path", "reference_path"]
+
+
+def is_built() -> bool:
+    """Whether cucnn._cuda was built (nvcc was found at install time). Never raises."""
+    try:
+        return cuda_module() is not None
+    except Exception:
+        return False
+
+
+def device_count() -> int:
+    """CUDA devices visible to cucnn._cuda; 0 where it was not built or there is no driver."""
+    try:
+        mod = cuda_module()
+        return int(mod.device_count()) if mod is not None else 0
+    except Exception:
+        return 0
+
+
+def is_available() -> bool:
+    """Whether the cuda device can run: cucnn._cuda, CuPy and a GPU. Never raises."""
+    return cuda_available()

@@ -1,0 +1,6 @@
+"""The public functional API (PyTorch names and semantics)."""
+from .ops.activation import leaky_relu, relu, sigmoid, tanh
+from .ops.cross_entropy import cross_entropy
+from .ops.softmax import log_softmax, softmax
+
+__all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy"]

@@ -1,0 +1,66 @@
+"""The op registry: what tests, the demo and the benchmarks iterate over.
+
+An ``OpSpec`` names an op family, its cases, and ``compute(device, inputs, version)``, which runs
+the forward and every backward on one device and returns the outputs by name. On ``cpu`` with
+float64 inputs that is the float64 oracle; on ``sim`` and ``cuda`` it is the kernels of the given
+version. Comparing the two, case by case, is the whole test of a kernel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .. import _backend
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    make: Callable[[np.random.Generator], dict]  # float64 arrays, int64 targets, plain params
+    reduce_len: int = 1  # longest float32 reduction behind one output element (for tolerances)
+
+
+@dataclass
+class OpSpec:
+    name: str
+    cases: list
+    compute: Callable[[str, dict, int], dict]
+    versions: tuple = (1,)
+    exact: tuple = ()  # outputs that must match the oracle exactly (indices)
+    # Optional error scales per output, from the float64 inputs and oracle outputs: the size of the
+    # terms behind each element, where cancellation makes |expected| a poor yardstick.
+    scales: Callable[[dict, dict], dict] | None = None
+    doc: str = ""
+    tags: dict = field(default_factory=dict)
+
+    def inputs_for(self, case: Case, device: str, seed: int = 0, dtype=np.float32) -> dict:
+        """The case's inputs on a device: floats as ``dtype`` (float64 for the oracle)."""
+        raw = case.make(np.random.default_rng(seed))
+        xp = _backend.xp_of(device)
+        out = {}
+        for k, v in raw.items():
+            if isinstance(v, np.ndarray):
+                v = v.astype(dtype) if v.dtype.kind == "f" else v
+                v = xp.asarray(v)
+            out[k] = v
+        return out
+
+
+REGISTRY: dict = {}
+
+
+def register(spec: OpSpec) -> OpSpec:
+    if spec.name in REGISTRY:
+        raise ValueError(f"op {spec.name!r} registered twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def nasty(rng: np.random.Generator, shape, outliers: float = 0.03, scale: float = 20.0):
+    """Normal values with a share of outliers ``scale`` times larger: negatives, large magnitudes
+    and small ones in one array."""
+    x = rng.standard_normal(shape)
+    mask = rng.random(shape) < outliers
+    return np.where(mask, x * scale, x)

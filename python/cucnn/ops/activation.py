@@ -1,0 +1,156 @@
+"""Elementwise activations: relu, leaky_relu, sigmoid, tanh (kernels: csrc/kernels/activation.cuh).
+
+ReLU keeps its output for backward (its gradient at 0 is 0), leaky ReLU its input, sigmoid and tanh
+their outputs. NaN stays NaN; relu's backward passes the gradient where the output is NaN, as
+PyTorch's does.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from ..tensor import Function, Tensor
+from ._spec import Case, OpSpec, nasty, register
+
+ACTS = {"relu": 0, "leaky_relu": 1, "sigmoid": 2, "tanh": 3}
+SAVES_INPUT = {"leaky_relu"}  # the others save their output
+
+
+# ---- oracle (array code on xp: NumPy oracle, CuPy reference path) ---------------------------------
+
+
+def forward_oracle(xp, act: str, x, alpha: float = 0.0):
+    if act == "relu":
+        return xp.where((x > 0) | xp.isnan(x), x, xp.zeros_like(x))
+    if act == "leaky_relu":
+        return xp.where(x > 0, x, x * x.dtype.type(alpha))
+    if act == "sigmoid":
+        with np.errstate(over="ignore"):
+            return 1 / (1 + xp.exp(-x))
+    if act == "tanh":
+        return xp.tanh(x)
+    raise ValueError(f"unknown activation {act!r}")
+
+
+def backward_oracle(xp, act: str, dy, saved, alpha: float = 0.0):
+    if act == "relu":
+        return xp.where(saved <= 0, xp.zeros_like(dy), dy)
+    if act == "leaky_relu":
+        return xp.where(saved > 0, dy, dy * dy.dtype.type(alpha))
+    if act == "sigmoid":
+        return dy * saved * (1 - saved)
+    if act == "tanh":
+        return dy * (1 - saved * saved)
+    raise ValueError(f"unknown activation {act!r}")
+
+
+# ---- dispatch -------------------------------------------------------------------------------------
+
+
+def forward(device: str, act: str, x, alpha: float = 0.0, version: int = 1):
+    mod = _backend.native(device)
+    if mod is None:
+        return forward_oracle(_backend.xp_of(device), act, x, alpha)
+    x = _backend.xp_of(device).ascontiguousarray(x)
+    y = _backend.empty(device, x.shape)
+    mod.activation_forward(ACTS[act], x, y, float(alpha), version, _backend.stream(device))
+    return y
+
+
+def backward(device: str, act: str, dy, saved, alpha: float = 0.0, version: int = 1):
+    mod = _backend.native(device)
+    if mod is None:
+        return backward_oracle(_backend.xp_of(device), act, dy, saved, alpha)
+    xp = _backend.xp_of(device)
+    dy, saved = xp.ascontiguousarray(dy), xp.ascontiguousarray(saved)
+    dx = _backend.empty(device, dy.shape)
+    mod.activation_backward(ACTS[act], dy, saved, dx, float(alpha), version,
+                            _backend.stream(device))
+    return dx
+
+
+# ---- autograd -------------------------------------------------------------------------------------
+
+
+class Activation(Function):
+    @staticmethod
+    def forward(ctx, x, act, alpha):
+        y = forward(ctx.device, act, x, alpha)
+        ctx.act, ctx.alpha = act, alpha
+        ctx.save_for_backward(x if act in SAVES_INPUT else y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (saved,) = ctx.saved_tensors
+        return backward(ctx.device, ctx.act, dy, saved, ctx.alpha), None, None
+
+
+# ---- functional -----------------------------------------------------------------------------------
+
+
+def _check_input(x, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: input must be a cucnn.Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: input must be floating point, got {x.dtype}")
+
+
+def relu(x: Tensor) -> Tensor:
+    """max(x, 0) elementwise; gradient 1 where x > 0, else 0 (0 at 0)."""
+    _check_input(x, "relu")
+    return Activation.apply(x, "relu", 0.0)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x where x > 0, else negative_slope * x (the course's max(0.1x, x) is negative_slope=0.1)."""
+    _check_input(x, "leaky_relu")
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
+        raise TypeError(f"leaky_relu: negative_slope must be a number, got "
+                        f"{type(negative_slope).__name__}")
+    if not np.isfinite(negative_slope):
+        raise ValueError(f"leaky_relu: negative_slope must be finite, got {negative_slope}")
+    return Activation.apply(x, "leaky_relu", float(negative_slope))
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + exp(-x)) elementwise."""
+    _check_input(x, "sigmoid")
+    return Activation.apply(x, "sigmoid", 0.0)
+
+
+def tanh(x: Tensor) -> Tensor:
+    """tanh(x) elementwise."""
+    _check_input(x, "tanh")
+    return Activation.apply(x, "tanh", 0.0)
+
+
+# ---- spec -----------------------------------------------------------------------------------------
+
+
+def _compute(device, inputs, version):
+    x, dy, act, alpha = inputs["x"], inputs["dy"], inputs["act"], inputs["alpha"]
+    y = forward(device, act, x, alpha, version)
+    saved = x if act in SAVES_INPUT else y
+    return {"y": y, "dx": backward(device, act, dy, saved, alpha, version)}
+
+
+def _case(act, shape, alpha=0.0, special=False, offset=0):
+    def make(rng):
+        x = nasty(rng, shape)
+        if special and x.size:
+            flat = x.reshape(-1)
+            vals = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e4, -1e4, 88.0, -104.0]
+            flat[: len(vals)] = vals[: flat.size]
+        return {"x": x, "dy": nasty(rng, shape), "act": act, "alpha": alpha}
+
+    tag = "x".join(map(str, shape)) or "scalar"
+    return Case(f"{act}-{tag}{'-special' if special else ''}", make)
+
+
+_shapes = [(0,), (1,), (7,), (4, 33), (3, 5, 7, 11), (1031,), (2, 3, 64, 64)]
+_cases = [_case(a, s, 0.1 if a == "leaky_relu" else 0.0) for a in ACTS for s in _shapes]
+_cases += [_case(a, (5, 13), -0.2 if a == "leaky_relu" else 0.0, special=True) for a in ACTS]
+
+SPEC = register(OpSpec("activation", _cases, _compute, versions=(0, 1),
+                       doc="relu, leaky_relu, sigmoid, tanh: forward and backward"))
