@@ -124,3 +124,23 @@ def gradcheck(f, inputs, *, eps: float = 1e-6, rtol: float = 1e-5, atol: float =
         if not abs(numeric - predicted) <= atol + rtol * max(abs(numeric), abs(predicted)):
             raise AssertionError(f"{name}: direction {k}: analytic {predicted!r} vs numeric "
                                  f"{numeric!r} (diff {abs(numeric - predicted):.3g})")
+
+
+def check_op_case(spec, case, device: str, version: int = 1, seed: int = 0) -> dict:
+    """Run one registered case (``cucnn.ops.REGISTRY``) on ``device`` and compare every output with
+    the float64 oracle: exact outputs bitwise, the rest with the shared tolerances. Raises
+    AssertionError on a mismatch; returns the device's outputs by name."""
+    inputs64 = spec.inputs_for(case, "cpu", seed=seed, dtype=np.float64)
+    expected = spec.compute("cpu", inputs64, 1)
+    scales = spec.scales(inputs64, expected) if spec.scales else {}
+    got = spec.compute(device, spec.inputs_for(case, device, seed=seed), version)
+    if set(got) != set(expected):
+        raise AssertionError(f"{spec.name}:{case.id}: outputs {sorted(got)} != {sorted(expected)}")
+    for k, e in expected.items():
+        name = f"{spec.name}:{case.id}:{device}-v{version}:{k}"
+        if k in spec.exact:
+            if not np.array_equal(_host(got[k]), e):
+                raise AssertionError(f"{name}: differs from the oracle")
+        else:
+            assert_close(got[k], e, reduce_len=case.reduce_len, name=name, scale=scales.get(k))
+    return got

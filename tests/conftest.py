@@ -1,0 +1,74 @@
+"""Shared fixtures: SIMT orders, the compiled SIMT test library, device markers."""
+from __future__ import annotations
+
+import ctypes
+import pathlib
+import subprocess
+
+import numpy as np
+import pytest
+
+import cucnn
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ORDERS = ("forward", "reverse", "random:20261122")
+
+requires_cuda = pytest.mark.skipif(
+    not cucnn.cuda.is_available(),
+    reason="no CUDA device here (needs cucnn._cuda, CuPy and a GPU); run on a GPU machine")
+
+
+def build_simt_test_lib(out_dir: pathlib.Path, extra_flags=(), name="libsimt_test.so"):
+    """Compile tests/simt/simt_test_kernels.cpp with the SIMT runtime into a shared library."""
+    out = out_dir / name
+    cmd = ["g++", "-std=c++17", "-O1", "-g", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror",
+           "-Wno-unknown-pragmas", f"-I{ROOT / 'csrc' / 'simt'}", f"-I{ROOT / 'csrc'}",
+           *extra_flags, str(ROOT / "tests" / "simt" / "simt_test_kernels.cpp"),
+           str(ROOT / "csrc" / "simt" / "simt.cpp"), "-o", str(out), "-pthread"]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return out
+
+
+class SimtLib:
+    """ctypes front of the SIMT test library: each call returns (rc, error text)."""
+
+    def __init__(self, path):
+        self.lib = ctypes.CDLL(str(path))
+        self.err = ctypes.create_string_buffer(4096)
+
+    def __call__(self, fn, *args):
+        conv = []
+        for a in args:
+            if isinstance(a, np.ndarray):
+                conv.append(a.ctypes.data_as(ctypes.c_void_p))
+            elif isinstance(a, str):
+                conv.append(a.encode())
+            elif isinstance(a, int) and a > 2**31 - 1:
+                conv.append(ctypes.c_uint(a))
+            else:
+                conv.append(a)
+        self.err.value = b""
+        rc = getattr(self.lib, fn)(*conv, self.err, 4096)
+        return rc, self.err.value.decode()
+
+    def ok(self, fn, *args):
+        rc, err = self(fn, *args)
+        assert rc == 0, err
+
+
+@pytest.fixture(scope="session")
+def simt_lib(tmp_path_factory):
+    return SimtLib(build_simt_test_lib(tmp_path_factory.mktemp("simt")))
+
+
+@pytest.fixture(scope="session")
+def simt_lib_ucontext(tmp_path_factory):
+    path = build_simt_test_lib(tmp_path_factory.mktemp("simt_uc"), ["-DSIMT_FORCE_UCONTEXT"],
+                               name="libsimt_test_uc.so")
+    return SimtLib(path)
+
+
+@pytest.fixture(params=ORDERS)
+def simt_order(request):
+    with cucnn.sim.order(request.param):
+        yield request.param
