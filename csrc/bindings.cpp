@@ -11,12 +11,16 @@
 #include <pybind11/pybind11.h>
 
 #include <climits>
+#include <pybind11/stl.h>
+#include <tuple>
+#include <utility>
 #include <cstdint>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "kernels/activation.cuh"
+#include "kernels/conv2d.cuh"
 #include "kernels/cross_entropy.cuh"
 #include "kernels/softmax.cuh"
 #include "simt.h"
@@ -273,6 +277,143 @@ void cross_entropy_backward(py::handle logits_, py::handle target_, py::handle l
                                 static_cast<int>(x.shape[1]), ignore_index, as_stream(stream));
 }
 
+// ---- conv2d ---------------------------------------------------------------------------------------
+
+using Pair = std::pair<int64_t, int64_t>;
+using Pads = std::tuple<int64_t, int64_t, int64_t, int64_t>;  // top, bottom, left, right
+
+int narrow_int(int64_t v, const char* what) {
+  if (v > INT_MAX) throw py::value_error(std::string(what) + " must be at most " +
+                                         std::to_string(INT_MAX) + ", got " + std::to_string(v));
+  return static_cast<int>(v);
+}
+
+// The geometry of a convolution of x (N, C, H, W) with w (K, C, R, S), every argument checked.
+cucnn::ConvShape conv_shape(const std::vector<int64_t>& xs, const std::vector<int64_t>& ws,
+                            Pair stride, Pads pads, Pair dilation) {
+  if (xs.size() != 4)
+    throw py::value_error("x must be 4-D (N, C, H, W), got shape " + shape_str(xs));
+  if (ws.size() != 4)
+    throw py::value_error("weight must be 4-D (K, C, R, S), got shape " + shape_str(ws));
+  if (xs[1] != ws[1])
+    throw py::value_error("expected input with " + std::to_string(ws[1]) +
+                          " channels to match weight " + shape_str(ws) + ", got " +
+                          std::to_string(xs[1]) + " (input shape " + shape_str(xs) + ")");
+  if (stride.first < 1 || stride.second < 1)
+    throw py::value_error("stride must be >= 1, got (" + std::to_string(stride.first) + ", " +
+                          std::to_string(stride.second) + ")");
+  if (dilation.first < 1 || dilation.second < 1)
+    throw py::value_error("dilation must be >= 1, got (" + std::to_string(dilation.first) + ", " +
+                          std::to_string(dilation.second) + ")");
+  auto [pt, pb, pl, pr] = pads;
+  if (pt < 0 || pb < 0 || pl < 0 || pr < 0)
+    throw py::value_error("padding must be >= 0, got (top " + std::to_string(pt) + ", bottom " +
+                          std::to_string(pb) + ", left " + std::to_string(pl) + ", right " +
+                          std::to_string(pr) + ")");
+  if (ws[2] < 1 || ws[3] < 1)
+    throw py::value_error("weight must have a kernel of at least 1x1, got shape " + shape_str(ws));
+  const int64_t eh = dilation.first * (ws[2] - 1) + 1, ew = dilation.second * (ws[3] - 1) + 1;
+  const int64_t hp = xs[2] + pt + pb, wp = xs[3] + pl + pr;
+  if (eh > hp || ew > wp)
+    throw py::value_error("kernel (" + std::to_string(eh) + "x" + std::to_string(ew) +
+                          " with dilation) is larger than the padded input (" +
+                          std::to_string(hp) + "x" + std::to_string(wp) +
+                          "): the output size would be <= 0");
+  cucnn::ConvShape s{};
+  s.N = narrow_int(xs[0], "batch size");
+  s.C = narrow_int(xs[1], "channels");
+  s.H = narrow_int(xs[2], "height");
+  s.W = narrow_int(xs[3], "width");
+  s.K = narrow_int(ws[0], "filters");
+  s.R = narrow_int(ws[2], "kernel height");
+  s.S = narrow_int(ws[3], "kernel width");
+  s.P = narrow_int((hp - eh) / stride.first + 1, "output height");
+  s.Q = narrow_int((wp - ew) / stride.second + 1, "output width");
+  s.sh = narrow_int(stride.first, "stride");
+  s.sw = narrow_int(stride.second, "stride");
+  s.pt = narrow_int(pt, "padding");
+  s.pl = narrow_int(pl, "padding");
+  s.dh = narrow_int(dilation.first, "dilation");
+  s.dw = narrow_int(dilation.second, "dilation");
+  if (static_cast<int64_t>(s.C) * s.R * s.S > INT_MAX || static_cast<int64_t>(s.P) * s.Q > INT_MAX)
+    throw py::value_error("convolution too large: C*R*S and P*Q must fit in 32 bits");
+  return s;
+}
+
+std::vector<int64_t> out_shape(const cucnn::ConvShape& s) { return {s.N, s.K, s.P, s.Q}; }
+
+void conv2d_forward(py::handle x_, py::handle w_, py::object bias_, py::handle y_, Pair stride,
+                    Pads pads, Pair dilation, bool relu, int version, std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array x = in(x_, "x"), w = in(w_, "weight"), y = out(y_, "y");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(w, "weight", "float32");
+  expect_dtype(y, "y", "float32");
+  const auto s = conv_shape(x.shape, w.shape, stride, pads, dilation);
+  expect_shape(y, "y", out_shape(s), "(N, K, P, Q)");
+  const float* bias = nullptr;
+  if (!bias_.is_none()) {
+    Array b = in(bias_, "bias");
+    expect_dtype(b, "bias", "float32");
+    expect_shape(b, "bias", {s.K}, "(one per filter)");
+    bias = f32(b);
+  }
+  py::gil_scoped_release release;
+  cucnn::conv2d_forward(f32(y), f32(x), f32(w), bias, s, relu, version, as_stream(stream));
+}
+
+void conv2d_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair stride, Pads pads,
+                          Pair dilation, int version, std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array dy = in(dy_, "dy"), w = in(w_, "weight"), dx = out(dx_, "dx");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(w, "weight", "float32");
+  expect_dtype(dx, "dx", "float32");
+  const auto s = conv_shape(dx.shape, w.shape, stride, pads, dilation);
+  expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  py::gil_scoped_release release;
+  cucnn::conv2d_backward_data(f32(dx), f32(dy), f32(w), s, version, as_stream(stream));
+}
+
+int64_t conv2d_wgrad_workspace(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
+                               Pair stride, Pads pads, Pair dilation) {
+  return cucnn::conv2d_wgrad_workspace(conv_shape(x_shape, w_shape, stride, pads, dilation));
+}
+
+void conv2d_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, py::handle ws_,
+                            Pair stride, Pads pads, Pair dilation, int version,
+                            std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array dy = in(dy_, "dy"), x = in(x_, "x"), dw = out(dw_, "dw"), ws = out(ws_, "workspace");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(dw, "dw", "float32");
+  expect_dtype(ws, "workspace", "float32");
+  const auto s = conv_shape(x.shape, dw.shape, stride, pads, dilation);
+  expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  const int64_t need = version == 0 ? 0 : cucnn::conv2d_wgrad_workspace(s);
+  if (ws.size() < need)
+    throw py::value_error("workspace must hold at least " + std::to_string(need) +
+                          " floats (conv2d_wgrad_workspace), got " + std::to_string(ws.size()));
+  py::gil_scoped_release release;
+  cucnn::conv2d_backward_weight(f32(dw), f32(ws), f32(dy), f32(x), s, version, as_stream(stream));
+}
+
+void conv2d_backward_bias(py::handle dy_, py::handle db_, std::uintptr_t stream) {
+  Array dy = in(dy_, "dy"), db = out(db_, "db");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(db, "db", "float32");
+  expect_ndim(dy, "dy", 4);
+  expect_shape(db, "db", {dy.shape[1]}, "(one per filter)");
+  cucnn::ConvShape s{};
+  s.N = narrow_int(dy.shape[0], "batch size");
+  s.K = narrow_int(dy.shape[1], "filters");
+  s.P = narrow_int(dy.shape[2], "output height");
+  s.Q = narrow_int(dy.shape[3], "output width");
+  py::gil_scoped_release release;
+  cucnn::conv2d_backward_bias(f32(db), f32(dy), s, as_stream(stream));
+}
+
 }  // namespace
 
 #define CUCNN_STRINGIFY2(x) #x
@@ -303,6 +444,23 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
   m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("logits"), py::arg("target"),
         py::arg("lse"), py::arg("dloss"), py::arg("dx"), py::arg("ignore_index"),
         py::arg("stream") = 0, "dx = (softmax(logits) - onehot(target)) * dloss[:, None]");
+
+  m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
+        py::arg("y"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("relu") = false, py::arg("version") = 1, py::arg("stream") = 0,
+        "y = conv2d(x, weight) + bias (optionally ReLU); padding is (top, bottom, left, right)");
+  m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("dy"), py::arg("weight"),
+        py::arg("dx"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("version") = 1, py::arg("stream") = 0, "dx of conv2d");
+  m.def("conv2d_wgrad_workspace", &conv2d_wgrad_workspace, py::arg("x_shape"),
+        py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "floats of workspace conv2d_backward_weight needs");
+  m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("dy"), py::arg("x"),
+        py::arg("dw"), py::arg("workspace"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("version") = 1, py::arg("stream") = 0,
+        "dw of conv2d (split-K into workspace, then a fixed-order reduction)");
+  m.def("conv2d_backward_bias", &conv2d_backward_bias, py::arg("dy"), py::arg("db"),
+        py::arg("stream") = 0, "db[k] = sum of dy[:, k]");
 
 #if SIMT_HOST_EMULATION
   m.def("set_order", [](const std::string& o) {

@@ -1,6 +1,8 @@
 """The public functional API (PyTorch names and semantics)."""
 from .ops.activation import leaky_relu, relu, sigmoid, tanh
+from .ops.conv2d import conv2d, linear
 from .ops.cross_entropy import cross_entropy
 from .ops.softmax import log_softmax, softmax
 
-__all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy"]
+__all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy",
+           "conv2d", "linear"]

@@ -1,0 +1,186 @@
+"""conv2d and linear beyond the kernel registry: the oracle against scipy.signal.correlate and a
+direct loop, gradients against finite differences, "same" padding against Keras's definition,
+linear against a matrix product, and every argument error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+
+import cucnn
+import cucnn.functional as F
+from cucnn.ops import conv2d as conv
+from cucnn.testing import assert_close, gradcheck
+
+
+def t64(a, requires_grad=True):
+    return cucnn.tensor(np.asarray(a, np.float64), requires_grad=requires_grad, dtype=np.float64)
+
+
+def direct(x, w, b, stride, pads, dilation):
+    """The definition, loop by loop."""
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    P, Q = conv.output_size((H, W), (R, S), stride, pads, dilation)
+    y = np.zeros((N, K, P, Q))
+    for n in range(N):
+        for k in range(K):
+            for p in range(P):
+                for q in range(Q):
+                    acc = b[k] if b is not None else 0.0
+                    for c in range(C):
+                        for r in range(R):
+                            for s in range(S):
+                                ih = p * stride[0] - pads[0] + r * dilation[0]
+                                iw = q * stride[1] - pads[2] + s * dilation[1]
+                                if 0 <= ih < H and 0 <= iw < W:
+                                    acc += x[n, c, ih, iw] * w[k, c, r, s]
+                    y[n, k, p, q] = acc
+    return y
+
+
+@pytest.mark.parametrize("stride,pads,dilation", [((1, 1), (0, 0, 0, 0), (1, 1)),
+                                                  ((2, 1), (1, 2, 0, 1), (1, 1)),
+                                                  ((1, 2), (2, 2, 1, 1), (2, 1))])
+def test_oracle_against_direct_loop(stride, pads, dilation):
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    np.testing.assert_allclose(conv.forward_oracle(np, x, w, b, stride, pads, dilation),
+                               direct(x, w, b, stride, pads, dilation), rtol=1e-12, atol=1e-12)
+
+
+def test_oracle_against_scipy_correlate():
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((5, 3, 4, 3))
+    y = conv.forward_oracle(np, x, w, None, (1, 1), (0, 0, 0, 0), (1, 1))
+    for n in range(2):
+        for k in range(5):
+            ref = scipy.signal.correlate(x[n], w[k], mode="valid")[0]  # sums over channels
+            np.testing.assert_allclose(y[n, k], ref, rtol=1e-12, atol=1e-12)
+    # 'full' correlation of the unpadded input is conv2d with padding R-1, S-1
+    y = conv.forward_oracle(np, x, w, None, (1, 1), (3, 3, 2, 2), (1, 1))
+    np.testing.assert_allclose(y[1, 2], scipy.signal.correlate(x[1], w[2], mode="full")[2],
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 0, 1), (2, 1, 1), ((2, 1), "same", 1),
+                                                     (1, 2, 2), (3, "same", 1)])
+def test_gradcheck_conv2d(stride, padding, dilation):
+    rng = np.random.default_rng(2)
+    x, w, b = t64(rng.standard_normal((2, 3, 8, 7))), t64(rng.standard_normal((4, 3, 3, 3))), \
+        t64(rng.standard_normal(4))
+    gradcheck(lambda a, c, d: F.conv2d(a, c, d, stride, padding, dilation), [x, w, b])
+
+
+def test_gradcheck_linear():
+    rng = np.random.default_rng(3)
+    x, w, b = t64(rng.standard_normal((5, 7))), t64(rng.standard_normal((3, 7))), \
+        t64(rng.standard_normal(3))
+    gradcheck(F.linear, [x, w, b])
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_linear_is_a_matrix_product(device):
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal((2, 5, 37)), rng.standard_normal((13, 37)), rng.standard_normal(13)
+    y = F.linear(cucnn.tensor(x, device=device), cucnn.tensor(w, device=device),
+                 cucnn.tensor(b, device=device))
+    assert y.shape == (2, 5, 13)
+    assert_close(y.numpy(), x @ w.T + b, reduce_len=37)
+
+
+@pytest.mark.parametrize("H,stride,R", [(28, 1, 5), (13, 2, 3), (8, 2, 4), (7, 3, 3), (1, 2, 3)])
+def test_same_padding_is_keras(H, stride, R):
+    """Keras 'same': output ceil(H/stride), total padding max((out-1)*s + R - H, 0), odd pixel at
+    the bottom/right; at stride 1 it equals PyTorch's 'same'."""
+    pads = conv.resolve_padding("same", (H, H), (R, R), (stride, stride), (1, 1))
+    out = -(-H // stride)
+    total = max((out - 1) * stride + R - H, 0)
+    assert pads == (total // 2, total - total // 2) * 2
+    assert conv.output_size((H, H), (R, R), (stride, stride), pads, (1, 1)) == (out, out)
+    x = cucnn.tensor(np.ones((1, 1, H, H)), device="sim")
+    assert F.conv2d(x, cucnn.tensor(np.ones((1, 1, R, R)), device="sim"), stride=stride,
+                    padding="same").shape == (1, 1, out, out)
+
+
+def test_fused_relu_forward():
+    from cucnn.ops.conv2d import forward
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((2, 3, 6, 6)).astype(np.float32), \
+        rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    g = ((1, 1), (1, 1, 1, 1), (1, 1))
+    np.testing.assert_array_equal(forward("sim", x, w, None, *g, relu=True),
+                                  np.maximum(forward("sim", x, w, None, *g), 0))
+
+
+def test_wgrad_is_bitwise_reproducible_with_many_splits():
+    """A long reduction (N*P*Q = 2*32*32) is split; the fixed-order reduction of the workspace
+    gives the same bits every time and in every SIMT order."""
+    from cucnn import _backend
+    from cucnn.ops.conv2d import backward_weight
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    dy = rng.standard_normal((2, 4, 32, 32)).astype(np.float32)
+    g = ((1, 1), (1, 1, 1, 1), (1, 1))
+    assert _backend.sim_module().conv2d_wgrad_workspace(x.shape, (4, 3, 3, 3), *g) > 4 * 27
+    first = backward_weight("sim", dy, x, (4, 3, 3, 3), *g)
+    for order in ("reverse", "random:5"):
+        with cucnn.sim.order(order):
+            np.testing.assert_array_equal(backward_weight("sim", dy, x, (4, 3, 3, 3), *g), first)
+    ref = conv.backward_weight_oracle(np, dy.astype(np.float64), x.astype(np.float64),
+                                      (4, 3, 3, 3), *g)
+    assert_close(first, ref, reduce_len=2 * 32 * 32)
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_conv2d_errors(device):
+    x = cucnn.tensor(np.zeros((2, 3, 8, 8)), device=device)
+    w = cucnn.tensor(np.zeros((4, 3, 3, 3)), device=device)
+    with pytest.raises(ValueError, match=r"expected input with 3 channels to match weight "
+                                         r"\(4, 3, 3, 3\), got 5"):
+        F.conv2d(cucnn.tensor(np.zeros((2, 5, 8, 8)), device=device), w)
+    with pytest.raises(ValueError, match=r"weight must be 4-D \(K, C, R, S\), got shape \(4, 3, 3\)"):
+        F.conv2d(x, cucnn.tensor(np.zeros((4, 3, 3)), device=device))
+    with pytest.raises(ValueError, match=r"input must be 4-D"):
+        F.conv2d(cucnn.tensor(np.zeros((3, 8, 8)), device=device), w)
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\) \(one per filter\), got \(3,\)"):
+        F.conv2d(x, w, cucnn.tensor(np.zeros(3), device=device))
+    with pytest.raises(ValueError, match=r"kernel \(9x9 with dilation\) is larger than the padded "
+                                         r"input \(8x8\)"):
+        F.conv2d(x, cucnn.tensor(np.zeros((4, 3, 9, 9)), device=device))
+    with pytest.raises(ValueError, match="stride must be >= 1, got 0"):
+        F.conv2d(x, w, stride=0)
+    with pytest.raises(ValueError, match=r"dilation must be >= 1, got \(1, -1\)"):
+        F.conv2d(x, w, dilation=(1, -1))
+    with pytest.raises(ValueError, match="padding must be >= 0, got -1"):
+        F.conv2d(x, w, padding=-1)
+    with pytest.raises(ValueError, match="padding must be an int, a pair, 'valid' or 'same', got 'full'"):
+        F.conv2d(x, w, padding="full")
+    with pytest.raises(TypeError, match="stride must be an int or a pair of ints, got float"):
+        F.conv2d(x, w, stride=1.5)
+    with pytest.raises(TypeError, match="weight must be floating point, got int64"):
+        F.conv2d(x, cucnn.tensor(np.zeros((4, 3, 3, 3), np.int64), device=device))
+    other = "cpu" if device == "sim" else "sim"
+    with pytest.raises(ValueError, match="same device"):
+        F.conv2d(x, w.to(other))
+    with pytest.raises(ValueError, match=r"linear: expected input with 7 features .* got shape \(2, 6\)"):
+        F.linear(cucnn.tensor(np.zeros((2, 6)), device=device),
+                 cucnn.tensor(np.zeros((3, 7)), device=device))
+
+
+def test_conv2d_binding_errors():
+    m = cucnn._backend.sim_module()
+    x = np.zeros((1, 3, 5, 5), np.float32)
+    w = np.zeros((2, 3, 3, 3), np.float32)
+    y = np.zeros((1, 2, 3, 3), np.float32)
+    g = ((1, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match=r"y must have shape \(1, 2, 3, 3\) \(N, K, P, Q\), got \(1, 2, 5, 5\)"):
+        m.conv2d_forward(x, w, None, np.zeros((1, 2, 5, 5), np.float32), *g)
+    with pytest.raises(TypeError, match="weight must be float32, got float64"):
+        m.conv2d_forward(x, w.astype(np.float64), None, y, *g)
+    with pytest.raises(ValueError, match=r"stride must be >= 1, got \(0, 1\)"):
+        m.conv2d_forward(x, w, None, y, (0, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match="workspace must hold at least"):
+        m.conv2d_backward_weight(y, x, w, np.zeros(1, np.float32), *g)
+    with pytest.raises(ValueError, match=r"padding must be >= 0"):
+        m.conv2d_backward_data(y, w, x, (1, 1), (0, -1, 0, 0), (1, 1))
