@@ -22,6 +22,7 @@
 #include "kernels/activation.cuh"
 #include "kernels/conv2d.cuh"
 #include "kernels/cross_entropy.cuh"
+#include "kernels/pool2d.cuh"
 #include "kernels/softmax.cuh"
 #include "simt.h"
 
@@ -414,6 +415,119 @@ void conv2d_backward_bias(py::handle dy_, py::handle db_, std::uintptr_t stream)
   cucnn::conv2d_backward_bias(f32(db), f32(dy), s, as_stream(stream));
 }
 
+// ---- pooling --------------------------------------------------------------------------------------
+
+// The geometry of pooling x (N, C, H, W) to (P, Q), every argument checked: the Python layer
+// computes P and Q (floor/ceil mode, "same"); here we make sure every window holds an input cell.
+cucnn::PoolShape pool_shape(const Array& x, Pair kernel, Pair stride, Pads pads, Pair dilation,
+                            Pair out) {
+  expect_ndim(x, "x", 4);
+  if (kernel.first < 1 || kernel.second < 1)
+    throw py::value_error("kernel_size must be >= 1, got (" + std::to_string(kernel.first) + ", " +
+                          std::to_string(kernel.second) + ")");
+  if (stride.first < 1 || stride.second < 1)
+    throw py::value_error("stride must be >= 1, got (" + std::to_string(stride.first) + ", " +
+                          std::to_string(stride.second) + ")");
+  if (dilation.first < 1 || dilation.second < 1)
+    throw py::value_error("dilation must be >= 1");
+  auto [pt, pb, pl, pr] = pads;
+  const int64_t eh = dilation.first * (kernel.first - 1) + 1;
+  const int64_t ew = dilation.second * (kernel.second - 1) + 1;
+  if (pt < 0 || pb < 0 || pl < 0 || pr < 0 || 2 * pt > eh || 2 * pb > eh || 2 * pl > ew ||
+      2 * pr > ew)
+    throw py::value_error("padding must be >= 0 and at most half of the effective kernel size (" +
+                          std::to_string(eh) + "x" + std::to_string(ew) + "), got (top " +
+                          std::to_string(pt) + ", bottom " + std::to_string(pb) + ", left " +
+                          std::to_string(pl) + ", right " + std::to_string(pr) + ")");
+  if (out.first < 1 || out.second < 1)
+    throw py::value_error("output size must be >= 1, got " + std::to_string(out.first) + "x" +
+                          std::to_string(out.second));
+  if ((out.first - 1) * stride.first - pt >= x.shape[2] ||
+      (out.second - 1) * stride.second - pl >= x.shape[3])
+    throw py::value_error("the last window must start inside the input or its left/top padding");
+  cucnn::PoolShape s{};
+  s.planes = x.shape[0] * x.shape[1];
+  s.H = narrow_int(x.shape[2], "height");
+  s.W = narrow_int(x.shape[3], "width");
+  s.P = narrow_int(out.first, "output height");
+  s.Q = narrow_int(out.second, "output width");
+  s.R = narrow_int(kernel.first, "kernel_size");
+  s.S = narrow_int(kernel.second, "kernel_size");
+  s.sh = narrow_int(stride.first, "stride");
+  s.sw = narrow_int(stride.second, "stride");
+  s.pt = narrow_int(pt, "padding");
+  s.pb = narrow_int(pb, "padding");
+  s.pl = narrow_int(pl, "padding");
+  s.pr = narrow_int(pr, "padding");
+  s.dh = narrow_int(dilation.first, "dilation");
+  s.dw = narrow_int(dilation.second, "dilation");
+  return s;
+}
+
+std::vector<int64_t> pooled(const Array& x, const cucnn::PoolShape& s) {
+  return {x.shape[0], x.shape[1], s.P, s.Q};
+}
+
+void max_pool2d_forward(py::handle x_, py::handle y_, py::handle idx_, Pair kernel, Pair stride,
+                        Pads pads, Pair dilation, std::uintptr_t stream) {
+  Array x = in(x_, "x"), y = out(y_, "y"), idx = out(idx_, "indices");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(y, "y", "float32");
+  expect_dtype(idx, "indices", "int64");
+  expect_ndim(y, "y", 4);
+  const auto s = pool_shape(x, kernel, stride, pads, dilation, {y.shape[2], y.shape[3]});
+  expect_shape(y, "y", pooled(x, s), "(N, C, P, Q)");
+  expect_shape(idx, "indices", pooled(x, s), "(the shape of y)");
+  py::gil_scoped_release release;
+  cucnn::max_pool2d_forward(f32(y), i64(idx), f32(x), s, as_stream(stream));
+}
+
+void max_pool2d_backward(py::handle dy_, py::handle idx_, py::handle dx_, Pair kernel,
+                         Pair stride, Pads pads, Pair dilation, std::uintptr_t stream) {
+  Array dy = in(dy_, "dy"), idx = in(idx_, "indices"), dx = out(dx_, "dx");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(idx, "indices", "int64");
+  expect_dtype(dx, "dx", "float32");
+  expect_ndim(dy, "dy", 4);
+  const auto s = pool_shape(dx, kernel, stride, pads, dilation, {dy.shape[2], dy.shape[3]});
+  expect_shape(dy, "dy", pooled(dx, s), "(N, C, P, Q)");
+  expect_shape(idx, "indices", dy.shape, "(the shape of dy)");
+  py::gil_scoped_release release;
+  cucnn::max_pool2d_backward(f32(dx), f32(dy), i64(idx), s, as_stream(stream));
+}
+
+void avg_pool2d_forward(py::handle x_, py::handle y_, Pair kernel, Pair stride, Pads pads,
+                        bool count_include_pad, int divisor_override, std::uintptr_t stream) {
+  Array x = in(x_, "x"), y = out(y_, "y");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(y, "y", "float32");
+  expect_ndim(y, "y", 4);
+  const auto s = pool_shape(x, kernel, stride, pads, {1, 1}, {y.shape[2], y.shape[3]});
+  expect_shape(y, "y", pooled(x, s), "(N, C, P, Q)");
+  if (divisor_override < 0)
+    throw py::value_error("divisor_override must be > 0 (or 0 for none), got " +
+                          std::to_string(divisor_override));
+  py::gil_scoped_release release;
+  cucnn::avg_pool2d_forward(f32(y), f32(x), s, count_include_pad, divisor_override,
+                            as_stream(stream));
+}
+
+void avg_pool2d_backward(py::handle dy_, py::handle dx_, Pair kernel, Pair stride, Pads pads,
+                         bool count_include_pad, int divisor_override, std::uintptr_t stream) {
+  Array dy = in(dy_, "dy"), dx = out(dx_, "dx");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(dx, "dx", "float32");
+  expect_ndim(dy, "dy", 4);
+  const auto s = pool_shape(dx, kernel, stride, pads, {1, 1}, {dy.shape[2], dy.shape[3]});
+  expect_shape(dy, "dy", pooled(dx, s), "(N, C, P, Q)");
+  if (divisor_override < 0)
+    throw py::value_error("divisor_override must be > 0 (or 0 for none), got " +
+                          std::to_string(divisor_override));
+  py::gil_scoped_release release;
+  cucnn::avg_pool2d_backward(f32(dx), f32(dy), s, count_include_pad, divisor_override,
+                             as_stream(stream));
+}
+
 }  // namespace
 
 #define CUCNN_STRINGIFY2(x) #x
@@ -461,6 +575,22 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
         "dw of conv2d (split-K into workspace, then a fixed-order reduction)");
   m.def("conv2d_backward_bias", &conv2d_backward_bias, py::arg("dy"), py::arg("db"),
         py::arg("stream") = 0, "db[k] = sum of dy[:, k]");
+
+  m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("y"),
+        py::arg("indices"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("stream") = 0,
+        "max pooling to the (P, Q) of y; indices are h*W + w within each plane");
+  m.def("max_pool2d_backward", &max_pool2d_backward, py::arg("dy"), py::arg("indices"),
+        py::arg("dx"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("stream") = 0, "dx of max pooling (a gather; no atomics)");
+  m.def("avg_pool2d_forward", &avg_pool2d_forward, py::arg("x"), py::arg("y"),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+        py::arg("count_include_pad"), py::arg("divisor_override") = 0, py::arg("stream") = 0,
+        "average pooling to the (P, Q) of y");
+  m.def("avg_pool2d_backward", &avg_pool2d_backward, py::arg("dy"), py::arg("dx"),
+        py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+        py::arg("count_include_pad"), py::arg("divisor_override") = 0, py::arg("stream") = 0,
+        "dx of average pooling (a gather; no atomics)");
 
 #if SIMT_HOST_EMULATION
   m.def("set_order", [](const std::string& o) {

@@ -139,8 +139,14 @@ def check_op_case(spec, case, device: str, version: int = 1, seed: int = 0) -> d
     for k, e in expected.items():
         name = f"{spec.name}:{case.id}:{device}-v{version}:{k}"
         if k in spec.exact:
-            if not np.array_equal(_host(got[k]), e):
-                raise AssertionError(f"{name}: differs from the oracle")
+            g = _host(got[k])
+            same = np.array_equal(g, e, equal_nan=g.dtype.kind == "f")
+            if not same or g.dtype.kind != np.asarray(e).dtype.kind:
+                bad = np.flatnonzero(~((g == e) | (np.isnan(g) & np.isnan(e)))
+                                     if g.dtype.kind == "f" else g != e)
+                where = np.unravel_index(int(bad[0]), g.shape) if bad.size else "dtype"
+                raise AssertionError(f"{name}: differs from the oracle at {where}"
+                                     f" ({bad.size} elements)")
         else:
             assert_close(got[k], e, reduce_len=case.reduce_len, name=name, scale=scales.get(k))
     return got

@@ -2,4 +2,4 @@
 wrapper, and a spec of test cases that tests, the demo and benchmarks iterate over
 (``cucnn.ops.REGISTRY``)."""
 from ._spec import REGISTRY, Case, OpSpec  # noqa: F401
-from . import activation, conv2d, cross_entropy, softmax  # noqa: F401  (each registers)
+from . import activation, conv2d, cross_entropy, pool2d, softmax  # noqa: F401  (each registers)

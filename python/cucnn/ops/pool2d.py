@@ -1,0 +1,337 @@
+"""max_pool2d and avg_pool2d (kernels: csrc/kernels/pool2d.cuh), PyTorch's arguments and edge
+semantics, plus Keras's "valid"/"same" padding.
+
+* Output size: floor (or ceil with ``ceil_mode``) of (H + 2*pad - dilation*(k-1) - 1)/stride + 1;
+  with ceil_mode the last window must start inside the input or the left padding, else it is
+  dropped. "same": output ceil(H/stride), asymmetric padding (odd pixel bottom/right) that never
+  wins a max and is never counted in an average. Padding over half the kernel is an error.
+* max: NaN propagates (the first NaN in the window wins, and its index points at it); ties keep
+  the first maximum in row-major window order; ``return_indices`` gives h*W + w per plane.
+* avg: ``count_include_pad`` counts explicit padding, never the cells ceil_mode adds;
+  ``divisor_override`` replaces the divisor.
+
+Max pooling keeps its indices for backward; average pooling keeps nothing but shapes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _backend
+from ..tensor import Function, Tensor
+from ._spec import Case, OpSpec, nasty, register
+
+# ---- geometry -------------------------------------------------------------------------------------
+
+
+def _pair(v, name, minimum, what):
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(vals) != 2:
+        raise ValueError(f"{what}: {name} must be an int or a pair, got {v}")
+    for a in vals:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+            raise TypeError(f"{what}: {name} must be an int or a pair of ints, got "
+                            f"{type(a).__name__}")
+        if a < minimum:
+            raise ValueError(f"{what}: {name} must be >= {minimum}, got {v}")
+    return int(vals[0]), int(vals[1])
+
+
+def geometry(hw, kernel_size, stride, padding, dilation, ceil_mode, what):
+    """(kernel, stride, (top, bottom, left, right), dilation, (P, Q), same) for an input of size
+    hw, every argument checked."""
+    kernel = _pair(kernel_size, "kernel_size", 1, what)
+    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
+        else _pair(stride, "stride", 1, what)
+    dilation = _pair(dilation, "dilation", 1, what)
+    eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    if isinstance(padding, str):
+        if padding not in ("valid", "same"):
+            raise ValueError(f"{what}: padding must be an int, a pair, 'valid' or 'same', got "
+                             f"{padding!r}")
+        if padding == "valid":
+            pads, same = (0, 0, 0, 0), False
+        else:
+            pads = []
+            for size, e, s in zip(hw, eff, stride):
+                total = max((-(-size // s) - 1) * s + e - size, 0)
+                pads += [total // 2, total - total // 2]
+            pads, same = tuple(pads), True
+    else:
+        ph, pw = _pair(padding, "padding", 0, what)
+        for p, e in ((ph, eff[0]), (pw, eff[1])):
+            if 2 * p > e:
+                raise ValueError(f"{what}: padding should be at most half of the effective "
+                                 f"kernel size, got padding {padding}, kernel_size {kernel_size}"
+                                 f" and dilation {dilation}")
+        pads, same = (ph, ph, pw, pw), False
+    out = []
+    for size, e, s, lo, hi in ((hw[0], eff[0], stride[0], pads[0], pads[1]),
+                               (hw[1], eff[1], stride[1], pads[2], pads[3])):
+        if same:
+            o = -(-size // s)
+        else:
+            span = size + lo + hi - e
+            o = (span + (s - 1 if ceil_mode else 0)) // s + 1 if span >= 0 else 0
+            if ceil_mode and o > 0 and (o - 1) * s >= size + lo:
+                o -= 1  # the last window would start in the right padding: dropped
+        out.append(o)
+    if out[0] <= 0 or out[1] <= 0:
+        raise ValueError(f"{what}: output size would be {out[0]}x{out[1]} for input {hw[0]}x"
+                         f"{hw[1]}, kernel_size {kernel}, stride {stride}, padding {padding}, "
+                         f"dilation {dilation}")
+    return kernel, stride, pads, dilation, tuple(out), same
+
+
+# ---- oracle ---------------------------------------------------------------------------------------
+
+
+def _taps(H, W, P, Q, kernel, stride, pads, dilation):
+    """For each tap (r, s): input rows (P,) and columns (Q,) it reads, and their validity."""
+    for r in range(kernel[0]):
+        ih = np.arange(P) * stride[0] - pads[0] + r * dilation[0]
+        for s in range(kernel[1]):
+            iw = np.arange(Q) * stride[1] - pads[2] + s * dilation[1]
+            yield ih, iw, (ih >= 0) & (ih < H), (iw >= 0) & (iw < W)
+
+
+def max_forward_oracle(xp, x, kernel, stride, pads, dilation, out):
+    """Scan the taps in row-major window order with the kernel's update rule."""
+    N, C, H, W = x.shape
+    P, Q = out
+    m = xp.full((N, C, P, Q), -np.inf, dtype=x.dtype)
+    idx = xp.full((N, C, P, Q), -1, dtype=np.int64)
+    for ih, iw, vh, vw in _taps(H, W, P, Q, kernel, stride, pads, dilation):
+        valid = xp.asarray(vh[:, None] & vw[None, :])
+        v = x[:, :, xp.asarray(np.clip(ih, 0, H - 1))][:, :, :, xp.asarray(np.clip(iw, 0, W - 1))]
+        take = valid & ((idx < 0) | (v > m) | (xp.isnan(v) & ~xp.isnan(m)))
+        m = xp.where(take, v, m)
+        idx = xp.where(take, xp.asarray(ih[:, None] * W + iw[None, :]), idx)
+    return m, idx
+
+
+def max_backward_oracle(xp, dy, idx, x_shape):
+    N, C, H, W = x_shape
+    dx = xp.zeros((N * C, H * W), dtype=dy.dtype)
+    rows = xp.repeat(xp.arange(N * C), dy.shape[2] * dy.shape[3])
+    xp.add.at(dx, (rows, idx.reshape(-1)), dy.reshape(-1))
+    return dx.reshape(x_shape)
+
+
+def _divisors(H, W, P, Q, kernel, stride, pads, include_pad, divisor_override):
+    if divisor_override:
+        return np.full((P, Q), float(divisor_override))
+    hs = np.arange(P) * stride[0] - pads[0]
+    ws = np.arange(Q) * stride[1] - pads[2]
+    he, we = np.minimum(hs + kernel[0], H + pads[1]), np.minimum(ws + kernel[1], W + pads[3])
+    if not include_pad:
+        hs, ws, he, we = np.maximum(hs, 0), np.maximum(ws, 0), np.minimum(he, H), np.minimum(we, W)
+    return (he - hs)[:, None] * (we - ws)[None, :].astype(np.float64)
+
+
+def avg_forward_oracle(xp, x, kernel, stride, pads, out, include_pad, divisor_override):
+    N, C, H, W = x.shape
+    P, Q = out
+    acc = xp.zeros((N, C, P, Q), dtype=x.dtype)
+    for ih, iw, vh, vw in _taps(H, W, P, Q, kernel, stride, pads, (1, 1)):
+        valid = xp.asarray(vh[:, None] & vw[None, :])
+        v = x[:, :, xp.asarray(np.clip(ih, 0, H - 1))][:, :, :, xp.asarray(np.clip(iw, 0, W - 1))]
+        with np.errstate(invalid="ignore"):  # inf + -inf is NaN, as in the kernel
+            acc = acc + xp.where(valid, v, 0)
+    div = _divisors(H, W, P, Q, kernel, stride, pads, include_pad, divisor_override)
+    return acc / xp.asarray(div, dtype=x.dtype)
+
+
+def avg_backward_oracle(xp, dy, x_shape, kernel, stride, pads, include_pad, divisor_override):
+    N, C, H, W = x_shape
+    P, Q = dy.shape[2:]
+    g = dy / xp.asarray(_divisors(H, W, P, Q, kernel, stride, pads, include_pad,
+                                  divisor_override), dtype=dy.dtype)
+    dx = xp.zeros((N, C, H, W), dtype=dy.dtype)
+    for ih, iw, vh, vw in _taps(H, W, P, Q, kernel, stride, pads, (1, 1)):
+        for p in np.flatnonzero(vh):
+            cols = np.flatnonzero(vw)
+            xp.add.at(dx, (slice(None), slice(None), int(ih[p]), xp.asarray(iw[cols])),
+                      g[:, :, p, xp.asarray(cols)])
+    return dx
+
+
+# ---- dispatch -------------------------------------------------------------------------------------
+
+
+def max_forward(device, x, kernel, stride, pads, dilation, out):
+    mod, xp = _backend.native(device), _backend.xp_of(device)
+    if mod is None:
+        return max_forward_oracle(xp, x, kernel, stride, pads, dilation, out)
+    x = xp.ascontiguousarray(x)
+    y = _backend.empty(device, x.shape[:2] + tuple(out))
+    idx = _backend.empty(device, x.shape[:2] + tuple(out), np.int64)
+    mod.max_pool2d_forward(x, y, idx, kernel, stride, pads, dilation, _backend.stream(device))
+    return y, idx
+
+
+def max_backward(device, dy, idx, x_shape, kernel, stride, pads, dilation):
+    mod, xp = _backend.native(device), _backend.xp_of(device)
+    if mod is None:
+        return max_backward_oracle(xp, dy, idx, x_shape)
+    dx = _backend.empty(device, x_shape)
+    mod.max_pool2d_backward(xp.ascontiguousarray(dy), xp.ascontiguousarray(idx), dx, kernel,
+                            stride, pads, dilation, _backend.stream(device))
+    return dx
+
+
+def avg_forward(device, x, kernel, stride, pads, out, include_pad, divisor_override):
+    mod, xp = _backend.native(device), _backend.xp_of(device)
+    if mod is None:
+        return avg_forward_oracle(xp, x, kernel, stride, pads, out, include_pad, divisor_override)
+    x = xp.ascontiguousarray(x)
+    y = _backend.empty(device, x.shape[:2] + tuple(out))
+    mod.avg_pool2d_forward(x, y, kernel, stride, pads, bool(include_pad),
+                           int(divisor_override or 0), _backend.stream(device))
+    return y
+
+
+def avg_backward(device, dy, x_shape, kernel, stride, pads, include_pad, divisor_override):
+    mod, xp = _backend.native(device), _backend.xp_of(device)
+    if mod is None:
+        return avg_backward_oracle(xp, dy, x_shape, kernel, stride, pads, include_pad,
+                                   divisor_override)
+    dx = _backend.empty(device, x_shape)
+    mod.avg_pool2d_backward(xp.ascontiguousarray(dy), dx, kernel, stride, pads, bool(include_pad),
+                            int(divisor_override or 0), _backend.stream(device))
+    return dx
+
+
+# ---- autograd -------------------------------------------------------------------------------------
+
+
+class MaxPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, kernel, stride, pads, dilation, out):
+        y, idx = max_forward(ctx.device, x, kernel, stride, pads, dilation, out)
+        ctx.save_for_backward(idx)  # indices only: backward needs nothing else
+        ctx.args = (x.shape, kernel, stride, pads, dilation)
+        return y, idx
+
+    @staticmethod
+    def backward(ctx, dy, _didx):
+        (idx,) = ctx.saved_tensors
+        return (max_backward(ctx.device, dy, idx, *ctx.args),) + (None,) * 5
+
+
+class AvgPool2d(Function):
+    @staticmethod
+    def forward(ctx, x, kernel, stride, pads, out, include_pad, divisor_override):
+        ctx.args = (x.shape, kernel, stride, pads, include_pad, divisor_override)
+        return avg_forward(ctx.device, x, kernel, stride, pads, out, include_pad,
+                           divisor_override)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return (avg_backward(ctx.device, dy, *ctx.args),) + (None,) * 6
+
+
+# ---- functional -----------------------------------------------------------------------------------
+
+
+def _check(x, what):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what}: input must be a cucnn.Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{what}: input must be floating point, got {x.dtype}")
+    if x.ndim != 4:
+        raise ValueError(f"{what}: input must be 4-D (N, C, H, W), got shape {x.shape}")
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1,
+               ceil_mode: bool = False, return_indices: bool = False):
+    """Max over each window; with return_indices also the flat h*W + w of each maximum."""
+    _check(input, "max_pool2d")
+    kernel, stride, pads, dilation, out, _ = geometry(input.shape[2:], kernel_size, stride,
+                                                      padding, dilation, ceil_mode, "max_pool2d")
+    y, idx = MaxPool2d.apply(input, kernel, stride, pads, dilation, out)
+    return (y, idx) if return_indices else y
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override=None):
+    """Mean over each window (see the module docstring for the divisor)."""
+    _check(input, "avg_pool2d")
+    if divisor_override is not None and (isinstance(divisor_override, bool) or
+                                         not isinstance(divisor_override, (int, np.integer))
+                                         or divisor_override <= 0):
+        raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got "
+                         f"{divisor_override!r}")
+    kernel, stride, pads, _, out, same = geometry(input.shape[2:], kernel_size, stride, padding,
+                                                  1, ceil_mode, "avg_pool2d")
+    include_pad = bool(count_include_pad) and not same  # Keras never counts "same" padding
+    return AvgPool2d.apply(input, kernel, stride, pads, out, include_pad, divisor_override)
+
+
+# ---- spec -----------------------------------------------------------------------------------------
+
+
+def _compute(device, inputs, version):
+    x, dy, g = inputs["x"], inputs["dy"], inputs["geometry"]
+    kernel, stride, pads, dilation, out = g
+    y, idx = max_forward(device, x, kernel, stride, pads, dilation, out)
+    res = {"max_y": y, "max_idx": idx,
+           "max_dx": max_backward(device, dy, idx, x.shape, kernel, stride, pads, dilation)}
+    if dilation == (1, 1):
+        for inc in (True, False):
+            tag = "incl" if inc else "excl"
+            res[f"avg_{tag}_y"] = avg_forward(device, x, kernel, stride, pads, out, inc, None)
+            res[f"avg_{tag}_dx"] = avg_backward(device, dy, x.shape, kernel, stride, pads, inc,
+                                                None)
+        res["avg_div3_y"] = avg_forward(device, x, kernel, stride, pads, out, True, 3)
+        res["avg_div3_dx"] = avg_backward(device, dy, x.shape, kernel, stride, pads, True, 3)
+    return res
+
+
+def _case(name, N, C, H, W, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+          special=None):
+    g = geometry((H, W), kernel_size, stride, padding, dilation, ceil_mode, "case")
+    kernel, stride_, pads, dilation_, out, _ = g
+
+    def make(rng):
+        if special == "ties":
+            x = rng.integers(-2, 3, size=(N, C, H, W)).astype(np.float64)  # many equal maxima
+        else:
+            x = nasty(rng, (N, C, H, W))
+        if special == "nonfinite" and x.size:
+            flat = x.reshape(-1)
+            flat[rng.choice(flat.size, size=max(1, flat.size // 6), replace=False)] = np.nan
+            flat[rng.choice(flat.size, size=max(1, flat.size // 8), replace=False)] = np.inf
+            flat[rng.choice(flat.size, size=max(1, flat.size // 8), replace=False)] = -np.inf
+            x[0, 0, :, :] = -np.inf  # a plane of -inf: index must still point inside it
+        # Exactly representable in float32, so the oracle sees the very ties the kernel sees.
+        x = x.astype(np.float32).astype(np.float64)
+        return {"x": x, "dy": nasty(rng, (N, C) + out),
+                "geometry": (kernel, stride_, pads, dilation_, out)}
+
+    return Case(f"{name}-{N}x{C}x{H}x{W}", make, reduce_len=kernel[0] * kernel[1])
+
+
+_cases = [
+    _case("2x2s2", 2, 3, 8, 6, 2),
+    _case("3x3s2p1-resnet", 2, 2, 9, 11, 3, 2, 1),
+    _case("3x3s1-overlap", 1, 3, 7, 8, 3, 1),
+    _case("ceil-7to4", 2, 2, 7, 7, 2, 2, ceil_mode=True),
+    _case("ceil-3x3s2p1", 1, 2, 10, 9, 3, 2, 1, ceil_mode=True),
+    _case("global", 2, 3, 5, 7, (5, 7)),
+    _case("1x1", 2, 2, 4, 5, 1),
+    _case("nonsquare", 2, 2, 9, 10, (3, 2), (2, 3), (1, 0)),
+    _case("dilation2", 2, 2, 11, 10, 3, 1, 1, dilation=2),
+    _case("same-s2", 2, 2, 9, 8, 3, 2, "same"),
+    _case("same-s2-2x2", 1, 2, 7, 7, 2, 2, "same"),
+    _case("valid", 1, 2, 9, 9, 3, 3, "valid"),
+    _case("N1-odd", 1, 5, 13, 11, 3, 2),
+    _case("lenet", 3, 6, 28, 28, 2),
+    _case("empty-batch", 0, 3, 6, 6, 2),
+    _case("ties", 2, 2, 8, 9, 3, 2, 1, special="ties"),
+    _case("nonfinite", 2, 2, 9, 8, 3, 2, 1, special="nonfinite"),
+    _case("nonfinite-overlap", 1, 3, 6, 7, 3, 1, special="nonfinite"),
+]
+
+
+SPEC = register(OpSpec("pool2d", _cases, _compute, versions=(1,), exact=("max_y", "max_idx"),
+                       doc="max_pool2d (values, indices, dx) and avg_pool2d (three divisor modes)"))

@@ -1,0 +1,159 @@
+"""Pooling beyond the kernel registry: the oracle against a direct loop (PyTorch's definition),
+gradients against finite differences on tie-free inputs, the course's 7x7 -> 4x4 example, NaN and
+ties, and every argument error."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cucnn
+import cucnn.functional as F
+from cucnn.ops import pool2d
+from cucnn.testing import gradcheck
+
+
+def t64(a, requires_grad=True):
+    return cucnn.tensor(np.asarray(a, np.float64), requires_grad=requires_grad, dtype=np.float64)
+
+
+def direct_max(x, kernel, stride, pads, dilation, out):
+    N, C, H, W = x.shape
+    y = np.full((N, C) + out, -np.inf)
+    idx = np.full((N, C) + out, -1)
+    for n in range(N):
+        for c in range(C):
+            for p in range(out[0]):
+                for q in range(out[1]):
+                    for r in range(kernel[0]):
+                        for s in range(kernel[1]):
+                            ih = p * stride[0] - pads[0] + r * dilation[0]
+                            iw = q * stride[1] - pads[2] + s * dilation[1]
+                            if not (0 <= ih < H and 0 <= iw < W):
+                                continue
+                            v, m = x[n, c, ih, iw], y[n, c, p, q]
+                            if idx[n, c, p, q] < 0 or v > m or (np.isnan(v) and not np.isnan(m)):
+                                y[n, c, p, q], idx[n, c, p, q] = v, ih * W + iw
+    return y, idx
+
+
+def direct_avg(x, kernel, stride, pads, out, include_pad, divisor_override):
+    N, C, H, W = x.shape
+    y = np.zeros((N, C) + out)
+    for p in range(out[0]):
+        for q in range(out[1]):
+            hs, ws = p * stride[0] - pads[0], q * stride[1] - pads[2]
+            he, we = min(hs + kernel[0], H + pads[1]), min(ws + kernel[1], W + pads[3])
+            size = (he - hs) * (we - ws)
+            hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, H), min(we, W)
+            div = divisor_override or (size if include_pad else (he - hs) * (we - ws))
+            y[:, :, p, q] = x[:, :, hs:he, ws:we].sum(axis=(2, 3)) / div
+    return y
+
+
+@pytest.mark.parametrize("args", [(3, 2, 1, 1, False), (2, 2, 0, 1, True), ((3, 2), (2, 1), (1, 0), 1, True),
+                                  (3, 1, 1, 2, False), (3, 2, "same", 1, False)])
+def test_max_oracle_against_direct_loop(args):
+    k, s, p, d, ceil = args
+    x = np.random.default_rng(0).integers(-3, 4, size=(2, 2, 9, 8)).astype(np.float64)  # ties
+    x[0, 1, 2, 3] = np.nan
+    g = pool2d.geometry((9, 8), k, s, p, d, ceil, "t")
+    y, idx = pool2d.max_forward_oracle(np, x, *g[:5])
+    ry, ridx = direct_max(x, *g[:5])
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+
+
+@pytest.mark.parametrize("args", [(3, 2, 1, False), (2, 2, 0, True), (3, 2, 1, True), ((2, 3), (1, 2), (1, 1), True)])
+@pytest.mark.parametrize("include_pad,override", [(True, None), (False, None), (True, 5)])
+def test_avg_oracle_against_direct_loop(args, include_pad, override):
+    k, s, p, ceil = args
+    x = np.random.default_rng(1).standard_normal((2, 2, 9, 8))
+    g = pool2d.geometry((9, 8), k, s, p, 1, ceil, "t")
+    np.testing.assert_allclose(
+        pool2d.avg_forward_oracle(np, x, g[0], g[1], g[2], g[4], include_pad, override),
+        direct_avg(x, g[0], g[1], g[2], g[4], include_pad, override), rtol=1e-13)
+
+
+def test_course_7x7_to_4x4_with_ceil_mode():
+    """The course's X/O example: 2x2 max pooling with stride 2 turns a 7x7 map into 4x4, the last
+    window hanging over the edge."""
+    x = cucnn.tensor(np.arange(49.0).reshape(1, 1, 7, 7), device="sim")
+    y, idx = F.max_pool2d(x, 2, ceil_mode=True, return_indices=True)
+    assert y.shape == (1, 1, 4, 4)
+    assert y.numpy()[0, 0, 3, 3] == 48.0 and idx.numpy()[0, 0, 3, 3] == 48
+    assert F.max_pool2d(x, 2).shape == (1, 1, 3, 3)  # floor mode drops it
+    a = F.avg_pool2d(x, 2, ceil_mode=True)
+    assert a.numpy()[0, 0, 3, 3] == 48.0  # the overhang is not counted
+
+
+def test_ceil_mode_drops_a_window_starting_in_the_padding():
+    # H=6, k=2, s=2, pad=1: ceil would give 5 windows, the 5th starting at 7 >= H + pad: dropped
+    g = pool2d.geometry((6, 6), 2, 2, 1, 1, True, "t")
+    assert g[4] == (4, 4)
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_nan_propagates_and_indices_point_at_it(device):
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    x[0, 0, 1, 1] = np.nan
+    x[0, 0, 0, 0] = 5.0
+    y, idx = F.max_pool2d(cucnn.tensor(x, device=device), 2, return_indices=True)
+    assert np.isnan(y.numpy()[0, 0, 0, 0]) and idx.numpy()[0, 0, 0, 0] == 5
+    assert y.numpy()[0, 0, 1, 1] == 0.0 and idx.numpy()[0, 0, 1, 1] == 10  # first of equal zeros
+
+
+@pytest.mark.parametrize("kernel,stride,padding,ceil", [(3, 2, 1, False), (2, 2, 0, True), (3, 1, 1, False)])
+def test_gradcheck_pools(kernel, stride, padding, ceil):
+    rng = np.random.default_rng(2)
+    x = t64(rng.permutation(2 * 2 * 7 * 8).reshape(2, 2, 7, 8) * 0.1)  # distinct: no ties
+    gradcheck(lambda a: F.max_pool2d(a, kernel, stride, padding, ceil_mode=ceil), [x])
+    gradcheck(lambda a: F.avg_pool2d(a, kernel, stride, padding, ceil_mode=ceil), [x])
+    gradcheck(lambda a: F.avg_pool2d(a, kernel, stride, padding, ceil, False), [x])
+    gradcheck(lambda a: F.avg_pool2d(a, kernel, stride, padding, divisor_override=4), [x])
+
+
+def test_overlapping_backward_is_exact_on_sim():
+    """3x3 stride 1: every input cell is in up to nine windows; the gather adds them all."""
+    x = cucnn.tensor(np.zeros((1, 1, 5, 5)), device="sim", requires_grad=True)
+    F.avg_pool2d(x, 3, 1, 1, count_include_pad=True).sum().backward()
+    windows = np.array([2, 3, 3, 3, 2], np.float64)  # windows covering each row (and column)
+    np.testing.assert_allclose(x.grad.numpy()[0, 0], np.outer(windows, windows) / 9, rtol=1e-6)
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_pool_errors(device):
+    x = cucnn.tensor(np.zeros((1, 2, 6, 6)), device=device)
+    with pytest.raises(ValueError, match="padding should be at most half of the effective kernel"):
+        F.max_pool2d(x, 3, padding=2)
+    with pytest.raises(ValueError, match=r"kernel_size must be >= 1, got 0"):
+        F.max_pool2d(x, 0)
+    with pytest.raises(ValueError, match=r"stride must be >= 1, got \(1, 0\)"):
+        F.avg_pool2d(x, 2, (1, 0))
+    with pytest.raises(ValueError, match=r"output size would be 0x0 for input 6x6"):
+        F.max_pool2d(x, 7)
+    with pytest.raises(ValueError, match=r"input must be 4-D \(N, C, H, W\), got shape \(2, 6, 6\)"):
+        F.max_pool2d(cucnn.tensor(np.zeros((2, 6, 6)), device=device), 2)
+    with pytest.raises(TypeError, match="input must be floating point, got int64"):
+        F.avg_pool2d(cucnn.tensor(np.zeros((1, 1, 4, 4), np.int64), device=device), 2)
+    with pytest.raises(ValueError, match="divisor_override must be a positive int, got 0"):
+        F.avg_pool2d(x, 2, divisor_override=0)
+    with pytest.raises(ValueError, match="padding must be an int, a pair, 'valid' or 'same', got 'full'"):
+        F.max_pool2d(x, 2, padding="full")
+    with pytest.raises(TypeError, match="kernel_size must be an int or a pair of ints, got float"):
+        F.max_pool2d(x, 2.0)
+
+
+def test_pool_binding_errors():
+    m = cucnn._backend.sim_module()
+    x = np.zeros((1, 1, 6, 6), np.float32)
+    y = np.zeros((1, 1, 3, 3), np.float32)
+    i = np.zeros((1, 1, 3, 3), np.int64)
+    g = ((2, 2), (2, 2), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(TypeError, match="indices must be int64, got int32"):
+        m.max_pool2d_forward(x, y, i.astype(np.int32), *g)
+    with pytest.raises(ValueError, match="at most half of the effective kernel size"):
+        m.max_pool2d_forward(x, y, i, (2, 2), (2, 2), (2, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match="last window must start inside the input"):
+        m.avg_pool2d_forward(x, np.zeros((1, 1, 5, 3), np.float32), (2, 2), (2, 2), (0, 0, 0, 0), True)
+    with pytest.raises(ValueError, match=r"y must be 4-D"):
+        m.max_pool2d_forward(x, y.reshape(9), i, *g)
