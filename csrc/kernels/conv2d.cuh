@@ -156,21 +156,49 @@ template <int ROWS>
 struct Strided {
   static constexpr int kSlots = ROWS * kConvBK / kConvThreads;
   static __device__ __forceinline__ int row(int t) { return t % ROWS; }
-  static __device__ __forceinline__ int kk(int t, int i) { return t / ROWS + (kConvThreads / ROWS) * i; }
+  static __device__ __forceinline__ int kk(int t, int i) {
+    return t / ROWS + (kConvThreads / ROWS) * i;
+  }
 };
 
 // --- operand loaders: init once per thread, then load / advance per K-slice ---
 // Each writes its slice into smem laid out [kConvBK][ROWS + 4] (the pad keeps float4 alignment).
 
+// The bookkeeping every strided loader shares: each slot's reduction index k and its cursor over
+// the radices (-, MID, LO), and where the slot lands in shared memory.
+template <int ROWS>
+struct StridedSlots {
+  using Map = Strided<ROWS>;
+  int64_t k[Map::kSlots];
+  Cursor3 cur[Map::kSlots];
+  __device__ void init_slots(int64_t k0, int MID, int LO) {
+    const int t = static_cast<int>(threadIdx.x);
+    for (int i = 0; i < Map::kSlots; ++i) {
+      k[i] = k0 + Map::kk(t, i);
+      cur[i].init(k[i], MID, LO);
+    }
+  }
+  __device__ void advance_slots(const Cursor3& step, int MID, int LO) {
+    for (int i = 0; i < Map::kSlots; ++i) {
+      k[i] += kConvBK;
+      cur[i].advance(step, MID, LO);
+    }
+  }
+  __device__ void store(float* smem, const float* r) const {
+    const int t = static_cast<int>(threadIdx.x);
+    for (int i = 0; i < Map::kSlots; ++i) smem[Map::kk(t, i) * (ROWS + 4) + Map::row(t)] = r[i];
+  }
+};
+
 // forward A: im2col of x; rows are output pixels m = (n, p, q), K is (c, r, s)
 template <int BM>
-struct FwdLoadA {
-  using Map = Strided<BM>;
+struct FwdLoadA : StridedSlots<BM> {
+  using Base = StridedSlots<BM>;
+  using Base::k, Base::cur, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* base;  // x at image n
   int ih0, iw0;
   bool valid;
-  int64_t k[Map::kSlots];
-  Cursor3 cur[Map::kSlots];  // (c, r, s)
+  // slot cursors: (c, r, s)
   __device__ void init(const ConvShape& s, const float* x, int64_t m0, int64_t k0, int64_t M) {
     const int t = static_cast<int>(threadIdx.x);
     const int64_t m = m0 + Map::row(t);
@@ -181,10 +209,7 @@ struct FwdLoadA {
     ih0 = rem / s.Q * s.sh - s.pt;
     iw0 = rem % s.Q * s.sw - s.pl;
     base = x + n * s.C * static_cast<int64_t>(s.H) * s.W;
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] = k0 + Map::kk(t, i);
-      cur[i].init(k[i], s.R, s.S);
-    }
+    init_slots(k0, s.R, s.S);
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
     for (int i = 0; i < Map::kSlots; ++i) {
@@ -194,14 +219,7 @@ struct FwdLoadA {
     }
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] += kConvBK;
-      cur[i].advance(step, s.R, s.S);
-    }
-  }
-  __device__ void store(float* smem, const float* r) const {
-    const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < Map::kSlots; ++i) smem[Map::kk(t, i) * (BM + 4) + Map::row(t)] = r[i];
+    advance_slots(step, s.R, s.S);
   }
 };
 
@@ -244,13 +262,13 @@ struct FwdLoadB {
 
 // dgrad A: dy gathered; rows are input pixels m = (n, h, w), K is (k, r, s)
 template <int BM>
-struct DgradLoadA {
-  using Map = Strided<BM>;
+struct DgradLoadA : StridedSlots<BM> {
+  using Base = StridedSlots<BM>;
+  using Base::k, Base::cur, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* base;  // dy at image n
   int hp, wp;         // h + pt, w + pl
   bool valid;
-  int64_t k[Map::kSlots];
-  Cursor3 cur[Map::kSlots];  // (k, r, s)
+  // slot cursors: (k, r, s)
   __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
     const int t = static_cast<int>(threadIdx.x);
     const int64_t m = m0 + Map::row(t);
@@ -261,10 +279,7 @@ struct DgradLoadA {
     hp = rem / s.W + s.pt;
     wp = rem % s.W + s.pl;
     base = dy + n * s.K * static_cast<int64_t>(s.P) * s.Q;
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] = k0 + Map::kk(t, i);
-      cur[i].init(k[i], s.R, s.S);
-    }
+    init_slots(k0, s.R, s.S);
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
     for (int i = 0; i < Map::kSlots; ++i) {
@@ -280,29 +295,23 @@ struct DgradLoadA {
         if (pw % s.sw) continue;
         q = pw / s.sw;
       }
-      if (p < s.P && q < s.Q) r[i] = base[(static_cast<int64_t>(cur[i].hi) * s.P + p) * s.Q + q];
+      if (p < s.P && q < s.Q)
+        r[i] = base[(static_cast<int64_t>(cur[i].hi) * s.P + p) * s.Q + q];
     }
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] += kConvBK;
-      cur[i].advance(step, s.R, s.S);
-    }
-  }
-  __device__ void store(float* smem, const float* r) const {
-    const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < Map::kSlots; ++i) smem[Map::kk(t, i) * (BM + 4) + Map::row(t)] = r[i];
+    advance_slots(step, s.R, s.S);
   }
 };
 
 // dgrad B: w as a (K*R*S) x C matrix: B[(k, r, s)][c] = w[k, c, r, s]
 template <int BN>
-struct DgradLoadB {
-  using Map = Strided<BN>;
+struct DgradLoadB : StridedSlots<BN> {
+  using Base = StridedSlots<BN>;
+  using Base::k, Base::cur, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* col;  // w at channel c
   bool valid;
-  int64_t k[Map::kSlots];
-  Cursor3 cur[Map::kSlots];  // (k, r, s)
+  // slot cursors: (k, r, s)
   int64_t crs;
   __device__ void init(const ConvShape& s, const float* w, int n0, int64_t k0) {
     const int t = static_cast<int>(threadIdx.x);
@@ -310,73 +319,56 @@ struct DgradLoadB {
     valid = c < s.C;
     col = w + static_cast<int64_t>(valid ? c : 0) * s.R * s.S;
     crs = static_cast<int64_t>(s.C) * s.R * s.S;
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] = k0 + Map::kk(t, i);
-      cur[i].init(k[i], s.R, s.S);
-    }
+    init_slots(k0, s.R, s.S);
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
     for (int i = 0; i < Map::kSlots; ++i)
-      r[i] = valid && k[i] < kend ? col[cur[i].hi * crs + cur[i].mid * s.S + cur[i].lo] : 0.0f;
+      r[i] = valid && k[i] < kend
+                 ? col[cur[i].hi * crs + cur[i].mid * s.S + cur[i].lo]
+                 : 0.0f;
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] += kConvBK;
-      cur[i].advance(step, s.R, s.S);
-    }
-  }
-  __device__ void store(float* smem, const float* r) const {
-    const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < Map::kSlots; ++i) smem[Map::kk(t, i) * (BN + 4) + Map::row(t)] = r[i];
+    advance_slots(step, s.R, s.S);
   }
 };
 
 // wgrad A: dy as a K x (N*P*Q) matrix: A[k][(n, p, q)] = dy[n, k, p, q]
 template <int BM>
-struct WgradLoadA {
-  using Map = Strided<BM>;
+struct WgradLoadA : StridedSlots<BM> {
+  using Base = StridedSlots<BM>;
+  using Base::k, Base::cur, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* base;  // dy at filter k of image 0
   bool valid;
-  int64_t k[Map::kSlots];
-  Cursor3 cur[Map::kSlots];  // (n, p, q)
+  // slot cursors: (n, p, q)
   __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
     const int t = static_cast<int>(threadIdx.x);
     const int64_t m = m0 + Map::row(t);
     valid = m < M;
     base = dy + (valid ? m : 0) * static_cast<int64_t>(s.P) * s.Q;
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] = k0 + Map::kk(t, i);
-      cur[i].init(k[i], s.P, s.Q);
-    }
+    init_slots(k0, s.P, s.Q);
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
     const int64_t image = static_cast<int64_t>(s.K) * s.P * s.Q;
     for (int i = 0; i < Map::kSlots; ++i)
       r[i] = valid && k[i] < kend
-                 ? base[cur[i].hi * image + static_cast<int64_t>(cur[i].mid) * s.Q + cur[i].lo]
+                 ? base[cur[i].hi * image + static_cast<int64_t>(cur[i].mid) * s.Q +
+                        cur[i].lo]
                  : 0.0f;
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] += kConvBK;
-      cur[i].advance(step, s.P, s.Q);
-    }
-  }
-  __device__ void store(float* smem, const float* r) const {
-    const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < Map::kSlots; ++i) smem[Map::kk(t, i) * (BM + 4) + Map::row(t)] = r[i];
+    advance_slots(step, s.P, s.Q);
   }
 };
 
 // wgrad B: x gathered as an (N*P*Q) x (C*R*S) matrix: B[(n, p, q)][(c, r, s)]
 template <int BN>
-struct WgradLoadB {
-  using Map = Strided<BN>;
+struct WgradLoadB : StridedSlots<BN> {
+  using Base = StridedSlots<BN>;
+  using Base::k, Base::cur, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* base;  // x at channel c of image 0
   int roff, soff;     // r*dh - pt, s*dw - pl
   bool valid;
-  int64_t k[Map::kSlots];
-  Cursor3 cur[Map::kSlots];  // (n, p, q)
+  // slot cursors: (n, p, q)
   __device__ void init(const ConvShape& s, const float* x, int n0, int64_t k0) {
     const int t = static_cast<int>(threadIdx.x);
     const int j = n0 + Map::row(t);
@@ -386,10 +378,7 @@ struct WgradLoadB {
     roff = r * s.dh - s.pt;
     soff = q * s.dw - s.pl;
     base = x + static_cast<int64_t>(c) * s.H * s.W;
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] = k0 + Map::kk(t, i);
-      cur[i].init(k[i], s.P, s.Q);
-    }
+    init_slots(k0, s.P, s.Q);
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
     const int64_t image = static_cast<int64_t>(s.C) * s.H * s.W;
@@ -400,14 +389,7 @@ struct WgradLoadB {
     }
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] += kConvBK;
-      cur[i].advance(step, s.P, s.Q);
-    }
-  }
-  __device__ void store(float* smem, const float* r) const {
-    const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < Map::kSlots; ++i) smem[Map::kk(t, i) * (BN + 4) + Map::row(t)] = r[i];
+    advance_slots(step, s.P, s.Q);
   }
 };
 

@@ -58,6 +58,20 @@ def register(spec: OpSpec) -> OpSpec:
     return spec
 
 
+def int_pair(v, name: str, minimum: int, what: str) -> tuple:
+    """An int or a pair of ints, each >= minimum, as a pair; errors name ``what`` and ``name``."""
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(vals) != 2:
+        raise ValueError(f"{what}: {name} must be an int or a pair, got {v}")
+    for a in vals:
+        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
+            raise TypeError(f"{what}: {name} must be an int or a pair of ints, got "
+                            f"{type(a).__name__}")
+        if a < minimum:
+            raise ValueError(f"{what}: {name} must be >= {minimum}, got {v}")
+    return int(vals[0]), int(vals[1])
+
+
 def nasty(rng: np.random.Generator, shape, outliers: float = 0.03, scale: float = 20.0):
     """Normal values with a share of outliers ``scale`` times larger: negatives, large magnitudes
     and small ones in one array."""

@@ -12,25 +12,13 @@ import numpy as np
 
 from .. import _backend
 from ..tensor import Function, Tensor
-from ._spec import Case, OpSpec, nasty, register
+from ._spec import Case, OpSpec, int_pair, nasty, register
 
 # ---- geometry -------------------------------------------------------------------------------------
 
 
 def _pair(v, name: str, minimum: int) -> tuple:
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"conv2d: {name} must be an int or a pair, got {tuple(v)}")
-        vals = tuple(v)
-    else:
-        vals = (v, v)
-    for a in vals:
-        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
-            raise TypeError(f"conv2d: {name} must be an int or a pair of ints, got "
-                            f"{type(a).__name__}")
-        if a < minimum:
-            raise ValueError(f"conv2d: {name} must be >= {minimum}, got {v}")
-    return int(vals[0]), int(vals[1])
+    return int_pair(v, name, minimum, "conv2d")
 
 
 def resolve_padding(padding, hw: tuple, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:

@@ -18,31 +18,18 @@ import numpy as np
 
 from .. import _backend
 from ..tensor import Function, Tensor
-from ._spec import Case, OpSpec, nasty, register
+from ._spec import Case, OpSpec, int_pair, nasty, register
 
 # ---- geometry -------------------------------------------------------------------------------------
-
-
-def _pair(v, name, minimum, what):
-    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    if len(vals) != 2:
-        raise ValueError(f"{what}: {name} must be an int or a pair, got {v}")
-    for a in vals:
-        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
-            raise TypeError(f"{what}: {name} must be an int or a pair of ints, got "
-                            f"{type(a).__name__}")
-        if a < minimum:
-            raise ValueError(f"{what}: {name} must be >= {minimum}, got {v}")
-    return int(vals[0]), int(vals[1])
 
 
 def geometry(hw, kernel_size, stride, padding, dilation, ceil_mode, what):
     """(kernel, stride, (top, bottom, left, right), dilation, (P, Q), same) for an input of size
     hw, every argument checked."""
-    kernel = _pair(kernel_size, "kernel_size", 1, what)
+    kernel = int_pair(kernel_size, "kernel_size", 1, what)
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
-        else _pair(stride, "stride", 1, what)
-    dilation = _pair(dilation, "dilation", 1, what)
+        else int_pair(stride, "stride", 1, what)
+    dilation = int_pair(dilation, "dilation", 1, what)
     eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     if isinstance(padding, str):
         if padding not in ("valid", "same"):
@@ -57,7 +44,7 @@ def geometry(hw, kernel_size, stride, padding, dilation, ceil_mode, what):
                 pads += [total // 2, total - total // 2]
             pads, same = tuple(pads), True
     else:
-        ph, pw = _pair(padding, "padding", 0, what)
+        ph, pw = int_pair(padding, "padding", 0, what)
         for p, e in ((ph, eff[0]), (pw, eff[1])):
             if 2 * p > e:
                 raise ValueError(f"{what}: padding should be at most half of the effective "
