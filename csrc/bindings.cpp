@@ -530,9 +530,6 @@ void avg_pool2d_backward(py::handle dy_, py::handle dx_, Pair kernel, Pair strid
 
 }  // namespace
 
-#define CUCNN_STRINGIFY2(x) #x
-#define CUCNN_STRINGIFY(x) CUCNN_STRINGIFY2(x)
-
 PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
   m.doc() = SIMT_HOST_EMULATION
                 ? "cucnn kernels compiled by the host compiler, run by the SIMT runtime"

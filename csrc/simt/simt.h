@@ -29,6 +29,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #define SIMT_HOST_EMULATION 0
 

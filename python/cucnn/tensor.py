@@ -414,6 +414,14 @@ class Tensor:
         return Tensor._wrap(self.data.argmax(axis=_norm_dim(dim, self.ndim)), self.device)
 
 
+def check_float_tensor(t, what: str, name: str = "input") -> None:
+    """The argument check every op starts with: a Tensor holding floating-point data."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{what}: {name} must be a cucnn.Tensor, got {type(t).__name__}")
+    if t.dtype.kind != "f":
+        raise TypeError(f"{what}: {name} must be floating point, got {t.dtype}")
+
+
 def _norm_dim(dim, ndim: int) -> int:
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
         raise TypeError(f"dim must be an int, got {type(dim).__name__}")

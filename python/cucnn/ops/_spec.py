@@ -7,7 +7,7 @@ version. Comparing the two, case by case, is the whole test of a kernel.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -33,7 +33,6 @@ class OpSpec:
     # terms behind each element, where cancellation makes |expected| a poor yardstick.
     scales: Callable[[dict, dict], dict] | None = None
     doc: str = ""
-    tags: dict = field(default_factory=dict)
 
     def inputs_for(self, case: Case, device: str, seed: int = 0, dtype=np.float32) -> dict:
         """The case's inputs on a device: floats as ``dtype`` (float64 for the oracle)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..tensor import Function, Tensor
+from ..tensor import Function, Tensor, check_float_tensor
 from ._spec import Case, OpSpec, nasty, register
 
 ACTS = {"relu": 0, "leaky_relu": 1, "sigmoid": 2, "tanh": 3}
@@ -89,22 +89,15 @@ class Activation(Function):
 # ---- functional -----------------------------------------------------------------------------------
 
 
-def _check_input(x, name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: input must be a cucnn.Tensor, got {type(x).__name__}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{name}: input must be floating point, got {x.dtype}")
-
-
 def relu(x: Tensor) -> Tensor:
     """max(x, 0) elementwise; gradient 1 where x > 0, else 0 (0 at 0)."""
-    _check_input(x, "relu")
+    check_float_tensor(x, "relu")
     return Activation.apply(x, "relu", 0.0)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     """x where x > 0, else negative_slope * x (the course's max(0.1x, x) is negative_slope=0.1)."""
-    _check_input(x, "leaky_relu")
+    check_float_tensor(x, "leaky_relu")
     if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
         raise TypeError(f"leaky_relu: negative_slope must be a number, got "
                         f"{type(negative_slope).__name__}")
@@ -115,13 +108,13 @@ def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
 
 def sigmoid(x: Tensor) -> Tensor:
     """1 / (1 + exp(-x)) elementwise."""
-    _check_input(x, "sigmoid")
+    check_float_tensor(x, "sigmoid")
     return Activation.apply(x, "sigmoid", 0.0)
 
 
 def tanh(x: Tensor) -> Tensor:
     """tanh(x) elementwise."""
-    _check_input(x, "tanh")
+    check_float_tensor(x, "tanh")
     return Activation.apply(x, "tanh", 0.0)
 
 

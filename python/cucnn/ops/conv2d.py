@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..tensor import Function, Tensor
+from ..tensor import Function, Tensor, check_float_tensor
 from ._spec import Case, OpSpec, int_pair, nasty, register
 
 # ---- geometry -------------------------------------------------------------------------------------
@@ -178,20 +178,13 @@ class Conv2d(Function):
 # ---- functional -----------------------------------------------------------------------------------
 
 
-def _check_tensor(t, name, what="conv2d"):
-    if not isinstance(t, Tensor):
-        raise TypeError(f"{what}: {name} must be a cucnn.Tensor, got {type(t).__name__}")
-    if t.dtype.kind != "f":
-        raise TypeError(f"{what}: {name} must be floating point, got {t.dtype}")
-
-
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
            dilation=1) -> Tensor:
     """2-D cross-correlation of input (N, C, H, W) with weight (K, C, R, S), plus bias (K,)."""
-    _check_tensor(input, "input")
-    _check_tensor(weight, "weight")
+    check_float_tensor(input, "conv2d", "input")
+    check_float_tensor(weight, "conv2d", "weight")
     if bias is not None:
-        _check_tensor(bias, "bias")
+        check_float_tensor(bias, "conv2d", "bias")
     if input.ndim != 4:
         raise ValueError(f"conv2d: input must be 4-D (N, C, H, W), got shape {input.shape}")
     if weight.ndim != 4:
@@ -222,8 +215,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """input (*, F) @ weight (O, F)^T + bias (O,), run as a 1x1 convolution."""
-    _check_tensor(input, "input", "linear")
-    _check_tensor(weight, "weight", "linear")
+    check_float_tensor(input, "linear", "input")
+    check_float_tensor(weight, "linear", "weight")
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape "
                          f"{weight.shape}")
@@ -231,7 +224,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise ValueError(f"linear: expected input with {weight.shape[1]} features in its last "
                          f"dimension to match weight {weight.shape}, got shape {input.shape}")
     if bias is not None:
-        _check_tensor(bias, "bias", "linear")
+        check_float_tensor(bias, "linear", "bias")
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got "
                              f"{bias.shape}")

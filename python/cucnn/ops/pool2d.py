@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..tensor import Function, Tensor
+from ..tensor import Function, Tensor, check_float_tensor
 from ._spec import Case, OpSpec, int_pair, nasty, register
 
 # ---- geometry -------------------------------------------------------------------------------------
@@ -221,10 +221,7 @@ class AvgPool2d(Function):
 
 
 def _check(x, what):
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{what}: input must be a cucnn.Tensor, got {type(x).__name__}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{what}: input must be floating point, got {x.dtype}")
+    check_float_tensor(x, what)
     if x.ndim != 4:
         raise ValueError(f"{what}: input must be 4-D (N, C, H, W), got shape {x.shape}")
 

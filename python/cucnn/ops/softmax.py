@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..tensor import Function, Tensor, _norm_dim
+from ..tensor import Function, Tensor, _norm_dim, check_float_tensor
 from ._spec import Case, OpSpec, nasty, register
 
 # ---- oracle ---------------------------------------------------------------------------------------
@@ -92,10 +92,7 @@ class Softmax(Function):
 
 
 def _check(x, dim, name):
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: input must be a cucnn.Tensor, got {type(x).__name__}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{name}: input must be floating point, got {x.dtype}")
+    check_float_tensor(x, name)
     return _norm_dim(dim, x.ndim)
 
 
