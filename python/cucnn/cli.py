@@ -1,21 +1,85 @@
-"""The ``cucnn`` command."""
+"""The ``cucnn`` command: train, summary, eval, demo."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    from .models import MODELS
+    from .train import DATASETS
     parser = argparse.ArgumentParser(prog="cucnn", description="cucnn: CNN kernels you can read, "
                                      "run on the CPU, and trust")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run every op on every available device against the oracle")
-    demo.add_argument("--device", action="append", choices=["cpu", "sim", "cuda"],
-                      help="limit to these devices (repeatable)")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from . import demo as demo_mod
-        return 0 if demo_mod.run(args.device) else 1
+
+    t = sub.add_parser("train", help="train a model of the zoo; writes metrics.json, a checkpoint "
+                       "and plots to --out")
+    t.add_argument("--model", default="lenet5", choices=list(MODELS))
+    t.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS))
+    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "sim", "cuda"],
+                   help="auto: cuda when available, else cpu")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="run directory (default runs/MODEL-DATASET)")
+    t.add_argument("--data-root", default=None, help="directory of the IDX files (default: "
+                   "$CUCNN_DATA, then /usr/share/datasets/<dataset>)")
+    t.add_argument("--val-size", type=int, default=5000,
+                   help="training images held out for validation (the last ones)")
+    t.add_argument("--limit", type=int, default=None,
+                   help="use at most this many images per split (e.g. to train on sim)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    t.add_argument("--no-plots", action="store_true")
+
+    s = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
+    s.add_argument("--model", default="lenet5", choices=list(MODELS))
+    s.add_argument("--input-shape", default=None, help="C,H,W of one sample (default: the "
+                   "model's own)")
+
+    e = sub.add_parser("eval", help="test accuracy of a checkpoint")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--dataset", default=None, choices=list(DATASETS))
+    e.add_argument("--data-root", default=None)
+    e.add_argument("--device", default="auto", choices=["auto", "cpu", "sim", "cuda"])
+    e.add_argument("--limit", type=int, default=None)
+
+    d = sub.add_parser("demo", help="run every op on every available device against the oracle")
+    d.add_argument("--device", action="append", choices=["cpu", "sim", "cuda"],
+                   help="limit to these devices (repeatable)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from . import train
+            out = args.out or f"runs/{args.model}-{args.dataset}"
+            metrics = train.run(args.model, args.dataset, args.epochs, args.batch_size,
+                                args.optimizer, args.lr, args.device, args.seed, out,
+                                args.data_root, args.val_size, args.limit, args.resume,
+                                not args.no_plots)
+            return 130 if metrics.get("interrupted") else 0
+        if args.command == "summary":
+            from . import models
+            shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape \
+                else models.MODELS[args.model].input_shape
+            models.create(args.model).summary(shape)
+            return 0
+        if args.command == "eval":
+            from . import train
+            print(json.dumps(train.eval_checkpoint(args.checkpoint, args.dataset, args.data_root,
+                                                   args.device, args.limit), indent=2))
+            return 0
+        if args.command == "demo":
+            from . import demo as demo_mod
+            return 0 if demo_mod.run(args.device) else 1
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"cucnn {args.command}: error: {e}", file=sys.stderr)
+        return 1
     return 2
 
 

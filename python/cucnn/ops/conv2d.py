@@ -48,32 +48,54 @@ def output_size(hw, kernel, stride, pads, dilation) -> tuple:
 # ---- oracle (im2col array code on xp) -------------------------------------------------------------
 
 
-def _windows(xp, xpad, R, S, stride, dilation, P, Q):
-    """(N, C, Hp, Wp) -> (N, C, R, S, P, Q): the input patch under every filter tap."""
-    N, C = xpad.shape[:2]
-    cols = xp.empty((N, C, R, S, P, Q), dtype=xpad.dtype)
-    for r in range(R):
-        for s in range(S):
-            h0, w0 = r * dilation[0], s * dilation[1]
-            cols[:, :, r, s] = xpad[:, :, h0:h0 + stride[0] * (P - 1) + 1:stride[0],
-                                    w0:w0 + stride[1] * (Q - 1) + 1:stride[1]]
-    return cols
+def _slices(P, Q, r, s, stride, dilation):
+    """The rows and columns of the padded input that filter tap (r, s) reads, as slices."""
+    h0, w0 = r * dilation[0], s * dilation[1]
+    return (slice(h0, h0 + stride[0] * (P - 1) + 1, stride[0]),
+            slice(w0, w0 + stride[1] * (Q - 1) + 1, stride[1]))
+
+
+def _pointwise(R, S, stride, pads) -> bool:
+    """A 1x1 convolution at stride 1 without padding (linear layers): im2col is the input itself."""
+    return (R, S) == (1, 1) and stride == (1, 1) and not any(pads)
 
 
 def _im2col(xp, x, R, S, stride, pads, dilation):
+    """(N, C, H, W) -> cols (C*R*S, N*P*Q): column j holds the input patch under output pixel j,
+    so a convolution is one GEMM with the (K, C*R*S) filter matrix."""
+    N, C = x.shape[:2]
     P, Q = output_size(x.shape[2:], (R, S), stride, pads, dilation)
-    xpad = xp.pad(x, ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3])))
-    cols = _windows(xp, xpad, R, S, stride, dilation, P, Q)
-    return cols.reshape(x.shape[0], x.shape[1] * R * S, P * Q), P, Q
+    xt = x.transpose(1, 0, 2, 3)  # (C, N, H, W), a view
+    if _pointwise(R, S, stride, pads):
+        return xt.reshape(C, N * P * Q), P, Q
+    if any(pads):
+        xt = xp.pad(xt, ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3])))
+    cols = xp.empty((C, R, S, N, P, Q), dtype=x.dtype)
+    for r in range(R):
+        for s in range(S):
+            hs, ws = _slices(P, Q, r, s, stride, dilation)
+            cols[:, r, s] = xt[:, :, hs, ws]
+    return cols.reshape(C * R * S, N * P * Q), P, Q
+
+
+def _to_nchw(xp, a, N, K, P, Q):
+    """(K, N*P*Q) -> (N, K, P, Q), contiguous."""
+    return xp.ascontiguousarray(a.reshape(K, N, P, Q).transpose(1, 0, 2, 3))
+
+
+def _from_nchw(t):
+    """(N, K, P, Q) -> (K, N*P*Q): the GEMM layout of an output or its gradient."""
+    N, K, P, Q = t.shape
+    return t.transpose(1, 0, 2, 3).reshape(K, N * P * Q)
 
 
 def forward_oracle(xp, x, w, b, stride, pads, dilation):
     K, C, R, S = w.shape
     cols, P, Q = _im2col(xp, x, R, S, stride, pads, dilation)
-    y = xp.matmul(w.reshape(K, C * R * S), cols).reshape(x.shape[0], K, P, Q)  # BLAS
+    y = xp.matmul(w.reshape(K, C * R * S), cols)  # one BLAS GEMM
     if b is not None:
-        y += b.reshape(1, K, 1, 1)
-    return y
+        y += b.reshape(K, 1)
+    return _to_nchw(xp, y, x.shape[0], K, P, Q)
 
 
 def backward_data_oracle(xp, dy, w, x_shape, stride, pads, dilation):
@@ -81,21 +103,23 @@ def backward_data_oracle(xp, dy, w, x_shape, stride, pads, dilation):
     N, C, H, W = x_shape
     K, _, R, S = w.shape
     P, Q = dy.shape[2:]
-    dcols = xp.matmul(w.reshape(K, C * R * S).T, dy.reshape(N, K, P * Q)).reshape(N, C, R, S, P, Q)
-    dxpad = xp.zeros((N, C, H + pads[0] + pads[1], W + pads[2] + pads[3]), dtype=dy.dtype)
+    dcols = xp.matmul(w.reshape(K, C * R * S).T, _from_nchw(dy))  # (C*R*S, N*P*Q)
+    if _pointwise(R, S, stride, pads):
+        return _to_nchw(xp, dcols, N, C, H, W)
+    dcols = dcols.reshape(C, R, S, N, P, Q)
+    dxpad = xp.zeros((C, N, H + pads[0] + pads[1], W + pads[2] + pads[3]), dtype=dy.dtype)
     for r in range(R):
         for s in range(S):
-            h0, w0 = r * dilation[0], s * dilation[1]
-            dxpad[:, :, h0:h0 + stride[0] * (P - 1) + 1:stride[0],
-                  w0:w0 + stride[1] * (Q - 1) + 1:stride[1]] += dcols[:, :, r, s]
-    return xp.ascontiguousarray(dxpad[:, :, pads[0]:pads[0] + H, pads[2]:pads[2] + W])
+            hs, ws = _slices(P, Q, r, s, stride, dilation)
+            dxpad[:, :, hs, ws] += dcols[:, r, s]
+    return xp.ascontiguousarray(
+        dxpad[:, :, pads[0]:pads[0] + H, pads[2]:pads[2] + W].transpose(1, 0, 2, 3))
 
 
 def backward_weight_oracle(xp, dy, x, w_shape, stride, pads, dilation):
     K, C, R, S = w_shape
     cols, P, Q = _im2col(xp, x, R, S, stride, pads, dilation)
-    dy2 = dy.reshape(dy.shape[0], K, dy.shape[2] * dy.shape[3])
-    return xp.tensordot(dy2, cols, axes=([0, 2], [0, 2])).reshape(w_shape).astype(dy.dtype)
+    return xp.matmul(_from_nchw(dy), cols.T).reshape(w_shape).astype(dy.dtype, copy=False)
 
 
 def backward_bias_oracle(xp, dy):

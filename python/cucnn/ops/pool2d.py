@@ -81,10 +81,18 @@ def _taps(H, W, P, Q, kernel, stride, pads, dilation):
             yield ih, iw, (ih >= 0) & (ih < H), (iw >= 0) & (iw < W)
 
 
+def _inside(H, W, P, Q, kernel, stride, pads, dilation) -> bool:
+    """Every tap of every window reads the input (no padding, no ceil overhang)."""
+    return not any(pads) and (P - 1) * stride[0] + (kernel[0] - 1) * dilation[0] < H \
+        and (Q - 1) * stride[1] + (kernel[1] - 1) * dilation[1] < W
+
+
 def max_forward_oracle(xp, x, kernel, stride, pads, dilation, out):
     """Scan the taps in row-major window order with the kernel's update rule."""
     N, C, H, W = x.shape
     P, Q = out
+    if xp is np and _inside(H, W, P, Q, kernel, stride, pads, dilation):
+        return _max_forward_inside(x, kernel, stride, dilation, out)
     m = xp.full((N, C, P, Q), -np.inf, dtype=x.dtype)
     idx = xp.full((N, C, P, Q), -1, dtype=np.int64)
     for ih, iw, vh, vw in _taps(H, W, P, Q, kernel, stride, pads, dilation):
@@ -96,11 +104,32 @@ def max_forward_oracle(xp, x, kernel, stride, pads, dilation, out):
     return m, idx
 
 
-def max_backward_oracle(xp, dy, idx, x_shape):
+def _max_forward_inside(x, kernel, stride, dilation, out):
+    """The same rule when no tap falls outside: NumPy's argmax over the taps in window order
+    returns the first NaN if there is one, else the first maximum — exactly the scan above."""
+    W = x.shape[3]
+    P, Q = out
+    taps = [(r, s) for r in range(kernel[0]) for s in range(kernel[1])]
+    v = np.stack([x[:, :, r * dilation[0]:r * dilation[0] + stride[0] * (P - 1) + 1:stride[0],
+                    s * dilation[1]:s * dilation[1] + stride[1] * (Q - 1) + 1:stride[1]]
+                  for r, s in taps], axis=-1)
+    t = v.argmax(axis=-1)
+    m = np.take_along_axis(v, t[..., None], axis=-1)[..., 0]
+    offset = np.array([r * dilation[0] * W + s * dilation[1] for r, s in taps], dtype=np.int64)
+    base = (np.arange(P)[:, None] * stride[0] * W + np.arange(Q)[None, :] * stride[1])
+    return m, offset[t] + base
+
+
+def max_backward_oracle(xp, dy, idx, x_shape, overlap=True):
+    """Scatter-add each output's gradient to its argmax; where windows cannot overlap no input
+    cell is chosen twice, and a plain scatter does."""
     N, C, H, W = x_shape
     dx = xp.zeros((N * C, H * W), dtype=dy.dtype)
     rows = xp.repeat(xp.arange(N * C), dy.shape[2] * dy.shape[3])
-    xp.add.at(dx, (rows, idx.reshape(-1)), dy.reshape(-1))
+    if overlap:
+        xp.add.at(dx, (rows, idx.reshape(-1)), dy.reshape(-1))
+    else:
+        dx[rows, idx.reshape(-1)] = dy.reshape(-1)
     return dx.reshape(x_shape)
 
 
@@ -159,7 +188,8 @@ def max_forward(device, x, kernel, stride, pads, dilation, out):
 def max_backward(device, dy, idx, x_shape, kernel, stride, pads, dilation):
     mod, xp = _backend.native(device), _backend.xp_of(device)
     if mod is None:
-        return max_backward_oracle(xp, dy, idx, x_shape)
+        overlap = any(s < (k - 1) * d + 1 for k, s, d in zip(kernel, stride, dilation))
+        return max_backward_oracle(xp, dy, idx, x_shape, overlap)
     dx = _backend.empty(device, x_shape)
     mod.max_pool2d_backward(xp.ascontiguousarray(dy), xp.ascontiguousarray(idx), dx, kernel,
                             stride, pads, dilation, _backend.stream(device))

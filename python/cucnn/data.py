@@ -1,0 +1,276 @@
+"""Data: the IDX file format, MNIST and Fashion-MNIST, a DataLoader, and the course's X/O images.
+
+Images stay uint8 in memory; a batch is gathered by index and only then scaled to float32 in
+[0, 1] (and normalised, if the data set has a transform), so an epoch never copies the whole set.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+# IDX type codes -> big-endian NumPy dtypes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
+IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
+             0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+def _raw_bytes(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":  # gzip, whatever the file is called
+        try:
+            return gzip.decompress(raw)
+        except (EOFError, OSError, gzip.BadGzipFile) as e:
+            raise ValueError(f"IDX file {path}: corrupt or truncated gzip data ({e})") from None
+    return raw
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (raw or gzip): magic 0x0000, a type code, the number of dimensions, the
+    big-endian int32 sizes, then the data. Every field is checked; the data must fill the file
+    exactly."""
+    path = Path(path)
+    raw = _raw_bytes(path)
+    if len(raw) < 4:
+        raise ValueError(f"IDX file {path}: {len(raw)} bytes is too short for the 4-byte magic "
+                         f"number")
+    zero, code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or code not in IDX_TYPES:
+        raise ValueError(f"IDX file {path}: bad magic number 0x{raw[:4].hex()} (expected 0x0000 "
+                         f"then a type code in {sorted(hex(c) for c in IDX_TYPES)}, then the "
+                         f"number of dimensions)")
+    if ndim == 0:
+        raise ValueError(f"IDX file {path}: the magic number says 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"IDX file {path}: truncated header: {ndim} dimensions need {header} "
+                         f"bytes, the file has {len(raw)}")
+    dims = struct.unpack(f">{ndim}i", raw[4:header])
+    if any(d < 0 for d in dims):
+        raise ValueError(f"IDX file {path}: negative dimension in {dims}")
+    dtype = IDX_TYPES[code]
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(f"IDX file {path}: dimensions {dims} of {dtype.name} need {expected} "
+                         f"data bytes, the file has {len(raw) - header}"
+                         f" ({'truncated' if len(raw) - header < expected else 'trailing data'})")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(
+        dtype.newbyteorder("="))
+
+
+def write_idx(path, array, compress: bool | None = None) -> None:
+    """Write an array as an IDX file (gzip when ``compress``, or when the name ends in .gz)."""
+    array = np.asarray(array)
+    codes = {v.newbyteorder("=").str: k for k, v in IDX_TYPES.items()}
+    key = array.dtype.newbyteorder("=").str
+    if key not in codes:
+        raise ValueError(f"write_idx: dtype {array.dtype} has no IDX type code")
+    data = struct.pack(">HBB", 0, codes[key], array.ndim) + \
+        struct.pack(f">{array.ndim}i", *array.shape) + \
+        array.astype(IDX_TYPES[codes[key]]).tobytes()
+    path = Path(path)
+    if compress if compress is not None else path.suffix == ".gz":
+        data = gzip.compress(data, compresslevel=6)
+    path.write_bytes(data)
+
+
+# ---- data sets ------------------------------------------------------------------------------------
+
+
+class Normalize:
+    """(x - mean) / std on a float32 batch."""
+
+    def __init__(self, mean: float, std: float):
+        self.mean, self.std = float(mean), float(std)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (x - np.float32(self.mean)) * np.float32(1.0 / self.std)
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std})"
+
+
+class ArrayDataset:
+    """Images (N, H, W) or (N, C, H, W), uint8 (scaled to [0, 1]) or float, with int labels.
+    ``transform`` applies to float32 batches (e.g. ``Normalize``)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform=None, classes=None):
+        images = np.asarray(images)
+        labels = np.asarray(labels)
+        if images.ndim == 3:
+            images = images[:, None]
+        if images.ndim != 4:
+            raise ValueError(f"images must be (N, H, W) or (N, C, H, W), got shape {images.shape}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must have shape ({images.shape[0]},) to match the images, "
+                             f"got {labels.shape}")
+        self.images, self.labels = images, labels.astype(np.int64)
+        self.transform = transform
+        self.classes = list(classes) if classes is not None else \
+            [str(c) for c in range(int(labels.max()) + 1 if len(labels) else 0)]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, index) -> tuple:
+        """(images float32 (B, C, H, W), labels int64 (B,)) for an index array."""
+        x = self.images[index]
+        x = x.astype(np.float32) * np.float32(1 / 255) if x.dtype == np.uint8 \
+            else x.astype(np.float32)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.labels[index]
+
+    def __getitem__(self, i) -> tuple:
+        x, y = self.batch(np.asarray([i]))
+        return x[0], int(y[0])
+
+    def subset(self, index) -> "ArrayDataset":
+        """A data set of the given samples (a view where the index is a slice)."""
+        return ArrayDataset(self.images[index], self.labels[index], self.transform, self.classes)
+
+
+def _find(root, names: list, dataset: str, package: str | None) -> Path:
+    """The directory holding ``names``: ``root``, then $CUCNN_DATA (and its sub-directory named
+    after the data set), then Debian's location."""
+    candidates = []
+    if root is not None:
+        candidates.append(Path(root))
+    else:
+        env = os.environ.get("CUCNN_DATA")
+        if env:
+            candidates += [Path(env), Path(env) / dataset]
+        if package:
+            candidates.append(Path(f"/usr/share/datasets/{dataset}"))
+    for d in candidates:
+        if all(any((d / (n + ext)).is_file() for ext in ("", ".gz")) for n in names):
+            return d
+    how = (f"install Debian's package with `apt-get install {package}`, or " if package else "")
+    raise FileNotFoundError(
+        f"{dataset}: cannot find the IDX files {', '.join(n + '[.gz]' for n in names)}; looked in "
+        f"{', '.join(str(c) for c in candidates) or '(nowhere: pass root)'}. To get them, {how}"
+        f"put the four files in a directory and pass root=DIR or set CUCNN_DATA=DIR.")
+
+
+def _load_idx_pair(directory: Path, prefix: str) -> tuple:
+    def path(n):
+        p = directory / n
+        return p if p.is_file() else directory / (n + ".gz")
+    images = read_idx(path(f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(path(f"{prefix}-labels-idx1-ubyte"))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"{directory}: {prefix} images {images.shape} and labels {labels.shape} "
+                         f"do not pair up (expected (N, H, W) and (N,))")
+    return images, labels
+
+
+class _IDXDataset(ArrayDataset):
+    dataset = ""
+    package: str | None = None
+    mean, std = 0.0, 1.0
+    class_names: list = []
+
+    def __init__(self, root=None, train: bool = True, transform=None, normalize: bool = False):
+        prefix = "train" if train else "t10k"
+        names = [f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"]
+        self.root = _find(root, names, self.dataset, self.package)
+        images, labels = _load_idx_pair(self.root, prefix)
+        if normalize and transform is None:
+            transform = Normalize(self.mean, self.std)
+        super().__init__(images, labels, transform, self.class_names)
+
+
+class FashionMNIST(_IDXDataset):
+    """Zalando's Fashion-MNIST: 60,000 + 10,000 grey 28x28 images of 10 kinds of clothing."""
+    dataset, package = "fashion-mnist", "dataset-fashion-mnist"
+    mean, std = 0.2860, 0.3530
+    class_names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot"]
+
+
+class MNIST(_IDXDataset):
+    """LeCun's handwritten digits, same format and sizes as Fashion-MNIST."""
+    dataset, package = "mnist", None
+    mean, std = 0.1307, 0.3081
+    class_names = [str(d) for d in range(10)]
+
+
+# ---- loader ---------------------------------------------------------------------------------------
+
+
+class DataLoader:
+    """Batches of (float32 NCHW images, int64 labels) as NumPy arrays. ``shuffle`` draws a new
+    permutation of indices each epoch from a generator seeded with ``seed``."""
+
+    def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed: int = 0,
+                 drop_last: bool = False):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size <= 0:
+            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        self.dataset, self.batch_size = dataset, int(batch_size)
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if hasattr(self.dataset, "batch"):
+                yield self.dataset.batch(idx)
+            else:
+                items = [self.dataset[int(i)] for i in idx]
+                yield (np.stack([np.asarray(x, dtype=np.float32) for x, _ in items]),
+                       np.asarray([y for _, y in items], dtype=np.int64))
+
+
+# ---- the course's X and O images ------------------------------------------------------------------
+
+
+def _glyph(kind: str, size: int, thick: int) -> np.ndarray:
+    """An X or an O of side ``size`` as a boolean image."""
+    i, j = np.mgrid[0:size, 0:size]
+    if kind == "X":
+        return (np.abs(i - j) < thick) | (np.abs(i + j - (size - 1)) < thick)
+    c = (size - 1) / 2
+    return np.abs(np.hypot(i - c, j - c) - (c - 0.8)) < 0.5 * thick + 0.1
+
+
+def xo_images(n: int = 200, seed: int = 0, variants: bool = True) -> tuple:
+    """``n`` 9x9 images of X (label 0) and O (label 1) with values -1 (background) and +1 (ink),
+    as in the course. With ``variants``, images are also shifted by up to a pixel, scaled down to
+    7x7, thickened, rotated by 90 degrees and given flipped pixels (noise)."""
+    rng = np.random.default_rng(seed)
+    images = np.empty((n, 9, 9), dtype=np.float32)
+    labels = np.arange(n, dtype=np.int64) % 2
+    for k in range(n):
+        kind = "XO"[labels[k]]
+        img = np.zeros((9, 9), dtype=bool)
+        if variants and rng.random() < 0.3:
+            img[1:8, 1:8] = _glyph(kind, 7, 1)  # scaled down
+        else:
+            img = _glyph(kind, 9, 2 if variants and rng.random() < 0.25 else 1)
+        if variants:
+            img = np.rot90(img, int(rng.integers(0, 4)))
+            dy, dx = rng.integers(-1, 2, size=2)
+            img = np.roll(img, (int(dy), int(dx)), axis=(0, 1))
+            flips = rng.random((9, 9)) < 0.04
+            img = img ^ flips
+        images[k] = np.where(img, 1.0, -1.0)
+    return images, labels
+
+
+class XO(ArrayDataset):
+    """The course's X-versus-O toy set (see ``xo_images``)."""
+
+    def __init__(self, n: int = 200, seed: int = 0, variants: bool = True):
+        images, labels = xo_images(n, seed, variants)
+        super().__init__(images, labels, classes=["X", "O"])

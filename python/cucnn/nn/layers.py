@@ -1,0 +1,197 @@
+"""Layers and losses with PyTorch's names, arguments and default initialisation."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _random
+from .. import functional as F
+from ..ops._spec import int_pair
+from .module import Module, Parameter
+
+
+def _uniform(shape, bound: float, device: str) -> Parameter:
+    """U(-bound, bound) from cucnn.manual_seed's generator. With fan_in inputs per output, PyTorch's
+    default kaiming_uniform_(a=sqrt(5)) for weights and its bias rule both give
+    bound = 1/sqrt(fan_in)."""
+    data = _random.generator().uniform(-bound, bound, size=shape).astype(np.float32)
+    return Parameter(data, device=device)
+
+
+def _positive_int(v, name: str, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+        raise ValueError(f"{what}: {name} must be a positive int, got {v!r}")
+    return int(v)
+
+
+class Conv2d(Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, bias: bool = True, device: str = "cpu"):
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels", "Conv2d")
+        self.out_channels = _positive_int(out_channels, "out_channels", "Conv2d")
+        self.kernel_size = int_pair(kernel_size, "kernel_size", 1, "Conv2d")
+        self.stride = int_pair(stride, "stride", 1, "Conv2d")
+        self.dilation = int_pair(dilation, "dilation", 1, "Conv2d")
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"Conv2d: padding must be an int, a pair, 'valid' or 'same', got "
+                                 f"{padding!r}")
+            self.padding = padding
+        else:
+            self.padding = int_pair(padding, "padding", 0, "Conv2d")
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        self.weight = _uniform((self.out_channels, self.in_channels) + self.kernel_size, bound,
+                               device)
+        if bias:
+            self.bias = _uniform((self.out_channels,), bound, device)
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding!r}"
+                + (f", dilation={self.dilation}" if self.dilation != (1, 1) else "")
+                + (", bias=False" if self.bias is None else ""))
+
+
+class Linear(Module):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: str = "cpu"):
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features", "Linear")
+        self.out_features = _positive_int(out_features, "out_features", "Linear")
+        bound = 1.0 / math.sqrt(self.in_features)
+        self.weight = _uniform((self.out_features, self.in_features), bound, device)
+        if bias:
+            self.bias = _uniform((self.out_features,), bound, device)
+        else:
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
+                f"padding={self.padding!r}" + (", ceil_mode=True" if self.ceil_mode else ""))
+
+
+class AvgPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override=None):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
+
+    def forward(self, x):
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+    def extra_repr(self) -> str:
+        return (f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
+                f"padding={self.padding!r}")
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x):
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(Module):
+    def forward(self, x):
+        return F.sigmoid(x)
+
+
+class Tanh(Module):
+    def forward(self, x):
+        return F.tanh(x)
+
+
+class Softmax(Module):
+    """Softmax over ``dim`` (default -1, the class dimension of (N, C) scores)."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return F.softmax(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Flatten(Module):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        return x.flatten(self.start_dim, self.end_dim)
+
+
+class Dropout(Module):
+    """Zeroes elements with probability p in training mode only (``model.train()``)."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class CrossEntropyLoss(Module):
+    def __init__(self, reduction: str = "mean", ignore_index: int = -100):
+        super().__init__()
+        self.reduction, self.ignore_index = reduction, ignore_index
+
+    def forward(self, input, target):
+        return F.cross_entropy(input, target, self.reduction, self.ignore_index)
+
+
+class MSELoss(Module):
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, self.reduction)

@@ -1,0 +1,277 @@
+"""Module, Parameter and Sequential: PyTorch's containers, small enough to read in one sitting."""
+from __future__ import annotations
+
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from .. import _backend
+from ..tensor import Tensor, _as_array, no_grad
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Parameter(Tensor):
+    """A leaf tensor that a Module registers as one of its parameters."""
+
+    __slots__ = ()
+
+    def __init__(self, data, device: str = "cpu", requires_grad: bool = True):
+        super().__init__(data, device=device, requires_grad=requires_grad)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of layers and models: assign Parameters and Modules as attributes and they are
+    registered, in order; define ``forward``; call the module."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # -- registration
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("cannot assign before Module.__init__() call")
+        params, modules = self.__dict__["_parameters"], self.__dict__["_modules"]
+        if isinstance(value, Parameter) or (value is None and name in params):
+            modules.pop(name, None)
+            params[name] = value  # None keeps an absent parameter's slot (bias=False)
+        elif isinstance(value, Module):
+            params.pop(name, None)
+            modules[name] = value
+        else:
+            params.pop(name, None)
+            modules.pop(name, None)
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        for table in ("_parameters", "_modules"):
+            if table in d and name in d[table]:
+                return d[table][name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def register_parameter(self, name: str, param) -> None:
+        """Register a Parameter, or None for an absent one (``bias=False``)."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter: {name} must be a Parameter or None, got "
+                            f"{type(param).__name__}")
+        self._parameters[name] = param
+
+    def add_module(self, name: str, module) -> None:
+        setattr(self, name, module)
+
+    # -- the call
+    def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args, **kwargs):
+        out = self.forward(*args, **kwargs)
+        if _recorder is not None and not self._modules:
+            _recorder(self, out)
+        return out
+
+    # -- traversal
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix: str = ""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix: str = ""):
+        for mod_name, m in self.named_modules(prefix):
+            for name, p in m._parameters.items():
+                if p is not None:
+                    yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self):
+        for _, p in self.named_parameters():
+            yield p
+
+    # -- modes and devices
+    def train(self, mode: bool = True) -> "Module":
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self) -> "Module":
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.parameters():
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.data = p.grad.data * 0
+
+    def to(self, device: str) -> "Module":
+        """Move every parameter (and its gradient) to ``device``, in place; returns self."""
+        device = _backend.check_device(device)
+        for p in self.parameters():
+            if p.device != device:
+                p.data = _as_array(p.data, device).copy() if device != "cuda" \
+                    else _as_array(p.data, device)
+                p.device = device
+                if p.grad is not None:
+                    p.grad = Tensor._wrap(_as_array(p.grad.data, device), device)
+        return self
+
+    @property
+    def device(self) -> str:
+        """The device of the first parameter ("cpu" for a module without any)."""
+        return next((p.device for p in self.parameters()), "cpu")
+
+    # -- state
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Parameter name -> a host copy of its values (NumPy float32)."""
+        return OrderedDict((n, _host(p.data).copy()) for n, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
+        """Copy values into the parameters, by name. With ``strict``, missing or unexpected keys
+        are an error that lists them all; a shape mismatch is always an error."""
+        own = OrderedDict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        errors = []
+        if strict and (missing or unexpected):
+            if missing:
+                errors.append(f"Missing key(s) in state_dict: {', '.join(map(repr, missing))}.")
+            if unexpected:
+                errors.append(f"Unexpected key(s) in state_dict: "
+                              f"{', '.join(map(repr, unexpected))}.")
+        for k, p in own.items():
+            if k in state_dict:
+                v = np.asarray(_host(state_dict[k]))
+                if v.shape != p.shape:
+                    errors.append(f"size mismatch for {k}: copying a param with shape {v.shape}"
+                                  f" from checkpoint, the shape in current model is {p.shape}.")
+        if errors:
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
+                               + "\n\t".join(errors))
+        with no_grad():
+            for k, p in own.items():
+                if k in state_dict:
+                    p.data = _as_array(np.asarray(_host(state_dict[k]), dtype=p.dtype),
+                                       p.device).copy()
+        return IncompatibleKeys(missing, unexpected)
+
+    # -- printing
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if self._modules:
+            lines[0] = f"{type(self).__name__}("
+            for name, m in self._modules.items():
+                sub = repr(m).replace("\n", "\n  ")
+                lines.append(f"  ({name}): {sub}")
+            return "\n".join(lines) + "\n)"
+        return lines[0] + ")"
+
+    def summary(self, input_shape, device: str | None = None, print_fn=print) -> str:
+        """A Keras-style table: each layer's output shape and parameter count, and the totals.
+        ``input_shape`` is one sample's (C, H, W) (the batch dimension shows as None). It runs one
+        forward pass of a zero batch of one sample."""
+        return _summary(self, input_shape, device, print_fn)
+
+
+def _host(a):
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a
+
+
+class Sequential(Module):
+    """Modules called in order; indexable and iterable as PyTorch's."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], (dict, OrderedDict)):
+            for name, m in modules[0].items():
+                self.add_module(name, m)
+        else:
+            for i, m in enumerate(modules):
+                if not isinstance(m, Module):
+                    raise TypeError(f"Sequential: argument {i} must be a Module, got "
+                                    f"{type(m).__name__}")
+                self.add_module(str(i), m)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            return Sequential(*mods[i])
+        return mods[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module: "Module") -> "Sequential":
+        self.add_module(str(len(self)), module)
+        return self
+
+
+# ---- summary --------------------------------------------------------------------------------------
+
+_recorder = None  # set while summary() runs: called with (leaf module, output) after each call
+
+
+def _summary(model: Module, input_shape, device, print_fn) -> str:
+    global _recorder
+    shape = tuple(int(s) for s in input_shape)
+    device = device or model.device
+    names = {id(m): n for n, m in model.named_modules()}
+    rows = []
+
+    def record(m, out):
+        n = sum(int(np.prod(p.shape)) for p in m._parameters.values() if p is not None)
+        oshape = out.shape if isinstance(out, Tensor) else out[0].shape
+        rows.append((f"{names.get(id(m), '?') or type(m).__name__} ({type(m).__name__})",
+                     "(None, " + ", ".join(map(str, oshape[1:])) + ")", n))
+
+    xp = _backend.xp_of(device)
+    x = Tensor._wrap(xp.zeros((1,) + shape, dtype=np.float32), device)
+    was_training = model.training
+    model.eval()
+    _recorder = record
+    try:
+        with no_grad():
+            model(x)
+    finally:
+        _recorder = None
+        model.train(was_training)
+    total = sum(int(np.prod(p.shape)) for p in model.parameters())
+    trainable = sum(int(np.prod(p.shape)) for p in model.parameters() if p.requires_grad)
+    w0 = max([len("Layer (type)")] + [len(r[0]) for r in rows]) + 2
+    w1 = max([len("Output Shape")] + [len(r[1]) for r in rows]) + 2
+    width = w0 + w1 + 12
+    lines = [f'Model: "{type(model).__name__}"', "_" * width,
+             f"{'Layer (type)':<{w0}}{'Output Shape':<{w1}}{'Param #':>10}", "=" * width]
+    for i, (name, oshape, n) in enumerate(rows):
+        lines.append(f"{name:<{w0}}{oshape:<{w1}}{n:>10,}")
+        lines.append("_" * width if i < len(rows) - 1 else "=" * width)
+    lines += [f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+              f"Non-trainable params: {total - trainable:,}", "_" * width]
+    text = "\n".join(lines)
+    if print_fn is not None:
+        print_fn(text)
+    return text
