@@ -15,7 +15,7 @@ import numpy as np
 # IDX type codes -> big-endian NumPy dtypes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
 IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
              0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+SYSTEM_DATA = "/usr/share/datasets"  # where Debian's dataset-* packages install
 
 
 def _raw_bytes(path: Path) -> bytes:
@@ -144,8 +144,7 @@ def _find(root, names: list, dataset: str, package: str | None) -> Path:
         env = os.environ.get("CUCNN_DATA")
         if env:
             candidates += [Path(env), Path(env) / dataset]
-        if package:
-            candidates.append(Path(f"/usr/share/datasets/{dataset}"))
+        candidates.append(Path(SYSTEM_DATA) / dataset)
     for d in candidates:
         if all(any((d / (n + ext)).is_file() for ext in ("", ".gz")) for n in names):
             return d
