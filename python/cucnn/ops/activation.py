@@ -21,7 +21,7 @@ SAVES_INPUT = {"leaky_relu"}  # the others save their output
 
 def forward_oracle(xp, act: str, x, alpha: float = 0.0):
     if act == "relu":
-        return xp.where((x > 0) | xp.isnan(x), x, xp.zeros_like(x))
+        return xp.maximum(x, x.dtype.type(0))  # NaN propagates; -0 becomes +0
     if act == "leaky_relu":
         return xp.where(x > 0, x, x * x.dtype.type(alpha))
     if act == "sigmoid":
@@ -34,6 +34,8 @@ def forward_oracle(xp, act: str, x, alpha: float = 0.0):
 
 def backward_oracle(xp, act: str, dy, saved, alpha: float = 0.0):
     if act == "relu":
+        if xp is np and np.isfinite(dy).all():  # a multiply is 10x faster than where on NumPy
+            return dy * (saved != 0)  # saved is relu's output: 0 or positive or NaN
         return xp.where(saved <= 0, xp.zeros_like(dy), dy)
     if act == "leaky_relu":
         return xp.where(saved > 0, dy, dy * dy.dtype.type(alpha))

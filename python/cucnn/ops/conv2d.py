@@ -89,9 +89,12 @@ def _from_nchw(t):
     return t.transpose(1, 0, 2, 3).reshape(K, N * P * Q)
 
 
-def forward_oracle(xp, x, w, b, stride, pads, dilation):
+def forward_oracle(xp, x, w, b, stride, pads, dilation, cols=None):
+    """``cols``: the input's im2col matrix when the caller has it (see Conv2d.forward)."""
     K, C, R, S = w.shape
-    cols, P, Q = _im2col(xp, x, R, S, stride, pads, dilation)
+    P, Q = output_size(x.shape[2:], (R, S), stride, pads, dilation)
+    if cols is None:
+        cols, P, Q = _im2col(xp, x, R, S, stride, pads, dilation)
     y = xp.matmul(w.reshape(K, C * R * S), cols)  # one BLAS GEMM
     if b is not None:
         y += b.reshape(K, 1)
@@ -116,9 +119,10 @@ def backward_data_oracle(xp, dy, w, x_shape, stride, pads, dilation):
         dxpad[:, :, pads[0]:pads[0] + H, pads[2]:pads[2] + W].transpose(1, 0, 2, 3))
 
 
-def backward_weight_oracle(xp, dy, x, w_shape, stride, pads, dilation):
+def backward_weight_oracle(xp, dy, x, w_shape, stride, pads, dilation, cols=None):
     K, C, R, S = w_shape
-    cols, P, Q = _im2col(xp, x, R, S, stride, pads, dilation)
+    if cols is None:
+        cols, P, Q = _im2col(xp, x, R, S, stride, pads, dilation)
     return xp.matmul(_from_nchw(dy), cols.T).reshape(w_shape).astype(dy.dtype, copy=False)
 
 
@@ -129,11 +133,11 @@ def backward_bias_oracle(xp, dy):
 # ---- dispatch -------------------------------------------------------------------------------------
 
 
-def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1):
+def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1, cols=None):
     mod = _backend.native(device)
     xp = _backend.xp_of(device)
     if mod is None:
-        y = forward_oracle(xp, x, w, b, stride, pads, dilation)
+        y = forward_oracle(xp, x, w, b, stride, pads, dilation, cols)
         return xp.maximum(y, 0) if relu else y
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
     P, Q = output_size(x.shape[2:], w.shape[2:], stride, pads, dilation)
@@ -154,11 +158,11 @@ def backward_data(device, dy, w, x_shape, stride, pads, dilation, version=1):
     return dx
 
 
-def backward_weight(device, dy, x, w_shape, stride, pads, dilation, version=1):
+def backward_weight(device, dy, x, w_shape, stride, pads, dilation, version=1, cols=None):
     mod = _backend.native(device)
     xp = _backend.xp_of(device)
     if mod is None:
-        return backward_weight_oracle(xp, dy, x, w_shape, stride, pads, dilation)
+        return backward_weight_oracle(xp, dy, x, w_shape, stride, pads, dilation, cols)
     n = mod.conv2d_wgrad_workspace(x.shape, w_shape, stride, pads, dilation) if version else 0
     workspace = _backend.empty(device, (max(n, 1),))  # NaN on sim: an unwritten partial shows
     dw = _backend.empty(device, w_shape)
@@ -180,13 +184,24 @@ def backward_bias(device, dy):
 # ---- autograd -------------------------------------------------------------------------------------
 
 
+#: Largest im2col matrix (bytes) the array-code path keeps from forward for the weight gradient:
+#: LeNet's are 1-5 MB; a VGG layer's would be gigabytes, and is rebuilt in backward instead.
+KEEP_COLS_BYTES = 64 << 20
+
+
 class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, w, b, stride, pads, dilation):
         ctx.geometry = (stride, pads, dilation)
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
-        return forward(ctx.device, x, w, b, stride, pads, dilation)
+        ctx.cols = None
+        K, C, R, S = w.shape
+        P, Q = output_size(x.shape[2:], (R, S), stride, pads, dilation)
+        if _backend.native(ctx.device) is None and ctx.needs_input_grad[1] and \
+                C * R * S * x.shape[0] * P * Q * x.itemsize <= KEEP_COLS_BYTES:
+            ctx.cols = _im2col(_backend.xp_of(ctx.device), x, R, S, stride, pads, dilation)[0]
+        return forward(ctx.device, x, w, b, stride, pads, dilation, cols=ctx.cols)
 
     @staticmethod
     def backward(ctx, dy):
@@ -194,7 +209,8 @@ class Conv2d(Function):
         stride, pads, dilation = ctx.geometry
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         dx = backward_data(ctx.device, dy, w, x.shape, stride, pads, dilation) if need_x else None
-        dw = backward_weight(ctx.device, dy, x, w.shape, stride, pads, dilation) if need_w else None
+        dw = backward_weight(ctx.device, dy, x, w.shape, stride, pads, dilation,
+                             cols=ctx.cols) if need_w else None
         db = backward_bias(ctx.device, dy) if need_b and ctx.has_bias else None
         return dx, dw, db, None, None, None
 

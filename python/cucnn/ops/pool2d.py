@@ -92,7 +92,9 @@ def max_forward_oracle(xp, x, kernel, stride, pads, dilation, out):
     N, C, H, W = x.shape
     P, Q = out
     if xp is np and _inside(H, W, P, Q, kernel, stride, pads, dilation):
-        return _max_forward_inside(x, kernel, stride, dilation, out)
+        fast = _max_forward_inside(x, kernel, stride, dilation, out)
+        if fast is not None:
+            return fast
     m = xp.full((N, C, P, Q), -np.inf, dtype=x.dtype)
     idx = xp.full((N, C, P, Q), -1, dtype=np.int64)
     for ih, iw, vh, vw in _taps(H, W, P, Q, kernel, stride, pads, dilation):
@@ -105,16 +107,23 @@ def max_forward_oracle(xp, x, kernel, stride, pads, dilation, out):
 
 
 def _max_forward_inside(x, kernel, stride, dilation, out):
-    """The same rule when no tap falls outside: NumPy's argmax over the taps in window order
-    returns the first NaN if there is one, else the first maximum — exactly the scan above."""
+    """The same rule when no tap falls outside the input, on strided views: the maximum by a
+    chain of np.maximum (which propagates NaN), then the index of the first tap equal to it.
+    Windows holding a NaN (no tap equals NaN) take the general scan."""
     W = x.shape[3]
     P, Q = out
     taps = [(r, s) for r in range(kernel[0]) for s in range(kernel[1])]
-    v = np.stack([x[:, :, r * dilation[0]:r * dilation[0] + stride[0] * (P - 1) + 1:stride[0],
-                    s * dilation[1]:s * dilation[1] + stride[1] * (Q - 1) + 1:stride[1]]
-                  for r, s in taps], axis=-1)
-    t = v.argmax(axis=-1)
-    m = np.take_along_axis(v, t[..., None], axis=-1)[..., 0]
+    views = [x[:, :, r * dilation[0]:r * dilation[0] + stride[0] * (P - 1) + 1:stride[0],
+               s * dilation[1]:s * dilation[1] + stride[1] * (Q - 1) + 1:stride[1]]
+             for r, s in taps]
+    m = views[0].copy()
+    for v in views[1:]:
+        np.maximum(m, v, out=m)
+    if np.isnan(m).any():
+        return None
+    t = np.full(m.shape, len(taps) - 1, dtype=np.int64)
+    for k in range(len(taps) - 2, -1, -1):  # backwards, so the first equal tap wins
+        t -= (t - k) * (views[k] == m)  # t = k where equal (arithmetic beats masked stores)
     offset = np.array([r * dilation[0] * W + s * dilation[1] for r, s in taps], dtype=np.int64)
     base = (np.arange(P)[:, None] * stride[0] * W + np.arange(Q)[None, :] * stride[1])
     return m, offset[t] + base
