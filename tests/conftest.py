@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import pathlib
 import subprocess
 
@@ -11,7 +12,14 @@ import pytest
 import cucnn
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-ORDERS = ("forward", "reverse", "random:20261122")
+# Every sim test runs in these SIMT orders; CUCNN_TEST_ORDERS (comma-separated) narrows them, as
+# the ThreadSanitizer run does (it judges happens-before, not timing, so one order is enough).
+ORDERS = tuple(o for o in os.environ.get("CUCNN_TEST_ORDERS", "").split(",") if o) or \
+    ("forward", "reverse", "random:20261122")
+
+if os.environ.get("CUCNN_SIM_MODULE"):  # a sanitizer run (scripts/sanitize.py): make sure of it
+    assert os.path.samefile(cucnn._backend.sim_module().__file__,
+                            os.environ["CUCNN_SIM_MODULE"]), "the sanitized _sim did not load"
 
 requires_cuda = pytest.mark.skipif(
     not cucnn.cuda.is_available(),

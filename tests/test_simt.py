@@ -199,3 +199,18 @@ def test_ucontext_fallback(simt_lib_ucontext):
     np.testing.assert_array_equal(out, _shuffle_reference(x, 2, 1, 32, 0xFFFFFFFF))
     rc, err = lib("t_planted", "divergent_barrier", np.zeros(64, np.float32))
     assert rc == 1 and "divergent" in err
+
+
+def test_unwritten_output_element_fails_the_comparison(simt_lib):
+    """A kernel that skips one output element: the NaN that cucnn._backend.empty poisons sim
+    outputs with survives, and the comparison with the expected values names it."""
+    from cucnn import _backend
+    from cucnn.testing import assert_close
+    n = 77
+    out = _backend.empty("sim", (n,))
+    simt_lib.ok("t_unwritten_output", out, n)
+    expected = 2.0 * np.arange(n, dtype=np.float32)
+    assert np.isnan(out[n // 2]) and np.count_nonzero(np.isnan(out)) == 1
+    with pytest.raises(AssertionError, match=rf"non-finite mismatch at index \({n // 2},\): got "
+                       r"nan"):
+        assert_close(out, expected, name="unwritten")

@@ -54,6 +54,9 @@
 #ifndef SIMT_TSAN
 #define SIMT_TSAN 0
 #endif
+#if !SIMT_TSAN
+#define SIMT_NO_TSAN
+#endif
 
 #if SIMT_ASAN
 extern "C" {
@@ -62,7 +65,18 @@ void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_
                                      size_t* size_old);
 }
 #endif
+// Under ThreadSanitizer every simulated thread is a TSan fiber, and switching between fibers does
+// NOT synchronise (__tsan_switch_to_fiber's no-sync flag): two threads of a block are ordered only
+// by what orders them on a GPU, each annotated as a release/acquire pair: __syncthreads (all
+// threads of the block), warp operations (the warp), and block boundaries (a block's threads start
+// after the previous block on the same worker has ended and after the launching thread wrote the
+// arguments; the launching thread sees everything the blocks wrote). The scheduler's own
+// bookkeeping (thread states, the shared Fiber records) is not instrumented (SIMT_NO_TSAN),
+// because on a GPU it is hardware. A missing __syncthreads is then a data race that TSan reports
+// with the two source lines.
 #if SIMT_TSAN
+#define SIMT_NO_TSAN __attribute__((no_sanitize("thread")))
+constexpr unsigned kTsanSwitchNoSync = 1;  // __tsan_switch_to_fiber_no_sync
 extern "C" {
 void* __tsan_get_current_fiber(void);
 void* __tsan_create_fiber(unsigned flags);
@@ -187,7 +201,9 @@ struct Worker {
 #endif
 #if SIMT_TSAN
   void* tsan_scheduler = nullptr;
-  char tsan_sync[2] = {0, 0};  // barrier k releases and acquires tsan_sync[k % 2]
+  char tsan_sync[2] = {0, 0};   // barrier k releases and acquires tsan_sync[k % 2]
+  char tsan_block[2] = {0, 0};  // block j's threads acquire [j % 2] and release [(j + 1) % 2]
+  unsigned long long blocks_run = 0;  // on this worker: the parity of block boundaries
 #endif
 #if SIMT_ASAN
   void* asan_fake_stack = nullptr;
@@ -265,11 +281,11 @@ namespace simt {
 namespace {
 
 // ---- switching ------------------------------------------------------------------------------
-void switch_to_fiber(Worker& w, Fiber& f) {
+SIMT_NO_TSAN void switch_to_fiber(Worker& w, Fiber& f) {
   w.current = &f;
   threadIdx = f.tid;
 #if SIMT_TSAN
-  __tsan_switch_to_fiber(f.tsan_fiber, 0);
+  __tsan_switch_to_fiber(f.tsan_fiber, kTsanSwitchNoSync);
 #endif
 #if SIMT_ASAN
   const Stack& s = w.stacks[static_cast<size_t>(f.linear)];
@@ -288,9 +304,9 @@ void switch_to_fiber(Worker& w, Fiber& f) {
 }
 
 // Called on a fiber: back to the scheduler. `exiting` means this fiber never resumes.
-void switch_to_scheduler(Worker& w, Fiber& f, bool exiting) {
+SIMT_NO_TSAN void switch_to_scheduler(Worker& w, Fiber& f, bool exiting) {
 #if SIMT_TSAN
-  __tsan_switch_to_fiber(w.tsan_scheduler, 0);
+  __tsan_switch_to_fiber(w.tsan_scheduler, kTsanSwitchNoSync);
 #endif
 #if SIMT_ASAN
   // An exiting fiber passes no slot, so ASan frees its fake stack.
@@ -316,7 +332,7 @@ void ucontext_entry(unsigned hi, unsigned lo) {
 }
 #endif
 
-void prepare_fiber(Worker& w, Fiber& f, const Stack& s) {
+SIMT_NO_TSAN void prepare_fiber(Worker& w, Fiber& f, const Stack& s) {
 #if SIMT_ASM_SWITCH
   // Initial frame, matching simt_switch_context's pops: [mxcsr|fpucw][r15][r14][r13][r12][rbx]
   // [rbp][return address = trampoline]. r12 carries the fiber pointer to simt_fiber_entry.
@@ -361,7 +377,7 @@ std::string block_text(const Fiber& f) {
 // Resolve every warp operation whose participants have all arrived. Returns whether any did.
 // Called only between sweeps, when no fiber is runnable: a participant that is not waiting at the
 // same operation now will never get there.
-bool resolve_warps(Worker& w, int nthreads) {
+SIMT_NO_TSAN bool resolve_warps(Worker& w, int nthreads) {
   bool progressed = false;
   int nwarps = (nthreads + 31) / 32;
   for (int wi = 0; wi < nwarps; ++wi) {
@@ -431,7 +447,7 @@ bool resolve_warps(Worker& w, int nthreads) {
 
 // All fibers are blocked or done and no warp operation can complete: the barrier opens, or the
 // block is stuck and we say why.
-bool resolve_barrier(Worker& w, int nthreads) {
+SIMT_NO_TSAN bool resolve_barrier(Worker& w, int nthreads) {
   const Fiber* waiting = nullptr;
   const Fiber* gone = nullptr;
   for (int t = 0; t < nthreads; ++t) {
@@ -456,7 +472,8 @@ bool resolve_barrier(Worker& w, int nthreads) {
   return true;
 }
 
-void run_block(Worker& w, dim3 block, const Order& order, unsigned long long block_linear) {
+SIMT_NO_TSAN void run_block(Worker& w, dim3 block, const Order& order,
+                            unsigned long long block_linear) {
   int nthreads = static_cast<int>(block.x * block.y * block.z);
   if (w.fibers.size() < static_cast<size_t>(nthreads)) w.fibers.resize(static_cast<size_t>(nthreads));
   while (w.stacks.size() < static_cast<size_t>(nthreads)) w.stacks.push_back(make_stack());
@@ -470,8 +487,15 @@ void run_block(Worker& w, dim3 block, const Order& order, unsigned long long blo
                   static_cast<unsigned>(t) / (block.x * block.y)};
     prepare_fiber(w, f, w.stacks[static_cast<size_t>(t)]);
   }
+#if SIMT_TSAN
+  // After the previous block's threads (their exits released here), before this block's.
+  __tsan_acquire(&w.tsan_block[w.blocks_run % 2]);
+#endif
   // Reads of dynamic shared memory that nothing wrote in this block see NaN.
   if (w.smem_size) std::memset(w.smem_aligned, 0xff, w.smem_size);
+#if SIMT_TSAN
+  __tsan_release(&w.tsan_block[w.blocks_run % 2]);
+#endif
 
   std::vector<int> seq(static_cast<size_t>(nthreads));
   std::mt19937_64 rng(order.seed * 0x9E3779B97F4A7C15ull + block_linear);
@@ -486,8 +510,11 @@ void run_block(Worker& w, dim3 block, const Order& order, unsigned long long blo
       if (w.error) return;
     }
     if (resolve_warps(w, nthreads)) continue;
-    if (!resolve_barrier(w, nthreads)) return;
+    if (!resolve_barrier(w, nthreads)) break;
   }
+#if SIMT_TSAN
+  ++w.blocks_run;
+#endif
 }
 
 Order current_order() {
@@ -495,9 +522,10 @@ Order current_order() {
   return g_order;
 }
 
-void run_blocks(Worker& w, dim3 grid, dim3 block, size_t shared_bytes, void (*body)(void*),
-                void* closure, const Order& order, std::atomic<unsigned long long>& next,
-                unsigned long long total, std::atomic<bool>& stop) {
+SIMT_NO_TSAN void run_blocks(Worker& w, dim3 grid, dim3 block, size_t shared_bytes,
+                             void (*body)(void*), void* closure, const Order& order,
+                             std::atomic<unsigned long long>& next, unsigned long long total,
+                             std::atomic<bool>& stop) {
   tl_worker = &w;
   w.body = body;
   w.closure = closure;
@@ -511,6 +539,15 @@ void run_blocks(Worker& w, dim3 grid, dim3 block, size_t shared_bytes, void (*bo
 #endif
   blockDim = block;
   gridDim = grid;
+#if SIMT_TSAN
+  struct AcquireBlocks {  // on every way out: the launching thread sees what the blocks wrote
+    Worker& w;
+    SIMT_NO_TSAN ~AcquireBlocks() {
+      __tsan_acquire(&w.tsan_block[0]);
+      __tsan_acquire(&w.tsan_block[1]);
+    }
+  } acquire_blocks{w};
+#endif
   for (;;) {
     if (stop.load()) return;
     unsigned long long b = next.fetch_add(1);
@@ -535,7 +572,7 @@ void run_blocks(Worker& w, dim3 grid, dim3 block, size_t shared_bytes, void (*bo
 
 namespace detail {
 
-void sync_threads(SourceLoc loc) {
+SIMT_NO_TSAN void sync_threads(SourceLoc loc) {
   Worker& w = *tl_worker;
   Fiber& f = *w.current;
   f.state = State::at_barrier;
@@ -553,8 +590,8 @@ void sync_threads(SourceLoc loc) {
   ++f.barriers;
 }
 
-std::uint64_t warp_op(WarpOp op, unsigned mask, std::uint64_t value, int arg, int width,
-                      SourceLoc loc) {
+SIMT_NO_TSAN std::uint64_t warp_op(WarpOp op, unsigned mask, std::uint64_t value, int arg,
+                                   int width, SourceLoc loc) {
   if (width <= 0 || width > 32 || (width & (width - 1)))
     fail(std::string(op_name(op)) + " in " + where(loc) + ": width must be a power of two in "
          "[1, 32], got " + std::to_string(width));
@@ -681,12 +718,16 @@ struct EnvInit {
 
 }  // namespace simt
 
-extern "C" void simt_fiber_entry(void* raw) {
+extern "C" SIMT_NO_TSAN void simt_fiber_entry(void* raw) {
   using namespace simt;
   auto& f = *static_cast<Fiber*>(raw);
   Worker& w = *tl_worker;
 #if SIMT_ASAN
   __sanitizer_finish_switch_fiber(nullptr, &w.scheduler_stack_bottom, &w.scheduler_stack_size);
+#endif
+#if SIMT_TSAN
+  const unsigned long long block = w.blocks_run;
+  __tsan_acquire(&w.tsan_block[block % 2]);
 #endif
   try {
     w.body(w.closure);
@@ -698,6 +739,9 @@ extern "C" void simt_fiber_entry(void* raw) {
         std::runtime_error("unknown exception in kernel, " + block_text(f)));
   }
   f.state = State::exited;
+#if SIMT_TSAN
+  __tsan_release(&w.tsan_block[(block + 1) % 2]);
+#endif
   switch_to_scheduler(w, f, true);
   std::abort();  // an exited fiber is never resumed
 }

@@ -33,8 +33,22 @@ def check_device(device) -> str:
 
 
 def sim_module():
+    """cucnn._sim, or the build of it named by $CUCNN_SIM_MODULE (a sanitizer build, see
+    scripts/sanitize.py)."""
     global _sim_module
     if _sim_module is None:
+        path = os.environ.get("CUCNN_SIM_MODULE")
+        if path:
+            import importlib.util
+            import sys
+            spec = importlib.util.spec_from_file_location("cucnn._sim", path)
+            if spec is None or not os.path.exists(path):
+                raise ImportError(f"CUCNN_SIM_MODULE={path}: no such extension module")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules["cucnn._sim"] = module
+            _sim_module = module
+            return module
         try:
             from . import _sim
         except ImportError:  # pragma: no cover - the build always makes it

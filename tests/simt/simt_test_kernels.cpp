@@ -8,6 +8,7 @@
 #include <cstring>
 #include <exception>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -152,6 +153,36 @@ __global__ void barrier_in_warp_op_kernel(float* out) {
   }
 }
 
+// For the sanitizer builds (tests/test_sanitizers.py): each bug is caught by the check meant for it.
+
+// AddressSanitizer: the last thread reads one element past the end of `in` (`<=` for `<`).
+__global__ void oob_global_read_kernel(const float* in, float* out, int n) {
+  int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i <= n) out[i] = in[i];  // PLANTED: out-of-bounds read
+}
+
+// -fsanitize=bounds (ASan cannot see inside a static array): 40 threads, a 32-slot tile.
+__global__ void static_shared_overflow_kernel(float* out) {
+  __shared__ float tile[32];
+  tile[threadIdx.x] = 1.0f;  // PLANTED: overflow of a static shared array
+  __syncthreads();
+  out[threadIdx.x] = tile[threadIdx.x % 32];
+}
+
+// ThreadSanitizer: a thread reads its neighbour's shared slot with no barrier in between.
+__global__ void missing_barrier_kernel(float* out) {
+  SIMT_DYNAMIC_SHARED(float, s);
+  unsigned t = threadIdx.x;
+  s[t] = static_cast<float>(t);                   // RACE-WRITE
+  out[t] = s[(t + 1) % blockDim.x];               // RACE-READ: needs a __syncthreads before it
+}
+
+// NaN poisoning: one element of the output is never written.
+__global__ void unwritten_output_kernel(float* out, int n) {
+  int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n && i != n / 2) out[i] = 2.0f * static_cast<float>(i);  // PLANTED: skips n/2
+}
+
 __global__ void throwing_kernel(float* out) {
   if (threadIdx.x == 3 && blockIdx.x == 1) __trap();
   out[threadIdx.x] = 1.0f;
@@ -219,6 +250,11 @@ int t_read_unwritten_shared(float* out, int blocks, int threads, char* err, int 
                  static_cast<size_t>(threads) * sizeof(float), nullptr, out);
   });
 }
+int t_unwritten_output(float* out, int n, char* err, int errlen) {
+  return guarded(err, errlen, [=] {
+    simt::launch(unwritten_output_kernel, dim3(simt::ceil_div(n, 32)), dim3(32), 0, nullptr, out, n);
+  });
+}
 int t_planted(const char* which, float* out, char* err, int errlen) {
   return guarded(err, errlen, [=] {
     std::string w = which;
@@ -232,6 +268,14 @@ int t_planted(const char* which, float* out, char* err, int errlen) {
       simt::launch(barrier_in_warp_op_kernel, dim3(1), dim3(32), 0, nullptr, out);
     else if (w == "trap")
       simt::launch(throwing_kernel, dim3(2), dim3(32), 0, nullptr, out);
+    else if (w == "oob_global_read") {
+      std::vector<float> in(37, 1.0f), res(38);  // heap buffers with redzones under ASan
+      simt::launch(oob_global_read_kernel, dim3(2), dim3(32), 0, nullptr, in.data(), res.data(),
+                   37);
+    } else if (w == "static_shared_overflow")
+      simt::launch(static_shared_overflow_kernel, dim3(1), dim3(40), 0, nullptr, out);
+    else if (w == "missing_barrier")
+      simt::launch(missing_barrier_kernel, dim3(2), dim3(64), 64 * sizeof(float), nullptr, out);
     else if (w == "bad_block")
       simt::launch(throwing_kernel, dim3(1), dim3(2048), 0, nullptr, out);
     else
