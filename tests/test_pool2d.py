@@ -50,12 +50,19 @@ def direct_avg(x, kernel, stride, pads, out, include_pad, divisor_override):
     return y
 
 
+@pytest.mark.parametrize("nan", [True, False])
 @pytest.mark.parametrize("args", [(3, 2, 1, 1, False), (2, 2, 0, 1, True), ((3, 2), (2, 1), (1, 0), 1, True),
-                                  (3, 1, 1, 2, False), (3, 2, "same", 1, False)])
-def test_max_oracle_against_direct_loop(args):
+                                  (3, 1, 1, 2, False), (3, 2, "same", 1, False),
+                                  # no tap outside the input: NumPy's fast path (without NaN)
+                                  (2, 2, 0, 1, False), (3, 1, 0, 1, False), (3, 2, 0, 2, False),
+                                  ((2, 3), (1, 2), 0, 1, False)])
+def test_max_oracle_against_direct_loop(args, nan):
     k, s, p, d, ceil = args
     x = np.random.default_rng(0).integers(-3, 4, size=(2, 2, 9, 8)).astype(np.float64)  # ties
-    x[0, 1, 2, 3] = np.nan
+    x[1, 0, :4, :4] = -np.inf  # windows of nothing but -inf still point at one of them
+    x[1, 1, 5, 5] = np.inf
+    if nan:
+        x[0, 1, 2, 3] = np.nan
     g = pool2d.geometry((9, 8), k, s, p, d, ceil, "t")
     y, idx = pool2d.max_forward_oracle(np, x, *g[:5])
     ry, ridx = direct_max(x, *g[:5])
