@@ -72,13 +72,27 @@ def geometry(hw, kernel_size, stride, padding, dilation, ceil_mode, what):
 # ---- oracle ---------------------------------------------------------------------------------------
 
 
+def _axis_range(size, out, st, offset):
+    """Outputs o in [lo, hi) whose tap at ``offset`` (o*st + offset) lies inside [0, size), and the
+    input slice those taps read; None when there are none."""
+    lo = max(0, -(offset // st))  # ceil(-offset / st): the first tap at or after row 0
+    hi = min(out, (size - 1 - offset) // st + 1) if offset < size else 0
+    if lo >= hi:
+        return None
+    start = lo * st + offset
+    return slice(lo, hi), slice(start, start + (hi - lo - 1) * st + 1, st)
+
+
 def _taps(H, W, P, Q, kernel, stride, pads, dilation):
-    """For each tap (r, s): input rows (P,) and columns (Q,) it reads, and their validity."""
+    """For each tap (r, s) in row-major window order that some window reads inside the input:
+    (output rows, output columns, input rows, input columns) as slices. Taps in the padding are
+    left out, so every array operation below is on views, never on gathered copies."""
     for r in range(kernel[0]):
-        ih = np.arange(P) * stride[0] - pads[0] + r * dilation[0]
+        rows = _axis_range(H, P, stride[0], r * dilation[0] - pads[0])
         for s in range(kernel[1]):
-            iw = np.arange(Q) * stride[1] - pads[2] + s * dilation[1]
-            yield ih, iw, (ih >= 0) & (ih < H), (iw >= 0) & (iw < W)
+            cols = _axis_range(W, Q, stride[1], s * dilation[1] - pads[2])
+            if rows is not None and cols is not None:
+                yield rows[0], cols[0], rows[1], cols[1]
 
 
 def _inside(H, W, P, Q, kernel, stride, pads, dilation) -> bool:
@@ -97,12 +111,12 @@ def max_forward_oracle(xp, x, kernel, stride, pads, dilation, out):
             return fast
     m = xp.full((N, C, P, Q), -np.inf, dtype=x.dtype)
     idx = xp.full((N, C, P, Q), -1, dtype=np.int64)
-    for ih, iw, vh, vw in _taps(H, W, P, Q, kernel, stride, pads, dilation):
-        valid = xp.asarray(vh[:, None] & vw[None, :])
-        v = x[:, :, xp.asarray(np.clip(ih, 0, H - 1))][:, :, :, xp.asarray(np.clip(iw, 0, W - 1))]
-        take = valid & ((idx < 0) | (v > m) | (xp.isnan(v) & ~xp.isnan(m)))
-        m = xp.where(take, v, m)
-        idx = xp.where(take, xp.asarray(ih[:, None] * W + iw[None, :]), idx)
+    for ps, qs, hs, ws in _taps(H, W, P, Q, kernel, stride, pads, dilation):
+        v, mv, iv = x[:, :, hs, ws], m[:, :, ps, qs], idx[:, :, ps, qs]
+        take = (iv < 0) | (v > mv) | (xp.isnan(v) & ~xp.isnan(mv))
+        flat = xp.asarray(np.arange(H)[hs][:, None] * W + np.arange(W)[ws][None, :])
+        m[:, :, ps, qs] = xp.where(take, v, mv)
+        idx[:, :, ps, qs] = xp.where(take, flat, iv)
     return m, idx
 
 
@@ -132,15 +146,17 @@ def _max_forward_inside(x, kernel, stride, dilation, out):
 
 
 def max_backward_oracle(xp, dy, idx, x_shape, overlap=True):
-    """Scatter-add each output's gradient to its argmax; where windows cannot overlap no input
-    cell is chosen twice, and a plain scatter does."""
+    """Scatter-add each output's gradient to its argmax. Where windows overlap, one input cell can
+    be chosen by several outputs: bincount sums them (in float64, then rounded once); where they
+    cannot, no cell is chosen twice and a plain scatter does."""
     N, C, H, W = x_shape
-    dx = xp.zeros((N * C, H * W), dtype=dy.dtype)
     rows = xp.repeat(xp.arange(N * C), dy.shape[2] * dy.shape[3])
     if overlap:
-        xp.add.at(dx, (rows, idx.reshape(-1)), dy.reshape(-1))
-    else:
-        dx[rows, idx.reshape(-1)] = dy.reshape(-1)
+        flat = rows * (H * W) + idx.reshape(-1)
+        dx = xp.bincount(flat, weights=dy.reshape(-1), minlength=N * C * H * W)
+        return dx.astype(dy.dtype, copy=False).reshape(x_shape)
+    dx = xp.zeros((N * C, H * W), dtype=dy.dtype)
+    dx[rows, idx.reshape(-1)] = dy.reshape(-1)
     return dx.reshape(x_shape)
 
 
@@ -159,11 +175,9 @@ def avg_forward_oracle(xp, x, kernel, stride, pads, out, include_pad, divisor_ov
     N, C, H, W = x.shape
     P, Q = out
     acc = xp.zeros((N, C, P, Q), dtype=x.dtype)
-    for ih, iw, vh, vw in _taps(H, W, P, Q, kernel, stride, pads, (1, 1)):
-        valid = xp.asarray(vh[:, None] & vw[None, :])
-        v = x[:, :, xp.asarray(np.clip(ih, 0, H - 1))][:, :, :, xp.asarray(np.clip(iw, 0, W - 1))]
-        with np.errstate(invalid="ignore"):  # inf + -inf is NaN, as in the kernel
-            acc = acc + xp.where(valid, v, 0)
+    with np.errstate(invalid="ignore"):  # inf + -inf is NaN, as in the kernel
+        for ps, qs, hs, ws in _taps(H, W, P, Q, kernel, stride, pads, (1, 1)):
+            acc[:, :, ps, qs] += x[:, :, hs, ws]  # taps in window order, as the kernel sums
     div = _divisors(H, W, P, Q, kernel, stride, pads, include_pad, divisor_override)
     return acc / xp.asarray(div, dtype=x.dtype)
 
@@ -174,11 +188,8 @@ def avg_backward_oracle(xp, dy, x_shape, kernel, stride, pads, include_pad, divi
     g = dy / xp.asarray(_divisors(H, W, P, Q, kernel, stride, pads, include_pad,
                                   divisor_override), dtype=dy.dtype)
     dx = xp.zeros((N, C, H, W), dtype=dy.dtype)
-    for ih, iw, vh, vw in _taps(H, W, P, Q, kernel, stride, pads, (1, 1)):
-        for p in np.flatnonzero(vh):
-            cols = np.flatnonzero(vw)
-            xp.add.at(dx, (slice(None), slice(None), int(ih[p]), xp.asarray(iw[cols])),
-                      g[:, :, p, xp.asarray(cols)])
+    for ps, qs, hs, ws in _taps(H, W, P, Q, kernel, stride, pads, (1, 1)):
+        dx[:, :, hs, ws] += g[:, :, ps, qs]  # within one tap no two outputs share an input
     return dx
 
 
