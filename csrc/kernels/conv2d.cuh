@@ -155,6 +155,7 @@ struct Cursor3 {
 template <int ROWS>
 struct Strided {
   static constexpr int kSlots = ROWS * kConvBK / kConvThreads;
+  static constexpr int kGap = kConvThreads / ROWS;  // K distance between a thread's slots
   static __device__ __forceinline__ int row(int t) { return t % ROWS; }
   static __device__ __forceinline__ int kk(int t, int i) {
     return t / ROWS + (kConvThreads / ROWS) * i;
@@ -164,24 +165,35 @@ struct Strided {
 // --- operand loaders: init once per thread, then load / advance per K-slice ---
 // Each writes its slice into smem laid out [kConvBK][ROWS + 4] (the pad keeps float4 alignment).
 
-// The bookkeeping every strided loader shares: each slot's reduction index k and its cursor over
-// the radices (-, MID, LO), and where the slot lands in shared memory.
+// The bookkeeping every strided loader shares: the reduction index k of the thread's first slot
+// and its cursor over the radices (-, MID, LO). The other slots lie kGap further along K each, so
+// their cursors are stepped from the first inside the load loop rather than kept: one cursor in
+// registers instead of kSlots (16 in the 256-row tiles), which is what kept the tall tiles at
+// 190 registers a thread.
 template <int ROWS>
 struct StridedSlots {
   using Map = Strided<ROWS>;
-  int64_t k[Map::kSlots];
-  Cursor3 cur[Map::kSlots];
-  __device__ void init_slots(int64_t k0, int MID, int LO) {
-    const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] = k0 + Map::kk(t, i);
-      cur[i].init(k[i], MID, LO);
-    }
+  int64_t k0;
+  Cursor3 cur0, gap;  // gap: the digits of kGap
+  __device__ void init_slots(int64_t k_begin, int MID, int LO) {
+    k0 = k_begin + Map::kk(static_cast<int>(threadIdx.x), 0);
+    cur0.init(k0, MID, LO);
+    gap.init(Map::kGap, MID, LO);
   }
   __device__ void advance_slots(const Cursor3& step, int MID, int LO) {
+    k0 += kConvBK;
+    cur0.advance(step, MID, LO);
+  }
+  // f(i, k, cursor) for each slot i, in order.
+  template <class F>
+  __device__ __forceinline__ void for_slots(int MID, int LO, F&& f) const {
+    Cursor3 c = cur0;
+    int64_t k = k0;
+#pragma unroll
     for (int i = 0; i < Map::kSlots; ++i) {
-      k[i] += kConvBK;
-      cur[i].advance(step, MID, LO);
+      f(i, k, c);
+      c.advance(gap, MID, LO);
+      k += Map::kGap;
     }
   }
   __device__ void store(float* smem, const float* r) const {
@@ -194,7 +206,7 @@ struct StridedSlots {
 template <int BM>
 struct FwdLoadA : StridedSlots<BM> {
   using Base = StridedSlots<BM>;
-  using Base::k, Base::cur, Base::init_slots, Base::advance_slots, typename Base::Map;
+  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* base;  // x at image n
   int ih0, iw0;
   bool valid;
@@ -212,11 +224,11 @@ struct FwdLoadA : StridedSlots<BM> {
     init_slots(k0, s.R, s.S);
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    for (int i = 0; i < Map::kSlots; ++i) {
-      const int ih = ih0 + cur[i].mid * s.dh, iw = iw0 + cur[i].lo * s.dw;
-      const bool in = valid && k[i] < kend && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-      r[i] = in ? base[(static_cast<int64_t>(cur[i].hi) * s.H + ih) * s.W + iw] : 0.0f;
-    }
+    for_slots(s.R, s.S, [&](int i, int64_t k, const Cursor3& c) {
+      const int ih = ih0 + c.mid * s.dh, iw = iw0 + c.lo * s.dw;
+      const bool in = valid && k < kend && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+      r[i] = in ? base[(static_cast<int64_t>(c.hi) * s.H + ih) * s.W + iw] : 0.0f;
+    });
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
     advance_slots(step, s.R, s.S);
@@ -264,7 +276,7 @@ struct FwdLoadB {
 template <int BM>
 struct DgradLoadA : StridedSlots<BM> {
   using Base = StridedSlots<BM>;
-  using Base::k, Base::cur, Base::init_slots, Base::advance_slots, typename Base::Map;
+  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* base;  // dy at image n
   int hp, wp;         // h + pt, w + pl
   bool valid;
@@ -282,22 +294,21 @@ struct DgradLoadA : StridedSlots<BM> {
     init_slots(k0, s.R, s.S);
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    for (int i = 0; i < Map::kSlots; ++i) {
+    for_slots(s.R, s.S, [&](int i, int64_t k, const Cursor3& c) {
       r[i] = 0.0f;
-      const int ph = hp - cur[i].mid * s.dh, pw = wp - cur[i].lo * s.dw;
-      if (!valid || k[i] >= kend || ph < 0 || pw < 0) continue;
+      const int ph = hp - c.mid * s.dh, pw = wp - c.lo * s.dw;
+      if (!valid || k >= kend || ph < 0 || pw < 0) return;
       int p = ph, q = pw;
       if (s.sh != 1) {  // only output rows on the stride grid read this pixel
-        if (ph % s.sh) continue;
+        if (ph % s.sh) return;
         p = ph / s.sh;
       }
       if (s.sw != 1) {
-        if (pw % s.sw) continue;
+        if (pw % s.sw) return;
         q = pw / s.sw;
       }
-      if (p < s.P && q < s.Q)
-        r[i] = base[(static_cast<int64_t>(cur[i].hi) * s.P + p) * s.Q + q];
-    }
+      if (p < s.P && q < s.Q) r[i] = base[(static_cast<int64_t>(c.hi) * s.P + p) * s.Q + q];
+    });
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
     advance_slots(step, s.R, s.S);
@@ -308,7 +319,7 @@ struct DgradLoadA : StridedSlots<BM> {
 template <int BN>
 struct DgradLoadB : StridedSlots<BN> {
   using Base = StridedSlots<BN>;
-  using Base::k, Base::cur, Base::init_slots, Base::advance_slots, typename Base::Map;
+  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* col;  // w at channel c
   bool valid;
   // slot cursors: (k, r, s)
@@ -322,10 +333,9 @@ struct DgradLoadB : StridedSlots<BN> {
     init_slots(k0, s.R, s.S);
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    for (int i = 0; i < Map::kSlots; ++i)
-      r[i] = valid && k[i] < kend
-                 ? col[cur[i].hi * crs + cur[i].mid * s.S + cur[i].lo]
-                 : 0.0f;
+    for_slots(s.R, s.S, [&](int i, int64_t k, const Cursor3& c) {
+      r[i] = valid && k < kend ? col[c.hi * crs + c.mid * s.S + c.lo] : 0.0f;
+    });
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
     advance_slots(step, s.R, s.S);
@@ -336,7 +346,7 @@ struct DgradLoadB : StridedSlots<BN> {
 template <int BM>
 struct WgradLoadA : StridedSlots<BM> {
   using Base = StridedSlots<BM>;
-  using Base::k, Base::cur, Base::init_slots, Base::advance_slots, typename Base::Map;
+  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* base;  // dy at filter k of image 0
   bool valid;
   // slot cursors: (n, p, q)
@@ -349,11 +359,10 @@ struct WgradLoadA : StridedSlots<BM> {
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
     const int64_t image = static_cast<int64_t>(s.K) * s.P * s.Q;
-    for (int i = 0; i < Map::kSlots; ++i)
-      r[i] = valid && k[i] < kend
-                 ? base[cur[i].hi * image + static_cast<int64_t>(cur[i].mid) * s.Q +
-                        cur[i].lo]
-                 : 0.0f;
+    for_slots(s.P, s.Q, [&](int i, int64_t k, const Cursor3& c) {
+      r[i] = valid && k < kend ? base[c.hi * image + static_cast<int64_t>(c.mid) * s.Q + c.lo]
+                               : 0.0f;
+    });
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
     advance_slots(step, s.P, s.Q);
@@ -364,7 +373,7 @@ struct WgradLoadA : StridedSlots<BM> {
 template <int BN>
 struct WgradLoadB : StridedSlots<BN> {
   using Base = StridedSlots<BN>;
-  using Base::k, Base::cur, Base::init_slots, Base::advance_slots, typename Base::Map;
+  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* base;  // x at channel c of image 0
   int roff, soff;     // r*dh - pt, s*dw - pl
   bool valid;
@@ -382,11 +391,11 @@ struct WgradLoadB : StridedSlots<BN> {
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
     const int64_t image = static_cast<int64_t>(s.C) * s.H * s.W;
-    for (int i = 0; i < Map::kSlots; ++i) {
-      const int ih = cur[i].mid * s.sh + roff, iw = cur[i].lo * s.sw + soff;
-      const bool in = valid && k[i] < kend && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-      r[i] = in ? base[cur[i].hi * image + static_cast<int64_t>(ih) * s.W + iw] : 0.0f;
-    }
+    for_slots(s.P, s.Q, [&](int i, int64_t k, const Cursor3& c) {
+      const int ih = c.mid * s.sh + roff, iw = c.lo * s.sw + soff;
+      const bool in = valid && k < kend && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
+      r[i] = in ? base[c.hi * image + static_cast<int64_t>(ih) * s.W + iw] : 0.0f;
+    });
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
     advance_slots(step, s.P, s.Q);
