@@ -28,6 +28,8 @@ def test_cuda_module_was_built_and_reports_no_device_without_raising():
     assert isinstance(n, int) and n >= 0
     if n == 0:
         assert cucnn.cuda.is_available() is False
+        with pytest.raises(RuntimeError, match="no CUDA device here"):
+            cucnn.cuda.synchronize()
 
 
 def test_sim_module():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ._backend import (cuda_available, cuda_module, reference_path, set_reference_path,
                        use_reference_path)
 
-__all__ = ["is_available", "is_built", "device_count", "use_reference_path",
+__all__ = ["is_available", "is_built", "device_count", "synchronize", "use_reference_path",
            "set_reference_path", "reference_path"]
 
 
@@ -33,3 +33,11 @@ def device_count() -> int:
 def is_available() -> bool:
     """Whether the cuda device can run: cucnn._cuda, CuPy and a GPU. Never raises."""
     return cuda_available()
+
+
+def synchronize() -> None:
+    """Wait until the GPU has finished all work (cudaDeviceSynchronize): for timing from the host.
+    Raises RuntimeError where the cuda device is not available."""
+    if not is_available():
+        raise RuntimeError("cucnn.cuda.synchronize: no CUDA device here (see is_available())")
+    cuda_module().synchronize()
