@@ -46,7 +46,9 @@ def plot_curves(metrics: dict, path) -> Path:
                   label=f"test {100 * metrics['test_acc']:.2f}%")
     a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     b.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    from matplotlib.ticker import MaxNLocator
     for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{metrics['model']} on {metrics['dataset']} ({metrics['device']})")
