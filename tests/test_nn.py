@@ -191,3 +191,37 @@ def test_layer_argument_errors():
         models.create("lenet6")
     with pytest.raises(ValueError, match="expected input with 1 channels to match weight"):
         models.LeNet5()(cucnn.tensor(np.zeros((1, 3, 28, 28))))
+
+
+def test_manual_seed_argument():
+    with pytest.raises(TypeError, match="manual_seed: seed must be an int, got float"):
+        cucnn.manual_seed(1.5)
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    from cucnn import checkpoint, optim
+    cucnn.manual_seed(0)
+    m = models.XONet(course_filters=False)
+    opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    F.cross_entropy(m(cucnn.tensor(np.ones((2, 1, 9, 9)))), cucnn.tensor([0, 1])).backward()
+    opt.step()
+    path = checkpoint.save(tmp_path / "ck.npz", m, opt, arch="xo", epoch=3, note="hi")
+    ck = checkpoint.load(path)
+    assert ck["arch"] == "xo" and ck["epoch"] == 3 and ck["meta"] == {"note": "hi"}
+    assert ck["optimizer"]["type"] == "SGD" and ck["optimizer"]["param_groups"][0]["nesterov"] is True
+    fresh = models.XONet(course_filters=False)
+    fresh.load_state_dict(ck["model"])
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                    m.state_dict().values()))
+    opt2 = optim.SGD(fresh.parameters(), lr=0.5)
+    opt2.load_state_dict(ck["optimizer"])
+    assert opt2.param_groups[0]["momentum"] == 0.9
+    assert not list(tmp_path.glob("*.tmp.npz"))  # the temporary file was renamed into place
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable .npz file"):
+        checkpoint.load(tmp_path / "junk.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    with pytest.raises(ValueError, match="not a cucnn checkpoint"):
+        checkpoint.load(tmp_path / "other.npz")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        checkpoint.load(tmp_path / "missing.npz")
