@@ -108,7 +108,7 @@ class Case:
     reduce_len: int = 1
 
 
-def _cucnn(device, version=1, reference=False):
+def _cucnn(device, reference=False):
     """(timer kind, convert, call wrapper) for our implementations on a device."""
     xp = _backend.xp_of(device)
 
@@ -141,33 +141,28 @@ def _torch_impl(torch, device, tf32=None):
 
 
 def implementations(device: str, torch):
-    """[(name, kind, convert, wrap, version, torch_device, ours)] for a device, baseline first."""
+    """[(name, timer kind, convert, wrap, version, ours)] for a benchmark device, baseline first;
+    ``ours`` is the cucnn device an implementation of ours runs on, None for PyTorch's."""
     out = []
     if device == "cuda":
         if torch is not None and torch.cuda.is_available():
             torch.backends.cudnn.benchmark = True
-            out.append(("torch-cudnn", *_torch_impl(torch, "cuda", False), None, "cuda", False))
-            out.append(("torch-cudnn-tf32", *_torch_impl(torch, "cuda", True), None, "cuda",
-                        False))
-        out += [("cucnn", *_cucnn("cuda"), 1, None, True),
-                ("cucnn-v0", *_cucnn("cuda", 0), 0, None, True),
-                ("cucnn-ref", *_cucnn("cuda", reference=True), 1, None, True)]
+            out.append(("torch-cudnn", *_torch_impl(torch, "cuda", False), None, None))
+            out.append(("torch-cudnn-tf32", *_torch_impl(torch, "cuda", True), None, None))
+        out += [("cucnn", *_cucnn("cuda"), 1, "cuda"),
+                ("cucnn-v0", *_cucnn("cuda"), 0, "cuda"),
+                ("cucnn-ref", *_cucnn("cuda", reference=True), 1, "cuda")]
     elif device == "cpu":
         if torch is not None:
-            out.append(("torch-cpu", *_torch_impl(torch, "cpu"), None, "cpu", False))
-        out.append(("cucnn-cpu", *_cucnn("cpu"), 1, None, True))
+            out.append(("torch-cpu", *_torch_impl(torch, "cpu"), None, None))
+        out.append(("cucnn-cpu", *_cucnn("cpu"), 1, "cpu"))
     elif device == "sim":
-        out += [("cucnn-cpu", *_cucnn("cpu"), 1, None, True),
-                ("cucnn-sim", *_cucnn("sim"), 1, None, True),
-                ("cucnn-sim-v0", *_cucnn("sim", 0), 0, None, True)]
+        out += [("cucnn-cpu", *_cucnn("cpu"), 1, "cpu"),
+                ("cucnn-sim", *_cucnn("sim"), 1, "sim"),
+                ("cucnn-sim-v0", *_cucnn("sim"), 0, "sim")]
     else:
         raise ValueError(f"unknown device {device!r}")
     return out
-
-
-def _dev(device):
-    """The cucnn device our implementations run on for a benchmark device."""
-    return {"cuda": "cuda", "cpu": "cpu", "sim": "sim"}[device]
 
 
 def conv_cases(shapes, device, torch):
@@ -190,10 +185,8 @@ def _conv_shape_cases(label, N, C, H, W, K, R, S, st, p, device, torch):
     for direction in ("fwd", "dgrad", "wgrad"):
         case = Case("conv2d", direction, shape, make, flops=flops,
                     reduce_len=max(C * R * S, N * P * Q, K * R * S))
-        for name, kind, convert, wrap, version, tdev, ours in implementations(device, torch):
-            if ours:
-                dv = "sim" if name.startswith("cucnn-sim") else \
-                    "cpu" if name == "cucnn-cpu" else _dev(device)
+        for name, kind, convert, wrap, version, dv in implementations(device, torch):
+            if dv:
                 fn = {
                     "fwd": lambda i, dv=dv, v=version: conv2d.forward(
                         dv, i["x"], i["w"], None, stride, pads, dil, version=v),
@@ -202,8 +195,7 @@ def _conv_shape_cases(label, N, C, H, W, K, R, S, st, p, device, torch):
                     "wgrad": lambda i, dv=dv, v=version: conv2d.backward_weight(
                         dv, i["dy"], i["x"], i["w"].shape, stride, pads, dil, version=v),
                 }[direction]
-                conv_fn = (_cucnn(dv, version, name == "cucnn-ref")[0], convert_for(dv),
-                           wrap(fn))
+                conv_fn = (kind, convert, wrap(fn))
             else:
                 tf = torch.nn.functional
                 aten = torch.ops.aten
@@ -222,20 +214,12 @@ def _conv_shape_cases(label, N, C, H, W, K, R, S, st, p, device, torch):
     return cases
 
 
-def convert_for(device):
-    xp = _backend.xp_of(device)
-    return lambda host: {k: (xp.asarray(v) if isinstance(v, np.ndarray) else v)
-                         for k, v in host.items()}
-
-
 def _simple_cases(op, direction, shape, make, nbytes, device, torch, ours_fn, torch_fn,
                   reduce_len=1):
     case = Case(op, direction, shape, make, bytes=nbytes, reduce_len=reduce_len)
-    for name, kind, convert, wrap, version, tdev, ours in implementations(device, torch):
-        if ours:
-            dv = "sim" if name.startswith("cucnn-sim") else \
-                "cpu" if name == "cucnn-cpu" else _dev(device)
-            case.impls[name] = (_cucnn(dv)[0], convert_for(dv),
+    for name, kind, convert, wrap, version, dv in implementations(device, torch):
+        if dv:
+            case.impls[name] = (kind, convert,
                                 wrap(lambda i, dv=dv, v=version: ours_fn(dv, i, v)))
         elif name != "torch-cudnn-tf32":  # TF32 changes nothing outside matrix products
             case.impls[name] = (kind, convert, wrap(torch_fn))
@@ -394,7 +378,7 @@ def measure_peaks(device: str, timer_for) -> dict:
 def _host(a):
     if hasattr(a, "detach"):  # torch
         return a.detach().cpu().numpy()
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+    return _backend.to_numpy(a)
 
 
 def run_case(case, device, timer_for, reps, rotate, rng_seed=0):

@@ -138,3 +138,14 @@ def test_xo_images():
     assert not np.array_equal(varied, images)
     ds = data.XO(10)
     assert ds.classes == ["X", "O"] and ds.batch(np.arange(2))[0].shape == (2, 1, 9, 9)
+
+
+def test_array_dataset_shape_errors():
+    with pytest.raises(ValueError, match=r"images must be \(N, H, W\) or \(N, C, H, W\), got "
+                       r"shape \(4, 5\)"):
+        data.ArrayDataset(np.zeros((4, 5)), np.zeros(4))
+    with pytest.raises(ValueError, match=r"labels must have shape \(4,\) to match the images, "
+                       r"got \(3,\)"):
+        data.ArrayDataset(np.zeros((4, 5, 5)), np.zeros(3))
+    with pytest.raises(ValueError, match="write_idx: dtype complex128 has no IDX type code"):
+        data.write_idx("/nonexistent/x.idx", np.zeros(2, dtype=complex))

@@ -225,3 +225,33 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         checkpoint.load(tmp_path / "other.npz")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         checkpoint.load(tmp_path / "missing.npz")
+
+
+def test_module_registration_errors():
+    m = nn.Module()
+    with pytest.raises(TypeError, match="register_parameter: w must be a Parameter or None, got "
+                       "Tensor"):
+        m.register_parameter("w", cucnn.tensor([1.0]))
+
+    class Early(nn.Module):
+        def __init__(self):
+            self.x = 1  # before super().__init__()
+
+    with pytest.raises(AttributeError, match=r"cannot assign before Module.__init__\(\) call"):
+        Early()
+    with pytest.raises(AttributeError, match="'Module' object has no attribute 'missing'"):
+        m.missing
+
+
+def test_adam_betas_must_be_a_pair():
+    from cucnn import optim
+    with pytest.raises(ValueError, match=r"Adam: betas must be a pair, got 0.9"):
+        optim.Adam(models.XONet().parameters(), betas=0.9)
+
+
+def test_sim_module_override_must_exist(monkeypatch, tmp_path):
+    from cucnn import _backend
+    monkeypatch.setattr(_backend, "_sim_module", None)
+    monkeypatch.setenv("CUCNN_SIM_MODULE", str(tmp_path / "_sim.so"))
+    with pytest.raises(ImportError, match="CUCNN_SIM_MODULE=.*: no such extension module"):
+        _backend.sim_module()

@@ -140,3 +140,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "--model", "nope"])
+
+
+def test_training_argument_errors(tmp_path, tiny_idx):
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'; choose one of"):
+        train.load_datasets("cifar")
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; choose adam or sgd"):
+        train.make_optimizer("rmsprop", models.XONet().parameters(), 0.1)
+    with pytest.raises(ValueError, match="unknown model 'lenet6'"):
+        train.run("lenet6", out=tmp_path / "a")
+    with pytest.raises(ValueError, match=r"model cifar10 takes inputs of shape \(3, 32, 32\), "
+                       r"but fashion-mnist images are \(1, 28, 28\)"):
+        train.run("cifar10", data_root=tiny_idx, device="cpu", out=tmp_path / "b")
+    with pytest.raises(FileNotFoundError, match="--resume: no checkpoint at"):
+        train.run("lenet5", data_root=tiny_idx, device="cpu", out=tmp_path / "c", resume=True)
+    rc, out = _train(tmp_path, tiny_idx, "--no-plots", "--epochs", "1")
+    assert rc == 0
+    with pytest.raises(ValueError, match="holds a 'lenet5' model, not 'mnist_cnn'"):
+        train.run("mnist_cnn", data_root=tiny_idx, device="cpu", out=out, resume=True)

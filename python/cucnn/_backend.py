@@ -109,6 +109,11 @@ def stream(device: str) -> int:
     return 0
 
 
+def to_numpy(a) -> np.ndarray:
+    """A NumPy view (or, from the GPU, a copy) of a NumPy or CuPy array."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
+
+
 def empty(device: str, shape, dtype=np.float32):
     """An output or workspace for a native kernel. On sim it is poisoned (float NaN, or an integer
     pattern) so that an element the kernel forgets to write is visible, as on no real allocator."""

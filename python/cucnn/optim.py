@@ -13,10 +13,6 @@ from . import _backend
 from .tensor import Tensor
 
 
-def _host(a):
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
-
-
 def _number(v, name: str, what: str, lo: float = 0.0, hi: float = math.inf,
             hi_open: bool = False) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
@@ -76,7 +72,7 @@ class Optimizer:
             ids = []
             for p in group["params"]:
                 if id(p) in self.state:
-                    state[i] = {k: (_host(v).copy() if hasattr(v, "shape") else v)
+                    state[i] = {k: (_backend.to_numpy(v).copy() if hasattr(v, "shape") else v)
                                 for k, v in self.state[id(p)].items()}
                 ids.append(i)
                 i += 1

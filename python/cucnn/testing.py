@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _backend
+
 #: Relative tolerance of one float32 operation (a few ulps: GPU ``expf``/FMA differ in last bits).
 BASE_RTOL = 2e-6
 
@@ -19,9 +21,7 @@ def tolerance(reduce_len: int = 1) -> float:
 def _host(a):
     if hasattr(a, "numpy") and not isinstance(a, np.ndarray):  # Tensor
         a = a.numpy()
-    if hasattr(a, "get") and not isinstance(a, np.ndarray):  # CuPy
-        a = a.get()
-    return np.asarray(a)
+    return _backend.to_numpy(a)  # CuPy -> NumPy
 
 
 def assert_close(actual, expected, *, rtol: float | None = None, atol: float | None = None,

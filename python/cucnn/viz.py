@@ -28,10 +28,6 @@ def _pyplot():
     return plt
 
 
-def _host(a):
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else np.asarray(a)
-
-
 def plot_curves(metrics: dict, path) -> Path:
     plt = _pyplot()
     ep = [e["epoch"] for e in metrics["epochs"]]
@@ -72,7 +68,7 @@ def plot_filters(model, path) -> Path | None:
     if conv is None:
         return None
     plt = _pyplot()
-    w = _host(conv.weight.data)[:64, 0]
+    w = _backend.to_numpy(conv.weight.data)[:64, 0]
     cols = min(len(w), 8)
     rows = -(-len(w) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.5 * rows + 0.4), squeeze=False)
@@ -107,15 +103,15 @@ def activation_maps(model, image: np.ndarray, device: str) -> list:
             if isinstance(layer, nn.Conv2d):
                 n_conv += 1
                 if not isinstance(nxt, (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)):
-                    out.append((f"conv{n_conv}", _host(x.data)[0]))
+                    out.append((f"conv{n_conv}", _backend.to_numpy(x.data)[0]))
                 else:
                     pending = f"conv{n_conv} + {type(nxt).__name__}"
             elif isinstance(layer, (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)) and i and \
                     isinstance(layers[i - 1], nn.Conv2d):
-                out.append((pending, _host(x.data)[0]))
+                out.append((pending, _backend.to_numpy(x.data)[0]))
             elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
                 n_pool += 1
-                out.append((f"pool{n_pool} ({type(layer).__name__})", _host(x.data)[0]))
+                out.append((f"pool{n_pool} ({type(layer).__name__})", _backend.to_numpy(x.data)[0]))
             if x.ndim != 4:
                 break
     model.train(was)

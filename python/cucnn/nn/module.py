@@ -137,7 +137,7 @@ class Module:
     # -- state
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
         """Parameter name -> a host copy of its values (NumPy float32)."""
-        return OrderedDict((n, _host(p.data).copy()) for n, p in self.named_parameters())
+        return OrderedDict((n, _backend.to_numpy(p.data).copy()) for n, p in self.named_parameters())
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters, by name. With ``strict``, missing or unexpected keys
@@ -154,7 +154,7 @@ class Module:
                               f"{', '.join(map(repr, unexpected))}.")
         for k, p in own.items():
             if k in state_dict:
-                v = np.asarray(_host(state_dict[k]))
+                v = np.asarray(_backend.to_numpy(state_dict[k]))
                 if v.shape != p.shape:
                     errors.append(f"size mismatch for {k}: copying a param with shape {v.shape}"
                                   f" from checkpoint, the shape in current model is {p.shape}.")
@@ -164,7 +164,7 @@ class Module:
         with no_grad():
             for k, p in own.items():
                 if k in state_dict:
-                    p.data = _as_array(np.asarray(_host(state_dict[k]), dtype=p.dtype),
+                    p.data = _as_array(np.asarray(_backend.to_numpy(state_dict[k]), dtype=p.dtype),
                                        p.device).copy()
         return IncompatibleKeys(missing, unexpected)
 
@@ -187,10 +187,6 @@ class Module:
         ``input_shape`` is one sample's (C, H, W) (the batch dimension shows as None). It runs one
         forward pass of a zero batch of one sample."""
         return _summary(self, input_shape, device, print_fn)
-
-
-def _host(a):
-    return a.get() if hasattr(a, "get") and not isinstance(a, np.ndarray) else a
 
 
 class Sequential(Module):

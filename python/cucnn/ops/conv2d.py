@@ -94,7 +94,7 @@ def forward_oracle(xp, x, w, b, stride, pads, dilation, cols=None):
     K, C, R, S = w.shape
     P, Q = output_size(x.shape[2:], (R, S), stride, pads, dilation)
     if cols is None:
-        cols, P, Q = _im2col(xp, x, R, S, stride, pads, dilation)
+        cols = _im2col(xp, x, R, S, stride, pads, dilation)[0]
     y = xp.matmul(w.reshape(K, C * R * S), cols)  # one BLAS GEMM
     if b is not None:
         y += b.reshape(K, 1)
@@ -122,7 +122,7 @@ def backward_data_oracle(xp, dy, w, x_shape, stride, pads, dilation):
 def backward_weight_oracle(xp, dy, x, w_shape, stride, pads, dilation, cols=None):
     K, C, R, S = w_shape
     if cols is None:
-        cols, P, Q = _im2col(xp, x, R, S, stride, pads, dilation)
+        cols = _im2col(xp, x, R, S, stride, pads, dilation)[0]
     return xp.matmul(_from_nchw(dy), cols.T).reshape(w_shape).astype(dy.dtype, copy=False)
 
 
