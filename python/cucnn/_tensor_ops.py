@@ -411,6 +411,9 @@ class MatMul(Function):
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         xp = _xp(ctx.device)
+        if a.ndim == 1 and b.ndim == 1:  # a dot product: g is 0-d
+            return (g * b if ctx.needs_input_grad[0] else None,
+                    g * a if ctx.needs_input_grad[1] else None)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
@@ -536,8 +539,10 @@ def compare(t: Tensor, other, op: str) -> Tensor:
         b = other.data
     elif isinstance(other, (int, float, bool, np.number, np.bool_)):
         b = other
-    else:
+    elif isinstance(other, (list, tuple, np.ndarray)) and np.asarray(other).dtype.kind in "biuf":
         b = _as_array(other, t.device, np.result_type(t.dtype, np.asarray(other).dtype))
+    else:  # None, strings, other objects: Python's fallback (== is identity, < a TypeError)
+        return NotImplemented
     a = t.data
     try:
         out = {"eq": a.__eq__, "ne": a.__ne__, "lt": a.__lt__, "le": a.__le__, "gt": a.__gt__,
