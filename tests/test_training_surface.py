@@ -499,3 +499,18 @@ def test_random_split_fraction_lengths_match_pytorch():
         ours = [len(p) for p in data.random_split(range(n), fr, generator=0)]
         theirs = [len(p) for p in torch.utils.data.random_split(range(n), fr)]
         assert ours == theirs
+
+
+def test_train_epoch_and_evaluate_take_tensor_datasets_and_subsets():
+    from cucnn import train
+    import io
+    cucnn.manual_seed(0)
+    ds = data.TensorDataset(cucnn.randn(40, 1, 6, 6), cucnn.randint(3, (40,)))
+    tr, va = data.random_split(ds, [30, 10], generator=0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+    opt = optim.AdamW(model.parameters(), lr=1e-2)
+    bar = io.StringIO()
+    stats = train.train_epoch(model, opt, tr, "cpu", batch_size=8, seed=0, stream=bar)
+    assert "4/4" in bar.getvalue() and 0 <= stats["train_acc"] <= 1
+    loss, acc = train.evaluate(model, va, "cpu")
+    assert math.isfinite(loss) and 0 <= acc <= 1
