@@ -216,9 +216,11 @@ class ReduceDim(Function):
         (idx,) = ctx.saved_tensors
         if not ctx.keepdim:
             g = xp.expand_dims(g, ctx.dim)
-        grad = xp.zeros(ctx.shape, dtype=g.dtype)
-        xp.put_along_axis(grad, idx, g, axis=ctx.dim)
-        return grad, None, None, None
+        # scatter g to the winning index: a one-hot comparison along dim (NumPy and CuPy alike)
+        where = [1] * len(ctx.shape)
+        where[ctx.dim] = ctx.shape[ctx.dim]
+        hit = xp.arange(ctx.shape[ctx.dim]).reshape(where) == idx
+        return xp.where(hit, g, xp.zeros((), dtype=g.dtype)), None, None, None
 
 
 class Extremum(Function):
