@@ -643,3 +643,36 @@ def test_cuda_array_interface_on_cuda():
     d = cp.from_dlpack(y)
     d[0] = 7.0
     assert y.numpy()[0] == 7.0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_residual_add_in_place_gives_the_out_of_place_gradients(device):
+    """ResNet's ``out += identity`` after a kernel op (conv on sim): the same values and
+    gradients as ``out = out + identity``."""
+    import cucnn.functional as F
+    x0, w0 = arr(2, 3, 5, 5, dtype=np.float32), arr(3, 3, 3, 3, dtype=np.float32)
+    res = []
+    for inplace in (False, True):
+        x, w = t(x0, device, True), t(w0, device, True)
+        out = F.conv2d(x, w, padding=1)
+        if inplace:
+            out += x
+            out.clamp_(min=0.0)
+        else:
+            out = (out + x).clamp(min=0.0)
+        (out * out).sum().backward()
+        res.append((out.numpy(), x.grad.numpy(), w.grad.numpy()))
+    for a, b in zip(*res):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_torch
+def test_comparisons_match_pytorch():
+    a, b = arr(3, 4), arr(1, 4)
+    b[0, 2] = a[1, 2]
+    for op in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"):
+        for other_c, other_t in ((t(b), torch.tensor(b)), (0.5, 0.5)):
+            got = getattr(t(a), op)(other_c)
+            want = getattr(torch.tensor(a), op)(other_t)
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+            assert str(want.dtype) == "torch.bool" and got.dtype == np.bool_
