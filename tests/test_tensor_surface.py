@@ -457,6 +457,12 @@ def test_version_counter_guards_saved_tensors():
     assert y._version == v + 1
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
+    a = cucnn.tensor([[1.0, 2.0]])
+    m = a @ x.unsqueeze(1).T.T[:2]  # MatMulBackward saves a
+    with cucnn.no_grad():
+        a.mul_(2.0)
+    with pytest.raises(RuntimeError, match="MatMulBackward"):
+        m.sum().backward()
     z = x.abs()
     z.sum().backward()  # untouched: fine
     np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0, 1.0])

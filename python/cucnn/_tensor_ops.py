@@ -230,13 +230,13 @@ class Extremum(Function):
     @staticmethod
     def forward(ctx, a, b, largest):
         xp = _xp(ctx.device)
-        ctx.save_for_backward(a, b)
+        record_versions(ctx, a, b)
         ctx.largest = largest
         return xp.maximum(a, b) if largest else xp.minimum(a, b)
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
+        a, b = check_versions(ctx, "ExtremumBackward")
         xp = _xp(ctx.device)
         wins = (a > b) if ctx.largest else (a < b)
         share = xp.where(a == b, 0.5, wins.astype(g.dtype)).astype(g.dtype)
@@ -406,12 +406,12 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        record_versions(ctx, a, b)
         return _xp(ctx.device).matmul(a, b)
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
+        a, b = check_versions(ctx, "MatMulBackward")
         xp = _xp(ctx.device)
         if a.ndim == 1 and b.ndim == 1:  # a dot product: g is 0-d
             return (g * b if ctx.needs_input_grad[0] else None,
