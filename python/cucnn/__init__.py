@@ -12,10 +12,10 @@ from ._tensor_ops import (arange, cat, empty, empty_like, from_dlpack, from_nump
                           randint, randn, randn_like, stack, zeros, zeros_like)
 import numpy as _np  # noqa: E402
 
-# dtypes by PyTorch's names (NumPy dtypes): cucnn.zeros(3, dtype=cucnn.int64)
-float32, float64, int64, int32, uint8, bool = (_np.dtype(n) for n in (  # noqa: A001
-    "float32", "float64", "int64", "int32", "uint8", "bool"))
-float, double, long = float32, float64, int64  # noqa: A001
+# dtypes by PyTorch's names (NumPy dtypes): cucnn.zeros(3, dtype=cucnn.int64). Not `bool`,
+# `float` or `long`: they would shadow the builtins inside this module (use np.bool_ for bool).
+float32, float64, int64, int32, uint8 = (_np.dtype(n) for n in (
+    "float32", "float64", "int64", "int32", "uint8"))
 
 __version__ = "0.1.0"
 
