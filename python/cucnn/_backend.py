@@ -19,11 +19,25 @@ _cupy = None
 _reference_path = os.environ.get("CUCNN_CUDA_PATH", "native") == "reference"
 
 
+class DeviceError(ValueError, RuntimeError):
+    """A bad device string: a RuntimeError as in PyTorch (``torch.device("foo")``), and a
+    ValueError as every other bad argument in cucnn."""
+
+
 def check_device(device) -> str:
+    """The canonical name of a device string: "cpu", "sim" or "cuda"; an index ":0" is accepted
+    (PyTorch's "cuda:0"), any other index is an error (cucnn drives one GPU)."""
     if not isinstance(device, str):
         raise TypeError(f"device must be a str, one of {DEVICES}, got {type(device).__name__}")
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        kind, sep, index = device.partition(":")
+        if not sep or kind not in DEVICES or not index.isdigit():
+            raise DeviceError(f"device must be one of {DEVICES}, got {device!r} (an index may "
+                              f"follow, as in 'cuda:0')")
+        if int(index) != 0:
+            raise DeviceError(f"device {device!r}: invalid device ordinal; cucnn uses one device "
+                              f"per kind, index 0 ({kind!r} or '{kind}:0')")
+        device = kind
     if device == "sim" and sim_module() is None:
         raise RuntimeError("device 'sim' is not available: cucnn._sim failed to import")
     if device == "cuda" and not cuda_available():

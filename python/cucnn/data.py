@@ -6,6 +6,7 @@ Images stay uint8 in memory; a batch is gathered by index and only then scaled t
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 from pathlib import Path
@@ -229,6 +230,93 @@ class DataLoader:
                 items = [self.dataset[int(i)] for i in idx]
                 yield (np.stack([np.asarray(x, dtype=np.float32) for x, _ in items]),
                        np.asarray([y for _, y in items], dtype=np.int64))
+
+
+class TensorDataset:
+    """Samples are the i-th rows of the given tensors (or arrays), as PyTorch's TensorDataset:
+    ``ds[i]`` is a tuple of tensors; the DataLoader gathers a batch as a tuple of NumPy arrays
+    (on the host, like every batch)."""
+
+    def __init__(self, *tensors):
+        if not tensors:
+            raise ValueError("TensorDataset: expected at least one tensor")
+        from .tensor import Tensor
+        for i, t in enumerate(tensors):
+            if not isinstance(t, (Tensor, np.ndarray)) or np.ndim(t.data if isinstance(t, Tensor)
+                                                                 else t) == 0:
+                raise TypeError(f"TensorDataset: argument {i} must be a Tensor or array with a "
+                                f"first dimension, got {type(t).__name__}")
+        n = tensors[0].shape[0]
+        if any(t.shape[0] != n for t in tensors):
+            raise ValueError(f"TensorDataset: size mismatch between tensors: first dimensions "
+                             f"{[t.shape[0] for t in tensors]}")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return self.tensors[0].shape[0]
+
+    def __getitem__(self, i) -> tuple:
+        return tuple(t[i] for t in self.tensors)
+
+    def batch(self, index) -> tuple:
+        from ._backend import to_numpy
+        from .tensor import Tensor
+        return tuple(to_numpy(t.data if isinstance(t, Tensor) else t)[np.asarray(index)]
+                     for t in self.tensors)
+
+
+class Subset:
+    """The samples of ``dataset`` at ``indices`` (PyTorch's Subset)."""
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[int(self.indices[i])]
+
+    def batch(self, index) -> tuple:
+        idx = self.indices[np.asarray(index)]
+        if hasattr(self.dataset, "batch"):
+            return self.dataset.batch(idx)
+        items = [self.dataset[int(i)] for i in idx]
+        return tuple(np.stack([np.asarray(x) for x in col]) for col in zip(*items))
+
+
+def random_split(dataset, lengths, generator=None) -> list:
+    """Split ``dataset`` into non-overlapping random Subsets of the given lengths (ints summing to
+    its length, or fractions summing to 1: floors first, then one more to the first splits in
+    turn until the total is reached, as PyTorch). ``generator`` is a seed or a NumPy Generator;
+    the default is cucnn.manual_seed's generator."""
+    from . import _random
+    n = len(dataset)
+    lengths = list(lengths)
+    if lengths and all(isinstance(x, float) for x in lengths) and \
+            math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        for i, f in enumerate(lengths):
+            if not 0 <= f <= 1:
+                raise ValueError(f"Fraction at index {i} is not between 0 and 1")
+        counts = [int(math.floor(n * f)) for f in lengths]
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+        lengths = counts
+    if any(isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0
+           for x in lengths):
+        raise ValueError(f"random_split: lengths must be non-negative ints or fractions summing "
+                         f"to 1, got {lengths}")
+    if sum(lengths) != n:
+        raise ValueError("Sum of input lengths does not equal the length of the input dataset!")
+    if generator is None:
+        rng = _random.generator()
+    elif isinstance(generator, np.random.Generator):
+        rng = generator
+    else:
+        rng = np.random.default_rng(generator)
+    order = rng.permutation(n)
+    cuts = np.cumsum([0] + [int(x) for x in lengths])
+    return [Subset(dataset, order[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 # ---- the course's X and O images ------------------------------------------------------------------

@@ -161,3 +161,100 @@ class Adam(Optimizer):
         step_size = group["lr"] / (1 - b1 ** t)
         denom = xp.sqrt(v) / np.float32(math.sqrt(1 - b2 ** t)) + np.float32(group["eps"])
         p.data -= np.float32(step_size) * m / denom
+
+
+class AdamW(Optimizer):
+    """Adam with decoupled weight decay (Loshchilov and Hutter), PyTorch's form:
+    p *= 1 - lr*weight_decay, then Adam's step (m, v and the bias corrections as in Adam). With
+    ``amsgrad`` the denominator uses the running maximum of v; with ``maximize`` the gradient's
+    sign flips."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False):
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"AdamW: betas must be a pair, got {betas!r}")
+        defaults = {"lr": _number(lr, "lr", "AdamW"),
+                    "betas": (_number(betas[0], "beta1", "AdamW", 0.0, 1.0, hi_open=True),
+                              _number(betas[1], "beta2", "AdamW", 0.0, 1.0, hi_open=True)),
+                    "eps": _number(eps, "eps", "AdamW"),
+                    "weight_decay": _number(weight_decay, "weight_decay", "AdamW"),
+                    "amsgrad": bool(amsgrad), "maximize": bool(maximize)}
+        super().__init__(params, defaults)
+
+    def _update(self, group, p, grad, state):
+        xp = _backend.xp_of(p.device)
+        b1, b2 = group["betas"]
+        if not state:
+            state.update(step=0, exp_avg=xp.zeros_like(p.data), exp_avg_sq=xp.zeros_like(p.data))
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        t = state["step"]
+        g = -grad if group["maximize"] else grad
+        if group["weight_decay"]:
+            p.data *= np.float32(1 - group["lr"] * group["weight_decay"])
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= np.float32(b1)
+        m += g * np.float32(1 - b1)
+        v *= np.float32(b2)
+        v += g * g * np.float32(1 - b2)
+        if group["amsgrad"]:
+            xp.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"]
+        step_size = group["lr"] / (1 - b1 ** t)
+        denom = xp.sqrt(v) / np.float32(math.sqrt(1 - b2 ** t)) + np.float32(group["eps"])
+        p.data -= np.float32(step_size) * m / denom
+
+
+class RMSprop(Optimizer):
+    """RMSprop in PyTorch's form: g += weight_decay*p; s = alpha*s + (1-alpha)*g^2; with
+    ``centered``, a = alpha*a + (1-alpha)*g and the denominator is sqrt(s - a^2) + eps, else
+    sqrt(s) + eps; with momentum, buf = momentum*buf + g/denom and p -= lr*buf, else
+    p -= lr*g/denom."""
+
+    def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 maximize: bool = False):
+        defaults = {"lr": _number(lr, "lr", "RMSprop"),
+                    "alpha": _number(alpha, "alpha", "RMSprop"),
+                    "eps": _number(eps, "eps", "RMSprop"),
+                    "weight_decay": _number(weight_decay, "weight_decay", "RMSprop"),
+                    "momentum": _number(momentum, "momentum", "RMSprop"),
+                    "centered": bool(centered), "maximize": bool(maximize)}
+        super().__init__(params, defaults)
+
+    def _update(self, group, p, grad, state):
+        xp = _backend.xp_of(p.device)
+        if not state:
+            state.update(step=0, square_avg=xp.zeros_like(p.data))
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = xp.zeros_like(p.data)
+            if group["centered"]:
+                state["grad_avg"] = xp.zeros_like(p.data)
+        state["step"] += 1
+        g = -grad if group["maximize"] else grad
+        if group["weight_decay"]:
+            g = g + p.data * np.float32(group["weight_decay"])
+        alpha = group["alpha"]
+        s = state["square_avg"]
+        s *= np.float32(alpha)
+        s += g * g * np.float32(1 - alpha)
+        if group["centered"]:
+            a = state["grad_avg"]
+            a *= np.float32(alpha)
+            a += g * np.float32(1 - alpha)
+            denom = xp.sqrt(s - a * a) + np.float32(group["eps"])
+        else:
+            denom = xp.sqrt(s) + np.float32(group["eps"])
+        if group["momentum"] > 0:
+            buf = state["momentum_buffer"]
+            buf *= np.float32(group["momentum"])
+            buf += g / denom
+            p.data -= np.float32(group["lr"]) * buf
+        else:
+            p.data -= np.float32(group["lr"]) * g / denom
+
+
+from . import lr_scheduler  # noqa: E402  (cucnn.optim.lr_scheduler, as torch.optim.lr_scheduler)
+import sys as _sys  # noqa: E402
+_sys.modules[__name__ + ".lr_scheduler"] = lr_scheduler  # import cucnn.optim.lr_scheduler works

@@ -390,7 +390,10 @@ class Tensor:
         return _Reshape.apply(self, tuple(int(s) for s in shape))
 
     def view(self, *shape) -> "Tensor":
-        return self.reshape(*shape)
+        """A reshape that shares memory, or PyTorch's RuntimeError where strides forbid it."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return _T.view(self, shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
         if self.ndim == 0:
@@ -407,11 +410,176 @@ class Tensor:
     def log(self) -> "Tensor":
         return _Log.apply(self)
 
-    def argmax(self, dim=None) -> "Tensor":
-        xp = _backend.xp_of(self.device)
-        if dim is None:
-            return Tensor._wrap(xp.asarray(self.data.argmax()), self.device)
-        return Tensor._wrap(self.data.argmax(axis=_norm_dim(dim, self.ndim)), self.device)
+    def argmax(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return _T.arg_extremum(self, dim, keepdim, largest=True)
+
+    # ---- PyTorch's everyday surface (issue 16); the Functions are in _tensor_ops.py -------------
+    # Comparisons return bool tensors outside autograd. Defining __eq__ would make tensors
+    # unhashable; PyTorch keeps them hashable by identity, and so do we.
+    __hash__ = object.__hash__
+
+    def __eq__(self, o): return _T.compare(self, o, "eq")  # noqa: E704
+    def __ne__(self, o): return _T.compare(self, o, "ne")  # noqa: E704
+    def __lt__(self, o): return _T.compare(self, o, "lt")  # noqa: E704
+    def __le__(self, o): return _T.compare(self, o, "le")  # noqa: E704
+    def __gt__(self, o): return _T.compare(self, o, "gt")  # noqa: E704
+    def __ge__(self, o): return _T.compare(self, o, "ge")  # noqa: E704
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+
+    def __matmul__(self, o): return _T.matmul(self, o)  # noqa: E704
+    def __rmatmul__(self, o): return _T.matmul(o, self)  # noqa: E704
+    def __abs__(self): return _T.Abs.apply(self)  # noqa: E704
+
+    def __array__(self, dtype=None, copy=None):
+        """NumPy's view of the tensor (PyTorch's ``__array__``): host data only."""
+        if self.device == "cuda":
+            raise TypeError("can't convert cuda device type tensor to numpy. Use Tensor.cpu() to "
+                            "copy the tensor to host memory first.")
+        if copy is False and dtype is not None and np.dtype(dtype) != self.dtype:
+            raise ValueError(f"__array__: a copy is needed to convert {self.dtype} to {dtype}")
+        a = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return a.copy() if copy else a
+
+    def _scalar(self, what: str):
+        if self.numel() != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self.item()
+
+    def __float__(self): return float(self._scalar("float"))  # noqa: E704
+    def __int__(self): return int(self._scalar("int"))  # noqa: E704
+
+    def __index__(self):
+        if self.dtype.kind not in "iub" or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return int(self.item())
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with "
+                               f"{'no values' if self.numel() == 0 else 'more than one value'} "
+                               f"is ambiguous")
+        return bool(self.item())
+
+    def __format__(self, spec: str) -> str:
+        if self.ndim == 0:
+            return self.item().__format__(spec)
+        return object.__format__(self, spec)
+
+    @property
+    def _version(self) -> int:
+        """How many in-place ops wrote to this tensor's memory (shared with its views)."""
+        return _T.version(self.data)
+
+    def is_contiguous(self) -> bool:
+        return bool(self.data.flags.c_contiguous)
+
+    def max(self, dim=None, keepdim: bool = False):
+        """max() -> the value; max(dim, keepdim) -> (values, indices); max(other) -> elementwise."""
+        return _T._extremum(self, dim, keepdim, largest=True)
+
+    def min(self, dim=None, keepdim: bool = False):
+        return _T._extremum(self, dim, keepdim, largest=False)
+
+    def argmin(self, dim=None, keepdim: bool = False) -> "Tensor":
+        return _T.arg_extremum(self, dim, keepdim, largest=False)
+
+    def maximum(self, other) -> "Tensor": return _T._extremum(self, other, False, True)  # noqa
+    def minimum(self, other) -> "Tensor": return _T._extremum(self, other, False, False)  # noqa
+
+    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+        return _T.transpose(self, dim0, dim1)
+
+    def t(self) -> "Tensor":
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                               f"{self.ndim}D")
+        return _T.transpose(self, 0, -1) if self.ndim == 2 else self
+
+    def permute(self, *dims) -> "Tensor":
+        return _T.permute(self, _T._dims_arg(dims, "permute"))
+
+    @property
+    def T(self) -> "Tensor":
+        """All dimensions reversed (PyTorch deprecates .T on tensors of other than 2 dims)."""
+        return _T.permute(self, tuple(range(self.ndim))[::-1])
+
+    def matmul(self, other) -> "Tensor":
+        return _T.matmul(self, other)
+
+    def unsqueeze(self, dim: int) -> "Tensor":
+        return _T.unsqueeze(self, dim)
+
+    def squeeze(self, dim=None) -> "Tensor":
+        return _T.squeeze(self, dim)
+
+    def clamp(self, min=None, max=None) -> "Tensor":
+        return _T.clamp(self, min, max)
+
+    clip = clamp
+
+    def abs(self) -> "Tensor":
+        return _T.Abs.apply(self)
+
+    def sqrt(self) -> "Tensor":
+        return _T.Sqrt.apply(self)
+
+    def clone(self) -> "Tensor":
+        return _T.Copy.apply(self)
+
+    def contiguous(self) -> "Tensor":
+        return self if self.is_contiguous() else _T.Copy.apply(self)
+
+    # in place (PyTorch's checks: a leaf that requires grad only under no_grad; see _tensor_ops)
+    def add_(self, other, alpha=1):
+        return _T.inplace(self, lambda x, o: x + (o * alpha if alpha != 1 else o), (other,))
+
+    def sub_(self, other, alpha=1):
+        return _T.inplace(self, lambda x, o: x - (o * alpha if alpha != 1 else o), (other,))
+
+    def mul_(self, other): return _T.inplace(self, lambda x, o: x * o, (other,))  # noqa: E704
+    def div_(self, other): return _T.inplace(self, lambda x, o: x / o, (other,))  # noqa: E704
+    def fill_(self, value): return _T.fill(self, value)  # noqa: E704
+    def zero_(self): return _T.fill(self, 0)  # noqa: E704
+    def copy_(self, src): return _T.copy_(self, src)  # noqa: E704
+
+    def clamp_(self, min=None, max=None):
+        return _T.inplace(self, lambda x: _T.clamp(x, min, max))
+
+    __iadd__ = add_
+    __isub__ = sub_
+    __imul__ = mul_
+    __itruediv__ = div_
+
+    # devices and exchange
+    def cuda(self, device=None) -> "Tensor":
+        if device is not None and not isinstance(device, str):
+            device = f"cuda:{int(device)}"
+        dev = _backend.check_device(device or "cuda")
+        if dev != "cuda":
+            raise ValueError(f"cuda(): expected a CUDA device, got {device!r}")
+        return self.to("cuda")
+
+    def __dlpack__(self, **kwargs):
+        """The DLPack capsule of this tensor's array (zero-copy; PyTorch's rule: not while it
+        requires grad)."""
+        if self.requires_grad:
+            raise RuntimeError("Can't export tensors that require gradient, use tensor.detach()")
+        return self.data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        if self.device != "cuda":
+            raise AttributeError(f"a tensor on {self.device!r} has no __cuda_array_interface__; "
+                                 f"only cuda tensors do")
+        if self.requires_grad:
+            raise RuntimeError("Can't get __cuda_array_interface__ on Variable that requires "
+                               "grad. Use var.detach().__cuda_array_interface__ instead.")
+        return self.data.__cuda_array_interface__
+    # ---- end of issue 16's surface ---------------------------------------------------------------
 
 
 def check_float_tensor(t, what: str, name: str = "input") -> None:
@@ -611,3 +779,6 @@ class _ToDevice(Function):
     @staticmethod
     def backward(ctx, g):
         return _as_array(g, ctx.source), None
+
+
+from . import _tensor_ops as _T  # noqa: E402  (issue 16's Functions; imports this module)

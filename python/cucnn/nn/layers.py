@@ -154,6 +154,16 @@ class Softmax(Module):
         return f"dim={self.dim}"
 
 
+class Identity(Module):
+    """Returns its input; accepts and ignores any constructor arguments (as PyTorch)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
 class Flatten(Module):
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()

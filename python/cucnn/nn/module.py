@@ -70,10 +70,30 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
+        pre, post = self.__dict__.get("_forward_pre_hooks"), self.__dict__.get("_forward_hooks")
+        for hook in (pre or {}).values():
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
         out = self.forward(*args, **kwargs)
+        for hook in (post or {}).values():
+            result = hook(self, args, out)
+            if result is not None:
+                out = result
         if _recorder is not None and not self._modules:
             _recorder(self, out)
         return out
+
+    # -- hooks (PyTorch's register_forward_pre_hook / register_forward_hook)
+    def register_forward_pre_hook(self, hook) -> "RemovableHandle":
+        """``hook(module, args)`` runs before forward; a non-None result replaces the positional
+        arguments (a single value is wrapped in a tuple). Returns a handle with ``remove()``."""
+        return RemovableHandle(self.__dict__.setdefault("_forward_pre_hooks", OrderedDict()), hook)
+
+    def register_forward_hook(self, hook) -> "RemovableHandle":
+        """``hook(module, args, output)`` runs after forward; a non-None result replaces the
+        output. Returns a handle with ``remove()``."""
+        return RemovableHandle(self.__dict__.setdefault("_forward_hooks", OrderedDict()), hook)
 
     # -- traversal
     def named_children(self):
@@ -127,6 +147,28 @@ class Module:
                 p.device = device
                 if p.grad is not None:
                     p.grad = Tensor._wrap(_as_array(p.grad.data, device), device)
+        return self
+
+    def cuda(self, device=None) -> "Module":
+        """``to("cuda")`` (PyTorch's name; only device 0 exists)."""
+        return self.to("cuda" if device is None else
+                       device if isinstance(device, str) else f"cuda:{int(device)}")
+
+    def cpu(self) -> "Module":
+        return self.to("cpu")
+
+    def apply(self, fn) -> "Module":
+        """Call ``fn`` on every submodule (children first) and then on self, as PyTorch; returns
+        self. The place for custom initialisation: ``model.apply(init_weights)``."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Module":
+        """Set ``requires_grad`` on every parameter (freeze with False); returns self."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
         return self
 
     @property
@@ -224,6 +266,151 @@ class Sequential(Module):
     def append(self, module: "Module") -> "Sequential":
         self.add_module(str(len(self)), module)
         return self
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters are registered (PyTorch's ``nn.ModuleList``)."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _check(self, m, i):
+        if not isinstance(m, Module):
+            raise TypeError(f"ModuleList: element {i} must be a Module, got {type(m).__name__}")
+        return m
+
+    def _index(self, i) -> int:
+        n = len(self)
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"ModuleList indices must be integers or slices, not "
+                            f"{type(i).__name__}")
+        if not -n <= i < n:
+            raise IndexError(f"index {i} is out of range")
+        return int(i) % n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return ModuleList(list(self._modules.values())[i])
+        return self._modules[str(self._index(i))]
+
+    def __setitem__(self, i, module) -> None:
+        self._modules[str(self._index(i))] = self._check(module, i)
+
+    def __delitem__(self, i) -> None:
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            del mods[i]
+        else:
+            del mods[self._index(i)]
+        self._modules.clear()
+        for k, m in enumerate(mods):
+            self._modules[str(k)] = m
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __iadd__(self, modules) -> "ModuleList":
+        return self.extend(modules)
+
+    def append(self, module) -> "ModuleList":
+        self.add_module(str(len(self)), self._check(module, len(self)))
+        return self
+
+    def extend(self, modules) -> "ModuleList":
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module) -> None:
+        mods = list(self._modules.values())
+        mods.insert(index, self._check(module, index))
+        self._modules.clear()
+        for k, m in enumerate(mods):
+            self._modules[str(k)] = m
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ModuleList has no forward(); iterate over it in yours")
+
+
+class ModuleDict(Module):
+    """An ordered dict of modules whose parameters are registered (PyTorch's ``nn.ModuleDict``)."""
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"ModuleDict: keys must be str, got {type(key).__name__}")
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict: value for {key!r} must be a Module, got "
+                            f"{type(module).__name__}")
+        self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def __contains__(self, key) -> bool:
+        return key in self._modules
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def pop(self, key: str) -> Module:
+        return self._modules.pop(key)
+
+    def clear(self) -> None:
+        self._modules.clear()
+
+    def update(self, modules) -> None:
+        items = modules.items() if hasattr(modules, "items") else modules
+        for key, m in items:
+            self[key] = m
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ModuleDict has no forward(); index it in yours")
+
+
+class RemovableHandle:
+    """What register_*_hook returns: ``remove()`` unregisters the hook (also as a context
+    manager)."""
+
+    _next_id = 0
+
+    def __init__(self, table: OrderedDict, hook):
+        self.table, self.id = table, RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+        table[self.id] = hook
+
+    def remove(self) -> None:
+        self.table.pop(self.id, None)
+
+    def __enter__(self) -> "RemovableHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
 
 
 # ---- summary --------------------------------------------------------------------------------------
