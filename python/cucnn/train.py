@@ -115,11 +115,12 @@ def train_epoch(model, optimizer, dataset, device: str, batch_size: int, seed: i
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad()
-        loss.backward()
+        loss.backward()  # frees the graph's saved tensors
         optimizer.step()
         n = len(yb)
         loss_sum += float(loss.item()) * n
         correct += _correct(logits, y)
+        del x, y, logits, loss  # nothing of this step's graph stays alive during the next forward
         seen += n
         rate = seen / (time.perf_counter() - t0)
         stats = f"loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}% {rate:,.0f} img/s"
