@@ -219,7 +219,6 @@ def measure_training_step(batch=32, steps=3, device="cpu"):
     return peak / 2 ** 20, held / 2 ** 20
 
 
-@pytest.mark.slow
 def test_training_step_frees_its_graph():
     peak, held = measure_training_step(batch=4, steps=2)
     params = sum(p.numel() for p in _vgg_style().parameters()) * 4 / 2 ** 20

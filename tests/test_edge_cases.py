@@ -26,7 +26,7 @@ def _torch():
     return torch
 
 
-# ---- max pooling: a window entirely in the padding ------------------------------------------------
+# ---- max pooling: a window entirely in the padding -----------------------------------------------
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -67,7 +67,7 @@ def test_max_pool_backward_oracle_ignores_minus_one_mixed_with_real_indices():
         np.testing.assert_array_equal(dx, expect)
 
 
-# ---- ceil_mode with a kernel larger than the padded input -----------------------------------------
+# ---- ceil_mode with a kernel larger than the padded input ----------------------------------------
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -129,7 +129,7 @@ def test_pooling_refuses_sizes_past_32_bit_indexing():
     assert F.max_pool2d(big, (2, 1)).shape == (0, 1, 2 ** 29, 1)
 
 
-# ---- softmax over a zero-length dim ---------------------------------------------------------------
+# ---- softmax over a zero-length dim --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -5,8 +5,9 @@ semantics, plus Keras's "valid"/"same" padding.
   rounding towards -inf as PyTorch does (so with ceil_mode a kernel larger than the padded input
   gives one window); with ceil_mode the last window must start inside the input or the left
   padding, else it is dropped. A window entirely in the padding (possible with dilation) gives
-  -inf with index -1 and passes no gradient. "same": output ceil(H/stride), asymmetric padding (odd pixel bottom/right) that never
-  wins a max and is never counted in an average. Padding over half the kernel is an error.
+  -inf with index -1 and passes no gradient. "same": output ceil(H/stride), asymmetric padding
+  (odd pixel bottom/right) that never wins a max and is never counted in an average. Padding over
+  half the kernel is an error, and so are sizes past the kernels' 32-bit indexing.
 * max: NaN propagates (the first NaN in the window wins, and its index points at it); ties keep
   the first maximum in row-major window order; ``return_indices`` gives h*W + w per plane.
 * avg: ``count_include_pad`` counts explicit padding, never the cells ceil_mode adds;
