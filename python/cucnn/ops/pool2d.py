@@ -117,6 +117,8 @@ def max_forward_oracle(xp, x, kernel, stride, pads, dilation, out):
     """Scan the taps in row-major window order with the kernel's update rule."""
     N, C, H, W = x.shape
     P, Q = out
+    if x.size == 0:  # no window to scan (and no (P, Q) index plane to build)
+        return xp.empty((N, C, P, Q), dtype=x.dtype), xp.empty((N, C, P, Q), dtype=np.int64)
     if xp is np and _inside(H, W, P, Q, kernel, stride, pads, dilation):
         fast = _max_forward_inside(x, kernel, stride, dilation, out)
         if fast is not None:
