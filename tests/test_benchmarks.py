@@ -20,11 +20,25 @@ def _load(name):
     return mod
 
 
-@pytest.mark.parametrize("device", ["cpu", "sim"])
-def test_ops_tiny_suite(tmp_path, device):
+def _has_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("device,torch", [("cpu", False), ("cpu", True), ("sim", False)])
+def test_ops_tiny_suite(tmp_path, monkeypatch, device, torch):
+    """Without PyTorch (a fresh machine) the chart shows each op's share of the peak; with it,
+    the ratio to PyTorch's time."""
     if device == "sim" and not cucnn.sim.is_available():
         pytest.skip("cucnn._sim did not build")
+    if torch and not _has_torch():
+        pytest.skip("PyTorch is not installed: its baseline rows cannot be measured")
     ops = _load("ops")
+    if not torch:
+        monkeypatch.setattr(ops._common, "torch_or_none", lambda: None)
     out = tmp_path / f"ops-{device}.json"
     rc = ops.main(["--device", device, "--suite", "tiny", "--reps", "2", "--rotate", "1",
                    "--out", str(out)])
@@ -41,6 +55,7 @@ def test_ops_tiny_suite(tmp_path, device):
                         in r and 0 < r["peak_share"] for r in ours)
     if device == "sim":
         assert {"cucnn-sim", "cucnn-sim-v0"} <= {r["impl"] for r in rows}
+    assert any(r["impl"] == "torch-cpu" for r in rows) == (torch and device == "cpu")
     assert payload["env"]["device"] == device and payload["peaks"]["gemm_gflops"] > 0
     md = out.with_suffix(".md").read_text()
     assert "| conv2d | fwd |" in md and "× base" in md

@@ -130,7 +130,8 @@ __global__ void avg_pool2d_forward_kernel(float* __restrict__ y, const float* __
     const int h0 = p * s.sh - s.pt, w0 = q * s.sw - s.pl;
     float acc = 0.0f;
     for (int ih = h0 > 0 ? h0 : 0; ih < h0 + s.R && ih < s.H; ++ih)
-      for (int iw = w0 > 0 ? w0 : 0; iw < w0 + s.S && iw < s.W; ++iw) acc += xp[ih * s.W + iw];
+      for (int iw = w0 > 0 ? w0 : 0; iw < w0 + s.S && iw < s.W; ++iw)
+        acc += xp[static_cast<int64_t>(ih) * s.W + iw];  // H * W may pass 2**31
     y[i] = acc / avg_divisor(s, p, q, include_pad, divisor_override);
   }
 }

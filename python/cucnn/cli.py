@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -11,6 +12,8 @@ def _parser() -> argparse.ArgumentParser:
     from .train import DATASETS
     parser = argparse.ArgumentParser(prog="cucnn", description="cucnn: CNN kernels you can read, "
                                      "run on the CPU, and trust")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"cucnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model of the zoo; writes metrics.json, a checkpoint "
@@ -53,33 +56,51 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the command; a failure is one line on stderr (``cucnn <command>: error: ...``, naming
+    the file or argument) and a non-zero exit code, never a traceback."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "train":
-            from . import train
-            out = args.out or f"runs/{args.model}-{args.dataset}"
-            metrics = train.run(args.model, args.dataset, args.epochs, args.batch_size,
-                                args.optimizer, args.lr, args.device, args.seed, out,
-                                args.data_root, args.val_size, args.limit, args.resume,
-                                not args.no_plots)
-            return 130 if metrics.get("interrupted") else 0
-        if args.command == "summary":
-            from . import models
-            shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape \
-                else models.MODELS[args.model].input_shape
-            models.create(args.model).summary(shape)
-            return 0
-        if args.command == "eval":
-            from . import train
-            print(json.dumps(train.eval_checkpoint(args.checkpoint, args.dataset, args.data_root,
-                                                   args.device, args.limit), indent=2))
-            return 0
-        if args.command == "demo":
-            from . import demo as demo_mod
-            return 0 if demo_mod.run(args.device) else 1
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"cucnn {args.command}: error: {e}", file=sys.stderr)
+        rc = _run(args)
+        sys.stdout.flush()  # a closed pipe must fail here, not in the interpreter's exit
+        return rc
+    except BrokenPipeError:  # `cucnn summary | head`: the reader left; say nothing more
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a program killed by it
+    except (OSError, ValueError, RuntimeError, MemoryError) as e:
+        # our own OSErrors carry the whole message in strerror; others name their file
+        own = isinstance(e, OSError) and e.strerror and e.filename is None and e.errno
+        msg = " ".join((e.strerror if own else str(e)).split()) or type(e).__name__
+        print(f"cucnn {args.command}: error: {msg}", file=sys.stderr)
         return 1
+
+
+def _run(args) -> int:
+    if args.command == "train":
+        from . import train
+        out = args.out or f"runs/{args.model}-{args.dataset}"
+        metrics = train.run(args.model, args.dataset, args.epochs, args.batch_size,
+                            args.optimizer, args.lr, args.device, args.seed, out,
+                            args.data_root, args.val_size, args.limit, args.resume,
+                            not args.no_plots)
+        return 130 if metrics.get("interrupted") else 0
+    if args.command == "summary":
+        from . import models
+        shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape \
+            else models.MODELS[args.model].input_shape
+        models.create(args.model).summary(shape)
+        return 0
+    if args.command == "eval":
+        from . import train
+        print(json.dumps(train.eval_checkpoint(args.checkpoint, args.dataset, args.data_root,
+                                               args.device, args.limit), indent=2))
+        return 0
+    if args.command == "demo":
+        from . import demo as demo_mod
+        return 0 if demo_mod.run(args.device) else 1
     return 2
 
 

@@ -54,7 +54,7 @@ def read_idx(path) -> np.ndarray:
     if any(d < 0 for d in dims):
         raise ValueError(f"IDX file {path}: negative dimension in {dims}")
     dtype = IDX_TYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow past 2**63
     if len(raw) - header != expected:
         raise ValueError(f"IDX file {path}: dimensions {dims} of {dtype.name} need {expected} "
                          f"data bytes, the file has {len(raw) - header}"
@@ -152,8 +152,8 @@ def _find(root, names: list, dataset: str, package: str | None) -> Path:
     how = (f"install Debian's package with `apt-get install {package}`, or " if package else "")
     raise FileNotFoundError(
         f"{dataset}: cannot find the IDX files {', '.join(n + '[.gz]' for n in names)}; looked in "
-        f"{', '.join(str(c) for c in candidates) or '(nowhere: pass root)'}. To get them, {how}"
-        f"put the four files in a directory and pass root=DIR or set CUCNN_DATA=DIR.")
+        f"{', '.join(str(c) for c in candidates)}. To get them, {how}put the four files in a "
+        f"directory and pass --data-root DIR (root=DIR in Python) or set CUCNN_DATA=DIR.")
 
 
 def _load_idx_pair(directory: Path, prefix: str) -> tuple:

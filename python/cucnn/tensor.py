@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 
 import numpy as np
 
@@ -60,27 +61,68 @@ class enable_grad(contextlib.ContextDecorator):
 # ---- Function contract ---------------------------------------------------------------------------
 
 
+_FREED = ("Trying to backward through the graph a second time (or directly access saved tensors "
+          "after they have already been freed). Saved intermediate values of the graph are freed "
+          "when you call .backward(). Specify retain_graph=True if you need to backward through "
+          "the graph a second time or if you need to access saved tensors after calling "
+          "backward.")
+
+
+def _holds_array(v) -> bool:
+    """An array (NumPy, CuPy, a Tensor) or a tuple/list holding one: what backward frees."""
+    if isinstance(v, (tuple, list)):
+        return any(_holds_array(e) for e in v)
+    return hasattr(v, "shape") and hasattr(v, "dtype") and not isinstance(v, np.generic)
+
+
 class Context:
-    """What a Function's forward leaves for its backward."""
+    """What a Function's forward leaves for its backward. ``backward()`` without
+    ``retain_graph=True`` frees the saved arrays and every attribute holding an array; using one
+    afterwards raises PyTorch's "backward through the graph a second time" error."""
 
     def __init__(self, device: str, needs_input_grad: tuple):
         self.device = device
         self.needs_input_grad = needs_input_grad
-        self.saved_tensors: tuple = ()
+        self._saved: tuple | None = ()
 
     def save_for_backward(self, *arrays) -> None:
-        self.saved_tensors = arrays
+        self._saved = arrays
+
+    @property
+    def saved_tensors(self) -> tuple:
+        if self._saved is None:
+            raise RuntimeError(_FREED)
+        return self._saved
+
+    def _free(self) -> None:
+        if self._saved:
+            self._saved = None
+        freed = [k for k, v in vars(self).items() if k != "_saved" and _holds_array(v)]
+        for k in freed:
+            delattr(self, k)
+        if freed:
+            self.__dict__.setdefault("_freed", set()).update(freed)
+
+    def __getattr__(self, name):  # only called for attributes that are not there
+        if name in self.__dict__.get("_freed", ()):
+            raise RuntimeError(_FREED)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 class Node:
-    """One recorded Function call: the graph's vertex."""
+    """One recorded Function call: the graph's vertex. It keeps the Function's ``ctx`` (the saved
+    arrays) and, per forward argument, the edge to the node that made it: ``(node, output
+    index)``, an ``AccumulateGrad`` for a leaf that requires grad, ``(None, 0)`` otherwise. Never
+    the input Tensors themselves, so an activation no backward needs dies with its last user."""
 
-    __slots__ = ("fn", "ctx", "inputs", "n_outputs", "outputs_meta", "__weakref__")
+    __slots__ = ("fn", "ctx", "next_functions", "input_shapes", "n_outputs", "outputs_meta",
+                 "__weakref__")
 
-    def __init__(self, fn, ctx, inputs, outputs_meta):
+    def __init__(self, fn, ctx, next_functions, input_shapes, outputs_meta):
         self.fn = fn
         self.ctx = ctx
-        self.inputs = inputs  # the forward arguments; Tensors among them are the graph's edges
+        self.next_functions = next_functions
+        self.input_shapes = input_shapes  # the shape each input's gradient must have
         self.n_outputs = len(outputs_meta)
         self.outputs_meta = outputs_meta  # (shape, dtype) of each output
 
@@ -90,6 +132,72 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<{self.name}>"
+
+
+class AccumulateGrad:
+    """The graph's sink for a leaf that requires grad (PyTorch's node of the same name): sums the
+    gradients reaching it in one backward, adds them to ``variable.grad``, then runs the leaf's
+    post-accumulate-grad hooks. One per leaf while a graph uses it."""
+
+    __slots__ = ("variable", "__weakref__")
+    next_functions = ()
+    n_outputs = 1
+    name = "AccumulateGrad"
+
+    def __init__(self, variable: "Tensor"):
+        self.variable = variable
+
+    def accumulate(self, g) -> None:
+        t = self.variable
+        if t.grad is None:
+            t.grad = Tensor._wrap(g.copy(), t.device)
+        else:
+            t.grad.data = t.grad.data + g
+        for hook in tuple((getattr(t, "_post_acc_hooks", None) or {}).values()):
+            hook(t)
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
+
+
+_accumulators: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()
+
+
+def _accumulator(leaf: "Tensor") -> AccumulateGrad:
+    """The leaf's AccumulateGrad, shared by every node of the live graphs that use the leaf (so
+    its hooks run once per backward). Keyed by id: the node keeps the leaf, so the id stays its."""
+    acc = _accumulators.get(id(leaf))
+    if acc is None or acc.variable is not leaf:
+        acc = _accumulators[id(leaf)] = AccumulateGrad(leaf)
+    return acc
+
+
+def _edge(a) -> tuple:
+    if not (isinstance(a, Tensor) and a.requires_grad):
+        return (None, 0)
+    if a.grad_fn is not None:
+        return (a.grad_fn, a._out_index)
+    return (_accumulator(a), 0)
+
+
+class RemovableHandle:
+    """What ``register_post_accumulate_grad_hook`` returns; ``remove()`` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
 
 
 class Function:
@@ -112,10 +220,15 @@ class Function:
         ctx = Context(device, needs)
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = cls.forward(ctx, *raw)
+        del raw  # the node must not keep the inputs
         multi = isinstance(out, tuple)
         outs = out if multi else (out,)
         record = is_grad_enabled() and any(needs)
-        node = Node(cls, ctx, args, tuple((o.shape, o.dtype) for o in outs)) if record else None
+        node = None
+        if record:
+            node = Node(cls, ctx, tuple(_edge(a) for a in args),
+                        tuple(a.shape if isinstance(a, Tensor) else None for a in args),
+                        tuple((o.shape, o.dtype) for o in outs))
         tensors = []
         for i, o in enumerate(outs):
             differentiable = record and o.dtype.kind == "f"
@@ -144,7 +257,7 @@ def _common_device(args, what: str) -> str:
 # ---- the engine ----------------------------------------------------------------------------------
 
 
-def _topological(root: Node) -> list:
+def _topological(root) -> list:
     order, seen, stack = [], {id(root)}, [(root, False)]
     while stack:  # iterative DFS: deep graphs do not hit the recursion limit
         node, done = stack.pop()
@@ -152,44 +265,47 @@ def _topological(root: Node) -> list:
             order.append(node)
             continue
         stack.append((node, True))
-        for a in node.inputs:
-            if isinstance(a, Tensor) and a.grad_fn is not None and id(a.grad_fn) not in seen:
-                seen.add(id(a.grad_fn))
-                stack.append((a.grad_fn, False))
+        for nxt, _ in node.next_functions:
+            if nxt is not None and id(nxt) not in seen:
+                seen.add(id(nxt))
+                stack.append((nxt, False))
     return order  # inputs before the nodes that use them
 
 
-def _backward(root: "Tensor", gradient) -> None:
-    pending = {id(root.grad_fn): [None] * root.grad_fn.n_outputs}
-    pending[id(root.grad_fn)][root._out_index] = gradient
-    for node in reversed(_topological(root.grad_fn)):
+def _backward(root, gradient, out_index: int = 0, retain_graph: bool = False) -> None:
+    """Run the graph from ``root`` (a Node or AccumulateGrad) in reverse topological order. Each
+    node's gradients are summed in ``pending`` until it runs; its ctx is freed right after its
+    backward unless ``retain_graph``."""
+    pending = {id(root): [None] * root.n_outputs}
+    pending[id(root)][out_index] = gradient
+    for node in reversed(_topological(root)):
         grads = pending.pop(id(node), None)
         if grads is None:
+            continue
+        if isinstance(node, AccumulateGrad):
+            node.accumulate(grads[0])
             continue
         xp = _backend.xp_of(node.ctx.device)
         grads = [g if g is not None else xp.zeros(s, dtype=d if d.kind == "f" else np.float32)
                  for g, (s, d) in zip(grads, node.outputs_meta)]
         result = node.fn.backward(node.ctx, *grads)
+        del grads
+        if not retain_graph:
+            node.ctx._free()
         if not isinstance(result, tuple):
             result = (result,)
-        if len(result) != len(node.inputs):
+        if len(result) != len(node.next_functions):
             raise RuntimeError(f"{node.name} returned {len(result)} gradients for "
-                               f"{len(node.inputs)} inputs")
-        for a, g in zip(node.inputs, result):
-            if not (isinstance(a, Tensor) and a.requires_grad) or g is None:
+                               f"{len(node.next_functions)} inputs")
+        for (nxt, i), shape, g in zip(node.next_functions, node.input_shapes, result):
+            if nxt is None or g is None:
                 continue
-            if tuple(g.shape) != a.shape:
+            if tuple(g.shape) != shape:
                 raise RuntimeError(f"{node.name} returned a gradient of shape {tuple(g.shape)} "
-                                   f"for an input of shape {a.shape}")
-            if a.grad_fn is None:  # a leaf: accumulate into .grad
-                if a.grad is None:
-                    a.grad = Tensor._wrap(g.copy(), a.device)
-                else:
-                    a.grad.data = a.grad.data + g
-            else:
-                slot = pending.setdefault(id(a.grad_fn), [None] * a.grad_fn.n_outputs)
-                i = a._out_index
-                slot[i] = g if slot[i] is None else slot[i] + g
+                                   f"for an input of shape {shape}")
+            slot = pending.setdefault(id(nxt), [None] * nxt.n_outputs)
+            slot[i] = g if slot[i] is None else slot[i] + g
+        del result
 
 
 # ---- Tensor --------------------------------------------------------------------------------------
@@ -232,7 +348,7 @@ def tensor(data, device: str = "cpu", requires_grad: bool = False, dtype=None) -
 
 class Tensor:
     __slots__ = ("data", "device", "requires_grad", "grad", "grad_fn", "_out_index",
-                 "__weakref__")
+                 "_post_acc_hooks", "__weakref__")
     __array_priority__ = 1000  # numpy scalars on the left defer to our operators
 
     def __init__(self, data, device: str = "cpu", requires_grad: bool = False):
@@ -287,8 +403,9 @@ class Tensor:
         return f"tensor({body}, device={self.device!r}{extra})"
 
     # -- autograd
-    def backward(self, gradient=None) -> None:
-        """Accumulate d(self)/d(leaf) * gradient into every leaf's ``.grad``."""
+    def backward(self, gradient=None, retain_graph=None) -> None:
+        """Accumulate d(self)/d(leaf) * gradient into every leaf's ``.grad``, then free the saved
+        tensors of the graph it ran through unless ``retain_graph`` (PyTorch's contract)."""
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (and has no "
                                "grad_fn)")
@@ -303,11 +420,26 @@ class Tensor:
             g = xp.asarray(g, dtype=self.dtype)
             if tuple(g.shape) != self.shape:
                 raise ValueError(f"gradient must have shape {self.shape}, got {tuple(g.shape)}")
-        if self.grad_fn is None:  # a leaf
-            self.grad = Tensor._wrap(g.copy(), self.device) if self.grad is None else \
-                Tensor._wrap(self.grad.data + g, self.device)
-            return
-        _backward(self, g)
+        root = self.grad_fn if self.grad_fn is not None else _accumulator(self)
+        _backward(root, g, self._out_index, bool(retain_graph))
+
+    def register_post_accumulate_grad_hook(self, hook) -> RemovableHandle:
+        """PyTorch's hook: ``hook(tensor)`` runs right after backward has accumulated this leaf's
+        ``.grad`` (once per backward, after every path's gradient is summed). Returns a handle
+        whose ``remove()`` unregisters it."""
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                               "tensors")
+        hooks = getattr(self, "_post_acc_hooks", None)
+        if hooks is None:
+            hooks = self._post_acc_hooks = {}
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     def detach(self) -> "Tensor":
         return Tensor._wrap(self.data, self.device)

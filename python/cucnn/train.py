@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,11 +116,12 @@ def train_epoch(model, optimizer, dataset, device: str, batch_size: int, seed: i
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad()
-        loss.backward()
+        loss.backward()  # frees the graph's saved tensors
         optimizer.step()
         n = len(yb)
         loss_sum += float(loss.item()) * n
         correct += _correct(logits, y)
+        del x, y, logits, loss  # nothing of this step's graph stays alive during the next forward
         seen += n
         rate = seen / (time.perf_counter() - t0)
         stats = f"loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}% {rate:,.0f} img/s"
@@ -129,6 +131,26 @@ def train_epoch(model, optimizer, dataset, device: str, batch_size: int, seed: i
               "seconds": seconds, "images_per_s": seen / seconds if seconds else 0.0}
     bar.close(len(loader), stats)
     return result
+
+
+def check_writable(out: Path) -> None:
+    """Create ``out`` and write (then remove) a probe file in it, so that a read-only or
+    impossible ``--out`` fails before training instead of after the first epoch."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".cucnn-write-test-"):
+            pass
+    except OSError as e:
+        raise OSError(e.errno, f"--out {out} is not a writable directory "
+                      f"({e.strerror or e})") from None
+
+
+def check_input_shape(model_name: str, dataset: str, ds) -> None:
+    shape = models.MODELS[model_name].input_shape
+    got = tuple(ds.images.shape[1:])
+    if got != shape and model_name != "fully_conv":
+        raise ValueError(f"model {model_name} takes inputs of shape {shape}, but {dataset} "
+                         f"images are {got} (the model expects {shape[1]}x{shape[2]} inputs)")
 
 
 def make_optimizer(name: str, params, lr: float):
@@ -150,13 +172,10 @@ def run(model_name: str = "lenet5", dataset: str = "fashion-mnist", epochs: int 
     if model_name not in models.MODELS:
         raise ValueError(f"unknown model {model_name!r}; choose one of {', '.join(models.MODELS)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)  # before any data is read or epoch trained
     ckpt_path, metrics_path = out / "checkpoint.npz", out / "metrics.json"
     train_set, val_set, test_set = load_datasets(dataset, data_root, val_size, limit, seed)
-    shape = models.MODELS[model_name].input_shape
-    if train_set.images.shape[1:] != shape and model_name != "fully_conv":
-        raise ValueError(f"model {model_name} takes inputs of shape {shape}, but {dataset} "
-                         f"images are {train_set.images.shape[1:]}")
+    check_input_shape(model_name, dataset, train_set)
     _random.manual_seed(seed)
     model = models.create(model_name, device=device)
     opt = make_optimizer(optimizer, model.parameters(), lr)
@@ -227,10 +246,21 @@ def eval_checkpoint(path, dataset: str | None = None, data_root=None, device: st
     """Test loss and accuracy of a checkpoint (data set from the checkpoint unless given)."""
     device = auto_device() if device == "auto" else _backend.check_device(device)
     ck = checkpoint.load(path)
+    if ck["arch"] not in models.MODELS:
+        raise ValueError(f"checkpoint {path} holds a model {ck['arch']!r} that is not in the zoo "
+                         f"({', '.join(models.MODELS)})")
     dataset = dataset or ck["meta"].get("dataset") or models.MODELS[ck["arch"]].dataset
+    if dataset not in DATASETS:
+        raise ValueError(f"checkpoint {path}: its model {ck['arch']} was trained on {dataset!r}, "
+                         f"which cucnn cannot load; pass --dataset (one of "
+                         f"{', '.join(DATASETS)})")
     model = models.create(ck["arch"], device=device)
-    model.load_state_dict(ck["model"])
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {path}: {e}") from None
     _, _, test = load_datasets(dataset, data_root, 0, limit)
+    check_input_shape(ck["arch"], dataset, test)
     loss, acc = evaluate(model, test, device)
     return {"model": ck["arch"], "epoch": ck["epoch"], "dataset": dataset, "device": device,
             "test_loss": loss, "test_acc": acc, "test_size": len(test)}

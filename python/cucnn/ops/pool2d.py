@@ -1,10 +1,13 @@
 """max_pool2d and avg_pool2d (kernels: csrc/kernels/pool2d.cuh), PyTorch's arguments and edge
 semantics, plus Keras's "valid"/"same" padding.
 
-* Output size: floor (or ceil with ``ceil_mode``) of (H + 2*pad - dilation*(k-1) - 1)/stride + 1;
-  with ceil_mode the last window must start inside the input or the left padding, else it is
-  dropped. "same": output ceil(H/stride), asymmetric padding (odd pixel bottom/right) that never
-  wins a max and is never counted in an average. Padding over half the kernel is an error.
+* Output size: floor (or ceil with ``ceil_mode``) of (H + 2*pad - dilation*(k-1) - 1)/stride + 1,
+  rounding towards -inf as PyTorch does (so with ceil_mode a kernel larger than the padded input
+  gives one window); with ceil_mode the last window must start inside the input or the left
+  padding, else it is dropped. A window entirely in the padding (possible with dilation) gives
+  -inf with index -1 and passes no gradient. "same": output ceil(H/stride), asymmetric padding
+  (odd pixel bottom/right) that never wins a max and is never counted in an average. Padding over
+  half the kernel is an error, and so are sizes past the kernels' 32-bit indexing.
 * max: NaN propagates (the first NaN in the window wins, and its index points at it); ties keep
   the first maximum in row-major window order; ``return_indices`` gives h*W + w per plane.
 * avg: ``count_include_pad`` counts explicit padding, never the cells ceil_mode adds;
@@ -19,6 +22,8 @@ import numpy as np
 from .. import _backend
 from ..tensor import Function, Tensor, check_float_tensor
 from ._spec import Case, OpSpec, int_pair, nasty, register
+
+_INT32_MAX = 2 ** 31 - 1  # the kernels index a plane's rows and columns with int
 
 # ---- geometry -------------------------------------------------------------------------------------
 
@@ -57,11 +62,18 @@ def geometry(hw, kernel_size, stride, padding, dilation, ceil_mode, what):
         if same:
             o = -(-size // s)
         else:
+            # PyTorch's pooling_output_shape: a floor division (rounding towards -inf), so with
+            # ceil_mode a kernel larger than the padded input still gives one window.
             span = size + lo + hi - e
-            o = (span + (s - 1 if ceil_mode else 0)) // s + 1 if span >= 0 else 0
+            o = (span + (s - 1 if ceil_mode else 0)) // s + 1
             if ceil_mode and o > 0 and (o - 1) * s >= size + lo:
                 o -= 1  # the last window would start in the right padding: dropped
-        out.append(o)
+        if size + lo + hi + e + s > _INT32_MAX:
+            raise ValueError(f"{what}: input {hw[0]}x{hw[1]} with padding {padding}, kernel_size "
+                             f"{kernel_size}, stride {stride} and dilation {dilation} exceeds the "
+                             f"32-bit indexing of the pooling kernels (padded size plus "
+                             f"effective kernel plus stride must be below 2**31 on each axis)")
+        out.append(max(o, 0))
     if out[0] <= 0 or out[1] <= 0:
         raise ValueError(f"{what}: output size would be {out[0]}x{out[1]} for input {hw[0]}x"
                          f"{hw[1]}, kernel_size {kernel}, stride {stride}, padding {padding}, "
@@ -105,6 +117,8 @@ def max_forward_oracle(xp, x, kernel, stride, pads, dilation, out):
     """Scan the taps in row-major window order with the kernel's update rule."""
     N, C, H, W = x.shape
     P, Q = out
+    if x.size == 0:  # no window to scan (and no (P, Q) index plane to build)
+        return xp.empty((N, C, P, Q), dtype=x.dtype), xp.empty((N, C, P, Q), dtype=np.int64)
     if xp is np and _inside(H, W, P, Q, kernel, stride, pads, dilation):
         fast = _max_forward_inside(x, kernel, stride, dilation, out)
         if fast is not None:
@@ -151,12 +165,16 @@ def max_backward_oracle(xp, dy, idx, x_shape, overlap=True):
     cannot, no cell is chosen twice and a plain scatter does."""
     N, C, H, W = x_shape
     rows = xp.repeat(xp.arange(N * C), dy.shape[2] * dy.shape[3])
+    idx, g = idx.reshape(-1), dy.reshape(-1)
+    valid = idx >= 0  # -1: a window entirely in the padding chose no cell and passes no gradient
+    if not bool(valid.all()):
+        rows, idx, g = rows[valid], idx[valid], g[valid]
     if overlap:
-        flat = rows * (H * W) + idx.reshape(-1)
-        dx = xp.bincount(flat, weights=dy.reshape(-1), minlength=N * C * H * W)
+        flat = rows * (H * W) + idx
+        dx = xp.bincount(flat, weights=g, minlength=N * C * H * W)
         return dx.astype(dy.dtype, copy=False).reshape(x_shape)
     dx = xp.zeros((N * C, H * W), dtype=dy.dtype)
-    dx[rows, idx.reshape(-1)] = dy.reshape(-1)
+    dx[rows, idx] = g
     return dx.reshape(x_shape)
 
 
@@ -363,6 +381,8 @@ _cases = [
     _case("N1-odd", 1, 5, 13, 11, 3, 2),
     _case("lenet", 3, 6, 28, 28, 2),
     _case("empty-batch", 0, 3, 6, 6, 2),
+    _case("window-in-padding", 2, 2, 2, 3, (2, 2), (1, 1), (1, 0), dilation=(3, 1)),
+    _case("ceil-kernel-over-input", 1, 2, 5, 5, 7, 3, ceil_mode=True),
     _case("ties", 2, 2, 8, 9, 3, 2, 1, special="ties"),
     _case("nonfinite", 2, 2, 9, 8, 3, 2, 1, special="nonfinite"),
     _case("nonfinite-overlap", 1, 3, 6, 7, 3, 1, special="nonfinite"),

@@ -62,7 +62,8 @@ def _to_rows(xp, a, dim):
         return a.reshape(1, 1), lambda r: r.reshape(())
     moved = xp.moveaxis(a, dim, -1)
     shape = moved.shape
-    rows2d = xp.ascontiguousarray(moved).reshape(-1, shape[-1])
+    rows = int(np.prod(shape[:-1], dtype=np.int64))  # not -1: a zero-length dim has no -1
+    rows2d = xp.ascontiguousarray(moved).reshape(rows, shape[-1])
     return rows2d, lambda r: xp.ascontiguousarray(xp.moveaxis(r.reshape(shape), -1, dim))
 
 
