@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import cucnn
+import cucnn.functional as F
 from cucnn.testing import gradcheck
 
 try:
@@ -682,3 +683,16 @@ def test_comparisons_match_pytorch():
             want = getattr(torch.tensor(a), op)(other_t)
             np.testing.assert_array_equal(got.numpy(), want.numpy())
             assert str(want.dtype) == "torch.bool" and got.dtype == np.bool_
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_engine_functions_check_saved_versions(device):
+    # Every Function's saved arrays are version-checked by the engine, the kernels' ops included:
+    # modifying a saved activation in place under no_grad makes backward raise, as in PyTorch.
+    x = cucnn.tensor(np.array([[1.0, -2.0, 3.0]], np.float32), device=device, requires_grad=True)
+    a = x * 2.0
+    y = F.relu(a) * a
+    with cucnn.no_grad():
+        a.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()

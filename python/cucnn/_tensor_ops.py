@@ -12,10 +12,10 @@ zero-copy alias (``from_numpy``, DLPack) sees it, as in PyTorch. An in-place op 
 autograd computes the result out of place and rebinds the tensor to it (its ``grad_fn`` becomes
 the op's node, as PyTorch's rebase does): arrays saved by earlier nodes are never overwritten, so
 the gradient is right, but a view or alias taken before the op does not see the new values.
-Each array buffer has a version counter (``Tensor._version``) that every in-place op bumps; the
-Functions of this module record the versions of the arrays they save and check them in backward,
-raising PyTorch's RuntimeError when a saved array was modified in place since (the engine's own
-Functions do not check yet: ``record_versions``/``check_versions`` are the hook for it).
+Each array buffer has a version counter (``Tensor._version``) that every in-place op bumps;
+``ctx.save_for_backward`` notes the versions of what it saves and the engine checks them before
+each node's backward, raising PyTorch's RuntimeError when a saved array was modified in place since
+(every Function, the kernels' included).
 """
 from __future__ import annotations
 
@@ -57,12 +57,6 @@ def bump(a) -> None:
         except TypeError:  # an array type without weak references: the entry stays
             pass
     entry[0] += 1
-
-
-def record_versions(ctx, *arrays) -> None:
-    """``ctx.save_for_backward(*arrays)`` that also notes each array's version."""
-    ctx.save_for_backward(*arrays)
-    ctx.saved_versions = tuple(version(a) if hasattr(a, "shape") else 0 for a in arrays)
 
 
 def check_versions(ctx, name: str) -> tuple:
@@ -230,13 +224,13 @@ class Extremum(Function):
     @staticmethod
     def forward(ctx, a, b, largest):
         xp = _xp(ctx.device)
-        record_versions(ctx, a, b)
+        ctx.save_for_backward(a, b)
         ctx.largest = largest
         return xp.maximum(a, b) if largest else xp.minimum(a, b)
 
     @staticmethod
     def backward(ctx, g):
-        a, b = check_versions(ctx, "ExtremumBackward")
+        a, b = ctx.saved_tensors
         xp = _xp(ctx.device)
         wins = (a > b) if ctx.largest else (a < b)
         share = xp.where(a == b, 0.5, wins.astype(g.dtype)).astype(g.dtype)
@@ -406,12 +400,12 @@ class MatMul(Function):
 
     @staticmethod
     def forward(ctx, a, b):
-        record_versions(ctx, a, b)
+        ctx.save_for_backward(a, b)
         return _xp(ctx.device).matmul(a, b)
 
     @staticmethod
     def backward(ctx, g):
-        a, b = check_versions(ctx, "MatMulBackward")
+        a, b = ctx.saved_tensors
         xp = _xp(ctx.device)
         if a.ndim == 1 and b.ndim == 1:  # a dot product: g is 0-d
             return (g * b if ctx.needs_input_grad[0] else None,
@@ -510,12 +504,12 @@ def clamp(t: Tensor, min=None, max=None) -> Tensor:
 class Abs(Function):
     @staticmethod
     def forward(ctx, a):
-        record_versions(ctx, a)
+        ctx.save_for_backward(a)
         return _xp(ctx.device).abs(a)
 
     @staticmethod
     def backward(ctx, g):
-        (a,) = check_versions(ctx, "AbsBackward")
+        (a,) = ctx.saved_tensors
         return g * _xp(ctx.device).sign(a).astype(g.dtype, copy=False)
 
 
@@ -523,12 +517,12 @@ class Sqrt(Function):
     @staticmethod
     def forward(ctx, a):
         y = _xp(ctx.device).sqrt(a)
-        record_versions(ctx, y)
+        ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        (y,) = check_versions(ctx, "SqrtBackward")
+        (y,) = ctx.saved_tensors
         return g / (2 * y)
 
 

@@ -87,6 +87,8 @@ class Context:
 
     def save_for_backward(self, *arrays) -> None:
         self._saved = arrays
+        # each array's in-place version now; backward refuses one that changed since (PyTorch)
+        self.saved_versions = tuple(_T.version(a) if hasattr(a, "shape") else 0 for a in arrays)
 
     @property
     def saved_tensors(self) -> tuple:
@@ -288,6 +290,8 @@ def _backward(root, gradient, out_index: int = 0, retain_graph: bool = False) ->
         xp = _backend.xp_of(node.ctx.device)
         grads = [g if g is not None else xp.zeros(s, dtype=d if d.kind == "f" else np.float32)
                  for g, (s, d) in zip(grads, node.outputs_meta)]
+        if node.ctx._saved:
+            _T.check_versions(node.ctx, node.name)
         result = node.fn.backward(node.ctx, *grads)
         del grads
         if not retain_graph:
