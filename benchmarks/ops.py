@@ -192,6 +192,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--rotate", type=int, default=3, help="input copies rotated in cold runs")
     ap.add_argument("--only", default=None, help="only ops whose name contains this")
+    ap.add_argument("--no-model", action="store_true",
+                    help="leave out the roofline predictions (benchmarks/model.py)")
     args = ap.parse_args(argv)
 
     torch = _common.torch_or_none()
@@ -212,9 +214,8 @@ def main(argv=None) -> int:
         return timers[kind]
 
     peaks = measure_peaks(args.device, timer_for)
-    cases = [make_case(bc, args.device, torch) for bc in suite(args.suite)]
-    if args.only:
-        cases = [c for c in cases if args.only in c.op]
+    bench = [bc for bc in suite(args.suite) if not args.only or args.only in bc.op]
+    cases = [make_case(bc, args.device, torch) for bc in bench]
     if torch is None:
         print("ops.py: PyTorch is not installed; its rows are left out", file=sys.stderr)
     rows = []
@@ -236,6 +237,8 @@ def main(argv=None) -> int:
         rows += got
     payload = {"env": env, "suite": args.suite, "peaks": peaks, "rows": rows,
                "baseline": next(iter(cases[0].impls)) if cases else None}
+    if not args.no_model:  # predictions, kept apart from the measured rows
+        payload["predicted"], payload["model_sass"] = predictions(bench)
     bad = [r for r in rows if r.get("check", "").startswith("MISMATCH")]
     if args.out:
         out = _common.write_json(args.out, payload)
@@ -246,6 +249,18 @@ def main(argv=None) -> int:
         print(f"{r['op']} {r['direction']} {r['shape']} {r['impl']}: {r['check']}",
               file=sys.stderr)
     return 1 if bad else 0
+
+
+def predictions(bench) -> tuple:
+    """Rows "model (H100, predicted)" / "model (H200, predicted)" for the cases (model.py), with
+    the SASS of the committed kernel report (benchmarks/results/kernels-sm90.json) when present."""
+    import model
+    sass, src = model.load_sass(Path(__file__).resolve().parent / "results" / "kernels-sm90.json",
+                                compile=False)
+    if not sass:
+        src = "no SASS (run benchmarks/kernels_report.py): FLOP, byte and launch bounds only"
+    keep = ("op", "direction", "shape", "label", "impl", "ms", "bound", "peak_share", "peak_of")
+    return [{k: r[k] for k in keep} for r in model.predict_all(bench, sass)], src
 
 
 def _line(r) -> str:
@@ -267,17 +282,37 @@ def markdown(payload: dict) -> str:
              "conv, of the copy for the rest.", "",
              "| op | dir | shape | impl | cold ms (min–max) | hot ms | rate | % peak | × base "
              "| check |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in payload["rows"]:
-        if "ms" not in r:
-            lines.append(f"| {r['op']} | {r['direction']} | {r['shape']} | {r['impl']} | – | – "
-                         f"| – | – | – | {r['check']} |")
-            continue
-        rate = f"{r['gflops']:.1f} GFLOP/s" if "gflops" in r else f"{r['gbps']:.1f} GB/s"
-        vs = f"{r['vs_baseline']:.2f}" if "vs_baseline" in r else "–"
-        lines.append(f"| {r['op']} | {r['direction']} | {r['shape']} | {r['impl']} | "
-                     f"{r['ms']:.3f} ({r['ms_min']:.3f}–{r['ms_max']:.3f}) | {r['ms_hot']:.3f} | "
-                     f"{rate} | {100 * r['peak_share']:.1f} | {vs} | {r['check']} |")
+    predicted = {}
+    for p in payload.get("predicted", []):
+        predicted.setdefault((p["op"], p["direction"], p["shape"]), []).append(p)
+    if predicted:
+        lines[-2:-2] = [f"Rows `model (…, predicted)` are roofline predictions "
+                        f"(benchmarks/model.py; SASS: {payload.get('model_sass')}), not "
+                        "measurements: their time is in the cold column, % peak is of that GPU's "
+                        "fp32 FLOPs (conv) or HBM bandwidth.", ""]
+    rows = payload["rows"]
+    for n, r in enumerate(rows):
+        key = (r["op"], r["direction"], r["shape"])
+        last = n + 1 == len(rows) or (rows[n + 1]["op"], rows[n + 1]["direction"],
+                                      rows[n + 1]["shape"]) != key
+        _row_md(lines, r)
+        for p in predicted.get(key, []) if last else []:
+            lines.append(f"| {p['op']} | {p['direction']} | {p['shape']} | {p['impl']} | "
+                         f"{p['ms']:.4f} | – | – | {100 * p['peak_share']:.1f} | – | "
+                         f"predicted, {p['bound']}-bound |")
     return "\n".join(lines) + "\n"
+
+
+def _row_md(lines, r) -> None:
+    if "ms" not in r:
+        lines.append(f"| {r['op']} | {r['direction']} | {r['shape']} | {r['impl']} | – | – "
+                     f"| – | – | – | {r['check']} |")
+        return
+    rate = f"{r['gflops']:.1f} GFLOP/s" if "gflops" in r else f"{r['gbps']:.1f} GB/s"
+    vs = f"{r['vs_baseline']:.2f}" if "vs_baseline" in r else "–"
+    lines.append(f"| {r['op']} | {r['direction']} | {r['shape']} | {r['impl']} | "
+                 f"{r['ms']:.3f} ({r['ms_min']:.3f}–{r['ms_max']:.3f}) | {r['ms_hot']:.3f} | "
+                 f"{rate} | {100 * r['peak_share']:.1f} | {vs} | {r['check']} |")
 
 
 def chart(payload: dict, path) -> None:

@@ -44,6 +44,13 @@ def test_ops_tiny_suite(tmp_path, device):
     assert payload["env"]["device"] == device and payload["peaks"]["gemm_gflops"] > 0
     md = out.with_suffix(".md").read_text()
     assert "| conv2d | fwd |" in md and "× base" in md
+    # roofline predictions join the table as labelled rows, kept apart in the JSON
+    pred = payload["predicted"]
+    assert {(p["op"], p["direction"], p["shape"]) for p in pred} == \
+        {(r["op"], r["direction"], r["shape"]) for r in rows}
+    assert {p["impl"] for p in pred} == {"model (H100, predicted)", "model (H200, predicted)"}
+    assert all(p["ms"] > 0 and 0 < p["peak_share"] <= 1 for p in pred)
+    assert "| model (H100, predicted) |" in md and "predicted, " in md
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -102,6 +102,8 @@ def test_planted_cold_path_counts_in_the_body_not_the_lean_path(planted):
     assert lp["body"]["counts"]["ffma"] == 8 and lp["body"]["counts"]["stg32"] == 16
     assert lp["lean_path"]["counts"]["ffma"] == 8 and lp["lean_path"]["counts"]["stg32"] == 0
     assert lp["lean_path"]["instructions"] < lp["body"]["instructions"]
+    # the busy path takes every block that moves more bytes: the rare stores count against it
+    assert lp["busy_path"]["counts"]["stg32"] == 16 and lp["busy_path"]["counts"]["ffma"] == 8
 
 
 @needs_sass
@@ -119,7 +121,9 @@ def test_sass_report_of_the_module(tmp_path):
     for r in gemm:
         assert r["hot_loop"]["body"]["counts"]["ffma"] == 256, r["name"]
         assert r["hot_loop"]["body"]["counts"]["bar"] >= 1
-        assert 0 < r["hot_loop"]["lean_path"]["instructions"] <= r["hot_loop"]["body"]["instructions"]
+        lean, busy = r["hot_loop"]["lean_path"], r["hot_loop"]["busy_path"]
+        assert 0 < lean["instructions"] <= busy["instructions"] <= r["hot_loop"]["body"]["instructions"]
+        assert busy["counts"]["ldg32"] + busy["counts"]["ldg128"] > 0, r["name"]  # next slice
     assert all(r["registers"] and r["spill_stores"] == 0 for r in rows.values())
 
 
@@ -149,6 +153,7 @@ def test_classify_and_loop_finding_on_a_known_listing():
     assert [(lp["head"], lp["latch"]) for lp in loops] == [(0x10, 0x90)]  # the trap is no loop
     r = kernel_report.analyze_function(funcs["_Z1kPf"])["hot_loop"]
     assert r["body"]["instructions"] == 9 and r["lean_path"]["instructions"] == 7
+    assert r["busy_path"]["instructions"] == 9 and r["body"]["shared_wavefronts"] == 4
     c = r["body"]["counts"]
     assert (c["ffma"], c["lds128"], c["stg64"], c["ldg128"], c["int"], c["control"]) == \
         (2, 1, 1, 1, 2, 2)

@@ -18,7 +18,10 @@ its whole static body (target to backward branch, nested loops and cold paths in
 its *lean path*: the path from the loop head to the backward branch that executes every FFMA/HMMA
 block it can and, among those, the fewest instructions (forward edges only, nested loops counted
 once). The lean path is a lower bound on one iteration; the static body an upper bound for
-loop bodies without nested loops.
+loop bodies without nested loops. The *busy path* also takes every block that loads or stores
+more bytes (then the fewest instructions): the steady-state iteration of a pipelined loop (the
+next slice's loads taken, a scalar fallback that moves the same bytes as a vector load skipped);
+a rare path that stores more counts against it.
 """
 from __future__ import annotations
 
@@ -244,8 +247,21 @@ def _blocks(func: dict, start: int, end: int) -> list:
     return [(a, (lead[k + 1] - 1) if k + 1 < len(lead) else end) for k, a in enumerate(lead)]
 
 
-def lean_path(func: dict, loop: dict) -> list:
-    """Instruction indices of the lean path of a loop (see the module docstring)."""
+def mem_bytes(ins: dict) -> int:
+    """Bytes one lane moves with a load/store/LDGSTS (0 for everything else)."""
+    cls = ins["cls"]
+    if cls.startswith(tuple(o.lower() for o in WIDTH_OPS)):
+        return int(cls[3:]) // 8
+    if cls == "ldgsts":
+        parts = ins["opcode"].split(".")
+        return 16 if "128" in parts else 8 if "64" in parts else 4
+    return 0
+
+
+def lean_path(func: dict, loop: dict, busy: bool = False) -> list:
+    """Instruction indices of the lean path of a loop (see the module docstring); with ``busy``,
+    of the busy path: the most FFMA/HMMA, then the most bytes loaded and stored, then the fewest
+    instructions."""
     instrs, labels = func["instrs"], func["labels"]
     blocks = _blocks(func, loop["start"], loop["end"])
     by_start = {a: k for k, (a, b) in enumerate(blocks)}
@@ -259,6 +275,8 @@ def lean_path(func: dict, loop: dict) -> list:
         work, neg, path = best[k]
         body = list(range(a, b + 1))
         w = work + sum(instrs[i]["cls"] in ("ffma", "hmma") for i in body)
+        if busy:  # fold bytes in below the FMA count: 1e6 bytes per FMA never ties
+            w += sum(mem_bytes(instrs[i]) for i in body) * 1e-6
         here = (w, neg - len(body), path + body)
         if b == loop["end"]:
             return here[2]
@@ -304,20 +322,26 @@ def analyze_function(func: dict) -> dict:
     _, lp, has_nested = best
     body = instrs[lp["start"]:lp["end"] + 1]
     path = [instrs[i] for i in lean_path(func, lp)]
+    busy = [instrs[i] for i in lean_path(func, lp, busy=True)]
     out["hot_loop"] = {"head": f"{lp['head']:#06x}", "latch": f"{lp['latch']:#06x}",
-                       "nested_loops": has_nested, "body": _mix(body), "lean_path": _mix(path)}
+                       "nested_loops": has_nested, "body": _mix(body), "lean_path": _mix(path),
+                       "busy_path": _mix(busy)}
     return out
 
 
 def _mix(instrs) -> dict:
     c = count_classes(instrs)
     n = len(instrs)
+    # shared-memory wavefronts per warp if conflict-free and without broadcast: 128 bytes each
+    wavefronts = sum(max(1, 32 * mem_bytes(i) // 128) for i in instrs
+                     if i["cls"][:3] in ("lds", "sts") and i["cls"] != "ldsm")
     work = c["ffma"] + c["hmma"]
     lds = c["lds32"] + c["lds64"] + c["lds128"] + c["ldsm"]
     return {"instructions": n, "counts": c,
             "fma_share": work / n if n else 0.0,
             "ffma_per_lds": c["ffma"] / lds if lds else None,
-            "instructions_per_hmma": n / c["hmma"] if c["hmma"] else None}
+            "instructions_per_hmma": n / c["hmma"] if c["hmma"] else None,
+            "shared_wavefronts": wavefronts}
 
 
 def tool(name: str) -> str | None:
@@ -420,7 +444,7 @@ def format_sass(rows: list) -> str:
     """One line per kernel: resources and the hot loop's static body and lean path."""
     head = (f"{'kernel':<64}{'regs':>5}{'spill':>6}{'occ≤':>5} | {'loop':>5}{'FFMA':>5}{'HMMA':>5}"
             f"{'LDS':>5}{'LDG':>5}{'STS':>4}{'BAR':>4}{'int':>5}{'ctl':>4}{'oth':>5}"
-            f"{'fma%':>6}{'F:LDS':>6} | {'lean':>5}{'fma%':>6}")
+            f"{'fma%':>6}{'F:LDS':>6} | {'lean':>5}{'fma%':>6} | {'busy':>5}{'fma%':>6}")
     lines = [head]
     for r in rows:
         lp = r["hot_loop"]
@@ -437,7 +461,8 @@ def format_sass(rows: list) -> str:
         lines.append(left + f"{b['instructions']:>5}{c['ffma']:>5}{c['hmma']:>5}{lds:>5}{ldg:>5}"
                      f"{sts:>4}{c['bar']:>4}{c['int']:>5}{c['control']:>4}{c['other']:>5}"
                      f"{b['fma_share']:>6.0%}{_fmt(b['ffma_per_lds'], '.1f'):>6} | "
-                     f"{lp['lean_path']['instructions']:>5}{lp['lean_path']['fma_share']:>6.0%}")
+                     f"{lp['lean_path']['instructions']:>5}{lp['lean_path']['fma_share']:>6.0%} | "
+                     f"{lp['busy_path']['instructions']:>5}{lp['busy_path']['fma_share']:>6.0%}")
     return "\n".join(lines)
 
 
