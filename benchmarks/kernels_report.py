@@ -76,7 +76,7 @@ def tile_of(name: str) -> str:
 def conv_summary(kernels: list) -> list:
     """Per conv GEMM kernel (pass and tile): the busy path, the loop's share of FFMA."""
     lines = ["| pass, tile | regs | occ ≤ | busy-path instr / slice | FFMA | FMA share busy (body) "
-             "| FFMA:LDS | int+addr | LDS wavefronts (SASS est.) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| FFMA:LDS | int+addr | shared wavefronts / warp (SASS est.) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in kernels:
         if not r["name"].startswith("conv") or not r.get("hot_loop") or \
                 not r["hot_loop"]["body"]["counts"]["ffma"] + r["hot_loop"]["body"]["counts"]["hmma"] \
@@ -168,13 +168,15 @@ def findings(kernels: list, preds: list, reps: list) -> list:
         out.append(f"Lowest predicted fraction of peak (H100): conv2d {w['direction']} {w['shape']}"
                    f" ({w['label']}), {w['ms']:.3f} ms, {_pct(w['peak_share'], 1)} of fp32 peak, "
                    f"{w['bound']}-bound on {tile_of(main['kernel'])} ({main['note']}).")
-        tails = [(ln["tail_efficiency"], r, ln) for r in conv for ln in r["launches"]
+        mains = [(r, max(r["launches"], key=lambda ln: ln["s"])) for r in conv]
+        tails = [(ln["tail_efficiency"], r, ln) for r, ln in mains
                  if ln["tail_efficiency"] is not None]
         if tails:
             t, r, ln = min(tails, key=lambda x: x[0])
-            out.append(f"Worst wave quantisation: conv2d {r['direction']} {r['shape']}: "
-                       f"{ln['blocks']} blocks at {ln['blocks_per_sm']} per SM, last-wave "
-                       f"efficiency {_pct(t)}.")
+            out.append(f"Emptiest GPU: conv2d {r['direction']} {r['shape']} ({r['label']}): "
+                       f"{ln['blocks']} blocks of {tile_of(ln['kernel'])} for "
+                       f"{132 * ln['blocks_per_sm']} block slots ({ln['blocks_per_sm']} per SM "
+                       f"x 132), {_pct(t)} of the GPU busy.")
     prof = [(r["profile"]["bank_conflicts"] / r["profile"]["shared_requests"], r) for r in reps
             if r["profile"] and r["profile"].get("shared_requests")]
     if prof:
