@@ -479,8 +479,8 @@ def main(argv=None) -> int:
     src = args.src or find_source(pathlib.Path.cwd())
     if args.sass:
         rows = sass_report(src, args.arch)
-        print(f"{len(rows)} kernels, {args.arch}; hot loop = innermost loop with the most "
-              "FFMA/HMMA, counted over its static body (lean: its lean path)")
+        print(f"{len(rows)} kernels, {args.arch}; hot loop = the loop with the most FFMA/HMMA of "
+              "its own, counted over its static body; lean and busy: its lean and busy paths")
         print(format_sass(rows))
         if args.json:
             import json
