@@ -230,10 +230,12 @@ def _get(rec, key, default=None):
 
 
 def _norm(name: str) -> str:
-    if name.startswith("_Z"):
-        from cucnn.tools import kernel_report
-        name = kernel_report.demangle([name])[0]
-    return name.replace("cucnn::", "").replace(" ", "")
+    """Kernel names compared without namespace, return type, parameters or spaces (the profiler
+    names kernels through addr2line -C, the SASS through c++filt)."""
+    from cucnn.tools import kernel_report
+    name = kernel_report.demangle([name])[0] if name.startswith("_Z") else \
+        kernel_report.clean_name(name)
+    return name.replace(" ", "")
 
 
 def summarize_records(records) -> dict:

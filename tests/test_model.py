@@ -137,6 +137,29 @@ def test_profiler_records_are_summarised():
     assert k["wavefronts_per_request"] == 400 / 150 and k["unique_bytes"] == 4000
     assert model.match_profile(s, "conv_gemm_kernel<64, 64, FwdLoadA") is k
     assert model.match_profile(s, "conv_gemm_kernel<128, 32, FwdLoadA") is None
+    # names as addr2line -C gives them (the sim profiler) match too
+    named = [dict(SAMPLE["kernels"][0], name="void cucnn::conv_gemm_kernel<64, 64, cucnn::FwdLoadA"
+                  "<64>, cucnn::FwdLoadB<64>, cucnn::FwdStore>(cucnn::ConvShape, float const*, "
+                  "float const*, cucnn::FwdStore, long, int, long, long, cucnn::Cursor3)")]
+    s2 = model.summarize_records(named)
+    assert model.match_profile(s2, "conv_gemm_kernel<64, 64, FwdLoadA")["bank_conflicts"] == 100
+
+
+@pytest.mark.skipif(not model.profiler_available(),
+                    reason="this build has no sim memory profiler (cucnn.sim.profile)")
+def test_launch_plans_match_the_profiled_launches():
+    """Where the profiler exists: each tiny-suite conv case launches the kernel, grid and block
+    the model's plan says (the tile choice and wgrad splits, as the C++ launcher made them)."""
+    for c in bench_cases("tiny"):
+        if c.op != "conv2d":
+            continue
+        prof = model.profile_case(c)
+        for ln in model.launch_plan(c):
+            fig = model.match_profile(prof, ln["kernel"])
+            assert fig is not None, (c.shape, c.direction, ln["kernel"], list(prof))
+            grid = fig["grid"]
+            assert grid[0] * grid[1] * grid[2] == ln["blocks"], (c.shape, c.direction)
+            assert fig["block"][0] * fig["block"][1] * fig["block"][2] == ln["threads"]
 
 
 class _FakeProfile:

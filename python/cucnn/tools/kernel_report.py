@@ -389,20 +389,22 @@ def demangle(names: list) -> list:
                          text=True).stdout.splitlines() if shutil.which("c++filt") else names
     if len(raw) != len(names):
         raw = names
-    out = []
-    for n in raw:
-        n = n.replace("cucnn::", "")
-        n = re.sub(r"std::integral_constant<int, (\d+)>", r"\1", n)
-        n = n.removeprefix("void ")
-        depth = 0
-        for i, ch in enumerate(n):  # cut the parameter list: the first '(' outside <...>
-            depth += ch == "<"
-            depth -= ch == ">"
-            if ch == "(" and depth == 0:
-                n = n[:i]
-                break
-        out.append(n)
-    return out
+    return [clean_name(n) for n in raw]
+
+
+def clean_name(n: str) -> str:
+    """A demangled name made readable: ``void cucnn::f<std::integral_constant<int, 4>>(int)`` ->
+    ``f<4>`` (also for names other tools demangled, e.g. the sim profiler's)."""
+    n = n.replace("cucnn::", "")
+    n = re.sub(r"std::integral_constant<int, (\d+)>", r"\1", n)
+    n = n.removeprefix("void ")
+    depth = 0
+    for i, ch in enumerate(n):  # cut the parameter list: the first '(' outside <...>
+        depth += ch == "<"
+        depth -= ch == ">"
+        if ch == "(" and depth == 0:
+            return n[:i]
+    return n
 
 
 def sass_report_cubin(cubin: pathlib.Path, ptxas_text: str = "") -> list:
