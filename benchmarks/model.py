@@ -282,6 +282,29 @@ def match_profile(profiles: dict | None, prefix: str):
     return None
 
 
+def ensure_profiler() -> str | None:
+    """Make cucnn.sim.profile() usable from this source tree: an installed package cannot find
+    the profiling build itself, so build it with scripts/sanitize.py (when that script knows the
+    "profile" build) and point CUCNN_SIM_PROFILE_MODULE at it. Returns why not, or None."""
+    import importlib.util
+    import os
+    if not profiler_available():
+        return "profiler not available in this build"
+    if os.environ.get("CUCNN_SIM_PROFILE_MODULE"):
+        return None
+    script = ROOT / "scripts" / "sanitize.py"
+    try:
+        spec = importlib.util.spec_from_file_location("_kr_sanitize", script)
+        sanitize = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sanitize)
+        if "profile" not in getattr(sanitize, "FLAGS", {}):
+            return f"profiler not available: {script} has no profile build"
+        os.environ["CUCNN_SIM_PROFILE_MODULE"] = str(sanitize.build("profile"))
+    except (Exception, SystemExit) as e:  # noqa: BLE001  (a failed build is reported, not fatal)
+        return f"profiler not available: building it failed ({str(e).strip()[:200]})"
+    return None
+
+
 def profile_case(case, seed: int = 0) -> dict:
     """Run one BenchCase on sim (version 1) under cucnn.sim.profile(): summarize_records."""
     import numpy as np

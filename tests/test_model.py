@@ -145,11 +145,12 @@ def test_profiler_records_are_summarised():
     assert model.match_profile(s2, "conv_gemm_kernel<64, 64, FwdLoadA")["bank_conflicts"] == 100
 
 
-@pytest.mark.skipif(not model.profiler_available(),
-                    reason="this build has no sim memory profiler (cucnn.sim.profile)")
 def test_launch_plans_match_the_profiled_launches():
     """Where the profiler exists: each tiny-suite conv case launches the kernel, grid and block
     the model's plan says (the tile choice and wgrad splits, as the C++ launcher made them)."""
+    why_not = model.ensure_profiler()
+    if why_not:
+        pytest.skip(why_not)
     for c in bench_cases("tiny"):
         if c.op != "conv2d":
             continue
@@ -185,7 +186,7 @@ def test_kernels_report_with_and_without_the_profiler(tmp_path, monkeypatch):
     monkeypatch.setattr(kr, "REPRESENTATIVE", [("t", (2, 3, 6, 6, 40, 3, 3, 1, 1),
                                                 (1, 3, 6, 6, 40, 3, 3, 1, 1))])
     out = tmp_path / "rep"
-    monkeypatch.setattr(kr.model, "profiler_available", lambda: False)
+    monkeypatch.setattr(kr.model, "ensure_profiler", lambda: "profiler not available in this build")
     assert kr.main(["--out", str(out), "--sass-json", str(sj), "--suite", "tiny"]) == 0
     md = out.with_suffix(".md").read_text()
     assert "profiler not available in this build" in md and "## Worst findings" in md
@@ -194,7 +195,7 @@ def test_kernels_report_with_and_without_the_profiler(tmp_path, monkeypatch):
     assert {p["impl"] for p in data["predictions"]} == {"model (H100, predicted)",
                                                          "model (H200, predicted)"}
     # with a profiler: its figures reach the table (the fake records one fwd 64x64 launch)
-    monkeypatch.setattr(kr.model, "profiler_available", lambda: True)
+    monkeypatch.setattr(kr.model, "ensure_profiler", lambda: None)
     monkeypatch.setattr(cucnn.sim, "profile", contextlib.contextmanager(
         lambda: (yield _FakeProfile())), raising=False)
     assert kr.main(["--out", str(out), "--sass-json", str(sj), "--suite", "tiny"]) == 0
