@@ -33,6 +33,9 @@ REPRESENTATIVE = [
     ("lenet-conv2", (64, 6, 14, 14, 16, 5, 5, 1, 0), (8, 6, 14, 14, 16, 5, 5, 1, 0)),
     ("resnet50-3x3-14", (32, 256, 14, 14, 256, 3, 3, 1, 1), (1, 64, 14, 14, 64, 3, 3, 1, 1)),
     ("vgg-56", (16, 256, 56, 56, 256, 3, 3, 1, 1), (1, 64, 28, 28, 64, 3, 3, 1, 1)),
+    # the remaining tiles: dgrad 128x32 (C = 32), fwd 128x32 (K = 32), strided dgrad 256x16
+    ("3x3-26", (64, 32, 26, 26, 64, 3, 3, 1, 0), (1, 32, 14, 14, 64, 3, 3, 1, 0)),
+    ("speech", (16, 1, 161, 700, 32, 5, 20, 2, 0), (1, 1, 41, 100, 32, 5, 20, 2, 0)),
 ]
 
 
@@ -74,10 +77,13 @@ def tile_of(name: str) -> str:
     return f"{m.group(3).lower()} {m.group(1)}x{m.group(2)}" if m else name
 
 
-def conv_summary(kernels: list) -> list:
-    """Per conv GEMM kernel (pass and tile): the busy path, the loop's share of FFMA."""
+def conv_summary(kernels: list, profiles: dict | None = None) -> list:
+    """Per conv GEMM kernel (pass and tile): the busy path, the loop's share of FFMA, and the
+    profiler's figures for it (from the representative layer it was first profiled on)."""
     lines = ["| pass, tile | regs | occ ≤ | busy-path instr / slice | FFMA | FMA share busy (body) "
-             "| FFMA:LDS | int+addr | shared wavefronts / warp (SASS est.) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| FFMA:LDS | int+addr | shared wavefronts / warp (SASS est.) | global sector eff. "
+             "(profiler) | shared wavefronts / req | bank conflicts / req | profiled on |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in kernels:
         if not r["name"].startswith("conv") or not r.get("hot_loop") or \
                 not r["hot_loop"]["body"]["counts"]["ffma"] + r["hot_loop"]["body"]["counts"]["hmma"] \
@@ -89,11 +95,23 @@ def conv_summary(kernels: list) -> list:
                      f"{busy['instructions']} | {busy['counts']['ffma'] + busy['counts']['hmma']} | "
                      f"{_pct(busy['fma_share'], 1)} ({_pct(lp['body']['fma_share'], 1)}) | "
                      f"{_num(busy['ffma_per_lds'])} | {busy['counts']['int']} | "
-                     f"{busy['shared_wavefronts']} |")
+                     f"{busy['shared_wavefronts']} | " + _profile_cells(profiles, r["name"]))
     return lines
 
 
-def representative(sass: list, use_profiler: bool) -> list:
+def _profile_cells(profiles, name) -> str:
+    f = model.match_profile(profiles, name) if profiles else None
+    if not f:
+        return "– | – | – | – |"
+    req = f.get("shared_requests") or 0
+    return (f"{_pct(f.get('sector_efficiency'))} | {_num(f.get('wavefronts_per_request'), '.2f')}"
+            f" | {_num(f['bank_conflicts'] / req if req else None, '.2f')} | "
+            f"{f.get('profiled_layer')} {f.get('profiled_shape')} |")
+
+
+def representative(sass: list, use_profiler: bool, kernel_profiles: dict) -> list:
+    """Predictions for the representative layers; with the profiler, their profiles (the figures
+    of each kernel also go into kernel_profiles, first profile of a kernel wins)."""
     out = []
     for label, full, small in REPRESENTATIVE:
         full_cases = conv2d.bench_case(label, *full)
@@ -104,6 +122,9 @@ def representative(sass: list, use_profiler: bool) -> list:
             profiles = None
             if use_profiler:
                 profiles = model.profile_case(sc)
+                for name, fig in profiles.items():
+                    kernel_profiles.setdefault(name, dict(fig, profiled_shape=sc.shape,
+                                                          profiled_layer=label))
                 plan = model.launch_plan(sc)
                 fig = model.match_profile(profiles, plan[0]["kernel"]) if plan else None
                 row["profile"], row["profiled_kernel"] = fig, plan[0]["kernel"] if plan else None
@@ -210,9 +231,12 @@ def main(argv=None) -> int:
         sass_src = f"nvcc {args.arch}, nvdisasm"
     why_not = "profiling skipped (--no-profile)" if args.no_profile else model.ensure_profiler()
     use_profiler = why_not is None
-    reps = representative(kernels, use_profiler)
+    kernel_profiles = {}
+    reps = representative(kernels, use_profiler, kernel_profiles)
     cases = bench_cases(args.suite)
-    preds = model.predict_all(sorted(cases, key=lambda c: c.op != "conv2d"), kernels)
+    # per-tile profiler figures (wavefronts per shared request) apply to every case of that kernel
+    preds = model.predict_all(sorted(cases, key=lambda c: c.op != "conv2d"), kernels,
+                              kernel_profiles or None)
     try:
         nvcc = subprocess.run(["nvcc", "--version"], capture_output=True,
                               text=True).stdout.strip().splitlines()[-1]
@@ -239,7 +263,8 @@ def main(argv=None) -> int:
           "bound: the conv A loads are broadcast across half-warps), so `smem` bounds without "
           "the profiler are pessimistic.", "",
           "## Worst findings", "", *[f"{i + 1}. {f}" for i, f in enumerate(findings(kernels, preds, reps))],
-          "", "## Conv GEMM kernels, per pass and tile", "", *conv_summary(kernels), "",
+          "", "## Conv GEMM kernels, per pass and tile", "",
+          *conv_summary(kernels, kernel_profiles), "",
           "## Representative layers", "", *rep_table(reps), "",
           f"## Every benchmark case (suite {args.suite}), predicted", "",
           *predictions_table(preds), "",
@@ -249,7 +274,8 @@ def main(argv=None) -> int:
     out.with_suffix(".md").write_text("\n".join(md))
     payload = {"arch": args.arch, "nvcc": nvcc, "sass_source": sass_src,
                "profiler": use_profiler, "sass": {"kernels": kernels},
-               "representative": reps, "predictions": preds}
+               "representative": reps, "kernel_profiles": kernel_profiles,
+               "predictions": preds}
     out.with_suffix(".json").write_text(json.dumps(payload, indent=1, default=str))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}", file=sys.stderr)
     return 0
