@@ -17,7 +17,6 @@ above 1 means faster than the baseline):
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,71 +28,18 @@ import _common  # noqa: E402
 
 import cucnn  # noqa: E402
 from cucnn import _backend, testing  # noqa: E402
-from cucnn.ops import activation, conv2d, cross_entropy, pool2d, softmax  # noqa: E402
+from cucnn.ops import bench_cases  # noqa: E402
 
-# ---- the shape suite ------------------------------------------------------------------------------
+# ---- benchmark cases: from the op registry ---------------------------------------------------------
 
-# (label, N, C, H, W, K, R, S, stride, pad)
-CONV_FULL = [
-    ("lenet-conv1", 64, 1, 28, 28, 6, 5, 5, 1, 2),
-    ("lenet-conv2", 64, 6, 14, 14, 16, 5, 5, 1, 0),
-    ("lenet-conv1-n256", 256, 1, 28, 28, 6, 5, 5, 1, 2),
-    ("lenet-conv2-n256", 256, 6, 14, 14, 16, 5, 5, 1, 0),
-    ("3x3-26", 64, 32, 26, 26, 64, 3, 3, 1, 0),
-    ("3x3-31", 1024, 24, 31, 31, 64, 3, 3, 1, 1),
-    ("cifar-first", 512, 3, 32, 32, 64, 3, 3, 1, 1),
-    ("resnet-stem", 32, 3, 224, 224, 64, 7, 7, 2, 3),
-    ("resnet-3x3-56", 32, 64, 56, 56, 64, 3, 3, 1, 1),
-    ("resnet-1x1-56", 32, 64, 56, 56, 256, 1, 1, 1, 0),
-    ("resnet-3x3-28", 32, 128, 28, 28, 128, 3, 3, 1, 1),
-    ("resnet-1x1-14", 32, 1024, 14, 14, 256, 1, 1, 1, 0),
-    ("resnet-3x3-7", 32, 512, 7, 7, 512, 3, 3, 1, 1),
-    ("vgg-224", 16, 64, 224, 224, 64, 3, 3, 1, 1),
-    ("vgg-56", 16, 256, 56, 56, 256, 3, 3, 1, 1),
-    ("speech", 16, 1, 161, 700, 32, (5, 20), None, 2, 0),
-]
-# (label, op, N, C, H, W, kernel, stride, pad)
-POOL_FULL = [
-    ("max-3x3s2p1", "max", 32, 64, 112, 112, 3, 2, 1),
-    ("max-2x2s2", "max", 1024, 64, 31, 31, 2, 2, 0),
-    ("avg-lenet1", "avg", 64, 6, 28, 28, 2, 2, 0),
-    ("avg-lenet2", "avg", 64, 16, 10, 10, 2, 2, 0),
-]
-RELU_FULL = [("relu", (32, 64, 112, 112))]
-ROWS_FULL = [("65536x10", 65536, 10), ("4096x1000", 4096, 1000)]
+# Each op's OpSpec.bench lists its cases per suite (cucnn.ops.bench_cases): a new op with a bench
+# function is benchmarked here, and predicted by benchmarks/model.py, without editing either.
 
 
-def _scale_conv(c, n_div, hw_div, ch_max):
-    label, N, C, H, W, K, R, S, st, p = c
-    S = R[1] if isinstance(R, tuple) else S
-    R = R[0] if isinstance(R, tuple) else R
-    H2, W2 = max(H // hw_div, R + 1), max(W // hw_div, S + 1)
-    return (label, max(1, N // n_div), min(C, ch_max), H2, W2, min(K, ch_max), R, S, st, p)
-
-
-def suite(name: str) -> dict:
-    """The full suite, or the same shapes scaled down (batch, image size, channels) for sim and
-    cpu: ``small`` runs on cpu in a few minutes, ``tiny`` on sim in seconds (the tests use it)."""
-    conv = [_scale_conv(c, 1, 1, 10**9) for c in CONV_FULL]
-    pool, relu, rows = list(POOL_FULL), list(RELU_FULL), list(ROWS_FULL)
-    if name == "small":
-        conv = [_scale_conv(c, 16, 4, 64) for c in CONV_FULL]
-        pool = [(lb, op, max(1, N // 16), C, max(H // 4, 6), max(W // 4, 6), k, s, p)
-                for lb, op, N, C, H, W, k, s, p in POOL_FULL]
-        relu = [("relu", (2, 64, 56, 56))]
-        rows = [("4096x10", 4096, 10), ("256x1000", 256, 1000)]
-    elif name == "tiny":
-        pick = ("lenet-conv1", "lenet-conv2", "resnet-stem", "resnet-1x1-56", "speech")
-        conv = [_scale_conv(c, 64, 8, 8) for c in CONV_FULL if c[0] in pick]
-        pool = [(lb, op, 1, 3, 9, 10, k, s, p) for lb, op, N, C, H, W, k, s, p in POOL_FULL[1:3]]
-        relu = [("relu", (1, 3, 13, 17))]
-        rows = [("67x10", 67, 10), ("5x300", 5, 300)]
-    elif name != "full":
-        raise ValueError(f"unknown suite {name!r}: full, small or tiny")
-    return {"conv": conv, "pool": pool, "relu": relu, "rows": rows}
-
-
-# ---- benchmark cases ------------------------------------------------------------------------------
+def suite(name: str) -> list:
+    """The registry's cases of a suite (full, small on cpu in minutes, tiny on sim in seconds),
+    conv2d first."""
+    return sorted(bench_cases(name), key=lambda c: c.op != "conv2d")
 
 
 @dataclass
@@ -106,6 +52,7 @@ class Case:
     flops: float = 0.0  # for GFLOP/s (conv)
     bytes: float = 0.0  # for GB/s (memory-bound ops)
     reduce_len: int = 1
+    label: str = ""
 
 
 def _cucnn(device, reference=False):
@@ -165,195 +112,20 @@ def implementations(device: str, torch):
     return out
 
 
-def conv_cases(shapes, device, torch):
-    return [c for shp in shapes for c in _conv_shape_cases(*shp, device, torch)]
-
-
-def _conv_shape_cases(label, N, C, H, W, K, R, S, st, p, device, torch):
-    """One shape's three directions (a function of its own, so every closure binds this shape)."""
-    cases = []
-    stride, pads, dil = (st, st), (p, p, p, p), (1, 1)
-    P, Q = conv2d.output_size((H, W), (R, S), stride, pads, dil)
-    flops = 2.0 * N * K * P * Q * C * R * S
-    shape = f"{N}x{C}x{H}x{W}->{K} {R}x{S}/{st} p{p}"
-
-    def make(rng, N=N, C=C, H=H, W=W, K=K, R=R, S=S, P=P, Q=Q):
-        return {"x": rng.standard_normal((N, C, H, W), dtype=np.float32),
-                "w": rng.standard_normal((K, C, R, S), dtype=np.float32) / np.float32(
-                    math.sqrt(C * R * S)),
-                "dy": rng.standard_normal((N, K, P, Q), dtype=np.float32)}
-    for direction in ("fwd", "dgrad", "wgrad"):
-        case = Case("conv2d", direction, shape, make, flops=flops,
-                    reduce_len=max(C * R * S, N * P * Q, K * R * S))
-        for name, kind, convert, wrap, version, dv in implementations(device, torch):
-            if dv:
-                fn = {
-                    "fwd": lambda i, dv=dv, v=version: conv2d.forward(
-                        dv, i["x"], i["w"], None, stride, pads, dil, version=v),
-                    "dgrad": lambda i, dv=dv, v=version: conv2d.backward_data(
-                        dv, i["dy"], i["w"], i["x"].shape, stride, pads, dil, version=v),
-                    "wgrad": lambda i, dv=dv, v=version: conv2d.backward_weight(
-                        dv, i["dy"], i["x"], i["w"].shape, stride, pads, dil, version=v),
-                }[direction]
-                conv_fn = (kind, convert, wrap(fn))
-            else:
-                tf = torch.nn.functional
-                aten = torch.ops.aten
-
-                def tfn(i, d=direction):
-                    if d == "fwd":
-                        return tf.conv2d(i["x"], i["w"], None, st, p)
-                    mask = [d == "dgrad", d == "wgrad", False]
-                    gx, gw, _ = aten.convolution_backward(
-                        i["dy"], i["x"], i["w"], None, [st, st], [p, p], [1, 1], False,
-                        [0, 0], 1, mask)
-                    return gx if d == "dgrad" else gw
-                conv_fn = (kind, convert, wrap(tfn))
-            case.impls[name] = conv_fn
-        cases.append(case)
-    return cases
-
-
-def _simple_cases(op, direction, shape, make, nbytes, device, torch, ours_fn, torch_fn,
-                  reduce_len=1):
-    case = Case(op, direction, shape, make, bytes=nbytes, reduce_len=reduce_len)
+def make_case(bc, device, torch) -> Case:
+    """A registry BenchCase with this device's implementations attached. Conv cases are rated in
+    GFLOP/s (bc.flops), the others in GB/s (bc.bytes)."""
+    conv = bc.op == "conv2d"
+    case = Case(bc.op, bc.direction, bc.shape, bc.make, flops=bc.flops if conv else 0.0,
+                bytes=0.0 if conv else bc.bytes, reduce_len=bc.reduce_len, label=bc.label)
     for name, kind, convert, wrap, version, dv in implementations(device, torch):
         if dv:
             case.impls[name] = (kind, convert,
-                                wrap(lambda i, dv=dv, v=version: ours_fn(dv, i, v)))
-        elif name != "torch-cudnn-tf32":  # TF32 changes nothing outside matrix products
-            case.impls[name] = (kind, convert, wrap(torch_fn))
+                                wrap(lambda i, dv=dv, v=version: bc.run(dv, i, v)))
+        elif bc.torch is not None and (bc.tf32 or name != "torch-cudnn-tf32"):
+            # TF32 changes nothing outside matrix products
+            case.impls[name] = (kind, convert, wrap(lambda i: bc.torch(torch, i)))
     return case
-
-
-def pool_cases(shapes, device, torch):
-    return [c for shp in shapes for c in _pool_shape_cases(*shp, device, torch)]
-
-
-def _pool_shape_cases(label, op, N, C, H, W, k, s, p, device, torch):
-    cases = []
-    g = pool2d.geometry((H, W), k, s, p, 1, False, "bench")
-    kernel, stride, pads, dil, out, _ = g
-    P, Q = out
-    shape = f"{N}x{C}x{H}x{W} {k}x{k}/{s} p{p}"
-
-    def make(rng, N=N, C=C, H=H, W=W, P=P, Q=Q):
-        return {"x": rng.standard_normal((N, C, H, W), dtype=np.float32),
-                "dy": rng.standard_normal((N, C, P, Q), dtype=np.float32)}
-    nin, nout = N * C * H * W, N * C * P * Q
-    tf = torch.nn.functional if torch else None
-    if op == "max":
-        def ours_f(dv, i, v):
-            return pool2d.max_forward(dv, i["x"], kernel, stride, pads, dil, out)[0]
-
-        def ours_b(dv, i, v):
-            _, idx = i.setdefault("_fwd", pool2d.max_forward(dv, i["x"], kernel, stride, pads,
-                                                              dil, out))
-            return pool2d.max_backward(dv, i["dy"], idx, i["x"].shape, kernel, stride, pads,
-                                       dil)
-
-        def t_f(i):
-            return tf.max_pool2d(i["x"], k, s, p)
-
-        def t_b(i):
-            _, idx = i.setdefault("_fwd", tf.max_pool2d(i["x"], k, s, p,
-                                                        return_indices=True))
-            return torch.ops.aten.max_pool2d_with_indices_backward(
-                i["dy"], i["x"], [k, k], [s, s], [p, p], [1, 1], False, idx)
-        fb, bb = 4 * nin + 12 * nout, 12 * nout + 4 * nin
-    else:
-        def ours_f(dv, i, v):
-            return pool2d.avg_forward(dv, i["x"], kernel, stride, pads, out, True, None)
-
-        def ours_b(dv, i, v):
-            return pool2d.avg_backward(dv, i["dy"], i["x"].shape, kernel, stride, pads, True,
-                                       None)
-
-        def t_f(i):
-            return tf.avg_pool2d(i["x"], k, s, p)
-
-        def t_b(i):
-            return torch.ops.aten.avg_pool2d_backward(i["dy"], i["x"], [k, k], [s, s], [p, p],
-                                                      False, True, None)
-        fb, bb = 4 * nin + 4 * nout, 4 * nout + 4 * nin
-    cases.append(_simple_cases(f"{op}_pool2d", "fwd", shape, make, fb, device, torch,
-                               ours_f, t_f, k * k))
-    cases.append(_simple_cases(f"{op}_pool2d", "bwd", shape, make, bb, device, torch,
-                               ours_b, t_b, k * k))
-    return cases
-
-
-def relu_cases(shapes, device, torch):
-    return [c for label, shp in shapes for c in _relu_shape_cases(shp, device, torch)]
-
-
-def _relu_shape_cases(shp, device, torch):
-    cases = []
-    n = int(np.prod(shp))
-
-    def make(rng, shp=shp):
-        x = rng.standard_normal(shp, dtype=np.float32)
-        return {"x": x, "y": np.maximum(x, 0), "dy": rng.standard_normal(shp, dtype=np.float32)}
-    sh = "x".join(map(str, shp))
-    cases.append(_simple_cases(
-        "relu", "fwd", sh, make, 8 * n, device, torch,
-        lambda dv, i, v: activation.forward(dv, "relu", i["x"], version=v),
-        lambda i: torch.relu(i["x"])))
-    cases.append(_simple_cases(
-        "relu", "bwd", sh, make, 12 * n, device, torch,
-        lambda dv, i, v: activation.backward(dv, "relu", i["dy"], i["y"], version=v),
-        lambda i: torch.ops.aten.threshold_backward(i["dy"], i["y"], 0)))
-    return cases
-
-
-def rows_cases(shapes, device, torch):
-    return [c for label, r, k in shapes for c in _rows_shape_cases(r, k, device, torch)]
-
-
-def _rows_shape_cases(rows, cols, device, torch):
-    cases = []
-    n = rows * cols
-
-    def make(rng, rows=rows, cols=cols):
-        x = rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(3)
-        e = np.exp(x - x.max(1, keepdims=True))
-        return {"x": x, "y": e / e.sum(1, keepdims=True),
-                "dy": rng.standard_normal((rows, cols), dtype=np.float32),
-                "t": rng.integers(0, cols, rows).astype(np.int64),
-                "dloss": np.full(rows, 1.0 / rows, dtype=np.float32)}
-    sh = f"{rows}x{cols}"
-    tF = torch.nn.functional if torch else None
-    cases.append(_simple_cases(
-        "softmax", "fwd", sh, make, 8 * n, device, torch,
-        lambda dv, i, v: softmax.forward2d(dv, i["x"], False, version=v),
-        lambda i: torch.softmax(i["x"], 1), cols))
-    cases.append(_simple_cases(
-        "softmax", "bwd", sh, make, 12 * n, device, torch,
-        lambda dv, i, v: softmax.backward2d(dv, i["y"], i["dy"], False, version=v),
-        lambda i: torch.ops.aten._softmax_backward_data(i["dy"], i["y"], 1, torch.float32),
-        cols))
-
-    def ce_f(dv, i, v):
-        return cross_entropy.forward(dv, i["x"], i["t"], -100, version=v)[0]
-
-    def ce_b(dv, i, v):
-        _, lse = i.setdefault("_fwd", cross_entropy.forward(dv, i["x"], i["t"], -100))
-        return cross_entropy.backward(dv, i["x"], i["t"], lse, i["dloss"], -100, version=v)
-
-    def t_ce_f(i):
-        return tF.cross_entropy(i["x"], i["t"], reduction="none")
-
-    def t_ce_b(i):
-        # PyTorch's two backward kernels of its log_softmax + nll_loss decomposition
-        ls = i.setdefault("_ls", torch.log_softmax(i["x"], 1))
-        g = torch.ops.aten.nll_loss_backward(i["dloss"], ls, i["t"], None, 0, -100,
-                                             ls.new_ones(()))  # reduction 'none'
-        return torch.ops.aten._log_softmax_backward_data(g, ls, 1, torch.float32)
-    cases.append(_simple_cases("cross_entropy", "fwd", sh, make, 4 * n + 8 * rows, device,
-                               torch, ce_f, t_ce_f, cols))
-    cases.append(_simple_cases("cross_entropy", "bwd", sh, make, 8 * n + 8 * rows, device,
-                               torch, ce_b, t_ce_b, cols))
-    return cases
 
 
 # ---- peaks, checks, runs --------------------------------------------------------------------------
@@ -420,6 +192,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--rotate", type=int, default=3, help="input copies rotated in cold runs")
     ap.add_argument("--only", default=None, help="only ops whose name contains this")
+    ap.add_argument("--no-model", action="store_true",
+                    help="leave out the roofline predictions (benchmarks/model.py)")
     args = ap.parse_args(argv)
 
     torch = _common.torch_or_none()
@@ -440,12 +214,8 @@ def main(argv=None) -> int:
         return timers[kind]
 
     peaks = measure_peaks(args.device, timer_for)
-    s = suite(args.suite)
-    cases = (conv_cases(s["conv"], args.device, torch) + pool_cases(s["pool"], args.device, torch)
-             + relu_cases(s["relu"], args.device, torch)
-             + rows_cases(s["rows"], args.device, torch))
-    if args.only:
-        cases = [c for c in cases if args.only in c.op]
+    bench = [bc for bc in suite(args.suite) if not args.only or args.only in bc.op]
+    cases = [make_case(bc, args.device, torch) for bc in bench]
     if torch is None:
         print("ops.py: PyTorch is not installed; its rows are left out", file=sys.stderr)
     rows = []
@@ -467,6 +237,8 @@ def main(argv=None) -> int:
         rows += got
     payload = {"env": env, "suite": args.suite, "peaks": peaks, "rows": rows,
                "baseline": next(iter(cases[0].impls)) if cases else None}
+    if not args.no_model:  # predictions, kept apart from the measured rows
+        payload["predicted"], payload["model_sass"] = predictions(bench)
     bad = [r for r in rows if r.get("check", "").startswith("MISMATCH")]
     if args.out:
         out = _common.write_json(args.out, payload)
@@ -477,6 +249,18 @@ def main(argv=None) -> int:
         print(f"{r['op']} {r['direction']} {r['shape']} {r['impl']}: {r['check']}",
               file=sys.stderr)
     return 1 if bad else 0
+
+
+def predictions(bench) -> tuple:
+    """Rows "model (H100, predicted)" / "model (H200, predicted)" for the cases (model.py), with
+    the SASS of the committed kernel report (benchmarks/results/kernels-sm90.json) when present."""
+    import model
+    sass, src = model.load_sass(Path(__file__).resolve().parent / "results" / "kernels-sm90.json",
+                                compile=False)
+    if not sass:
+        src = "no SASS (run benchmarks/kernels_report.py): FLOP, byte and launch bounds only"
+    keep = ("op", "direction", "shape", "label", "impl", "ms", "bound", "peak_share", "peak_of")
+    return [{k: r[k] for k in keep} for r in model.predict_all(bench, sass)], src
 
 
 def _line(r) -> str:
@@ -498,17 +282,37 @@ def markdown(payload: dict) -> str:
              "conv, of the copy for the rest.", "",
              "| op | dir | shape | impl | cold ms (min–max) | hot ms | rate | % peak | × base "
              "| check |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in payload["rows"]:
-        if "ms" not in r:
-            lines.append(f"| {r['op']} | {r['direction']} | {r['shape']} | {r['impl']} | – | – "
-                         f"| – | – | – | {r['check']} |")
-            continue
-        rate = f"{r['gflops']:.1f} GFLOP/s" if "gflops" in r else f"{r['gbps']:.1f} GB/s"
-        vs = f"{r['vs_baseline']:.2f}" if "vs_baseline" in r else "–"
-        lines.append(f"| {r['op']} | {r['direction']} | {r['shape']} | {r['impl']} | "
-                     f"{r['ms']:.3f} ({r['ms_min']:.3f}–{r['ms_max']:.3f}) | {r['ms_hot']:.3f} | "
-                     f"{rate} | {100 * r['peak_share']:.1f} | {vs} | {r['check']} |")
+    predicted = {}
+    for p in payload.get("predicted", []):
+        predicted.setdefault((p["op"], p["direction"], p["shape"]), []).append(p)
+    if predicted:
+        lines[-2:-2] = [f"Rows `model (…, predicted)` are roofline predictions "
+                        f"(benchmarks/model.py; SASS: {payload.get('model_sass')}), not "
+                        "measurements: their time is in the cold column, % peak is of that GPU's "
+                        "fp32 FLOPs (conv) or HBM bandwidth.", ""]
+    rows = payload["rows"]
+    for n, r in enumerate(rows):
+        key = (r["op"], r["direction"], r["shape"])
+        last = n + 1 == len(rows) or (rows[n + 1]["op"], rows[n + 1]["direction"],
+                                      rows[n + 1]["shape"]) != key
+        _row_md(lines, r)
+        for p in predicted.get(key, []) if last else []:
+            lines.append(f"| {p['op']} | {p['direction']} | {p['shape']} | {p['impl']} | "
+                         f"{p['ms']:.4f} | – | – | {100 * p['peak_share']:.1f} | – | "
+                         f"predicted, {p['bound']}-bound |")
     return "\n".join(lines) + "\n"
+
+
+def _row_md(lines, r) -> None:
+    if "ms" not in r:
+        lines.append(f"| {r['op']} | {r['direction']} | {r['shape']} | {r['impl']} | – | – "
+                     f"| – | – | – | {r['check']} |")
+        return
+    rate = f"{r['gflops']:.1f} GFLOP/s" if "gflops" in r else f"{r['gbps']:.1f} GB/s"
+    vs = f"{r['vs_baseline']:.2f}" if "vs_baseline" in r else "–"
+    lines.append(f"| {r['op']} | {r['direction']} | {r['shape']} | {r['impl']} | "
+                 f"{r['ms']:.3f} ({r['ms_min']:.3f}–{r['ms_max']:.3f}) | {r['ms_hot']:.3f} | "
+                 f"{rate} | {100 * r['peak_share']:.1f} | {vs} | {r['check']} |")
 
 
 def chart(payload: dict, path) -> None:

@@ -59,20 +59,55 @@ def test_ops_tiny_suite(tmp_path, monkeypatch, device, torch):
     assert payload["env"]["device"] == device and payload["peaks"]["gemm_gflops"] > 0
     md = out.with_suffix(".md").read_text()
     assert "| conv2d | fwd |" in md and "× base" in md
+    # roofline predictions join the table as labelled rows, kept apart in the JSON
+    pred = payload["predicted"]
+    assert {(p["op"], p["direction"], p["shape"]) for p in pred} == \
+        {(r["op"], r["direction"], r["shape"]) for r in rows}
+    assert {p["impl"] for p in pred} == {"model (H100, predicted)", "model (H200, predicted)"}
+    assert all(p["ms"] > 0 and 0 < p["peak_share"] <= 1 for p in pred)
+    assert "| model (H100, predicted) |" in md and "predicted, " in md
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_ops_suites_cover_the_issue_shapes():
+    """The suites come from the op registry (OpSpec.bench): every op family, three conv
+    directions per shape, the issue's shapes in full and scaled down in small."""
     ops = _load("ops")
     full = ops.suite("full")
-    labels = {c[0] for c in full["conv"]}
+    conv = [c for c in full if c.op == "conv2d"]
+    labels = {c.label for c in conv}
     assert {"lenet-conv1", "resnet-stem", "vgg-224", "speech"} <= labels and len(labels) == 16
-    speech = next(c for c in full["conv"] if c[0] == "speech")
-    assert speech[1:9] == (16, 1, 161, 700, 32, 5, 20, 2)
-    small = ops.suite("small")
-    assert len(small["conv"]) == 16 and all(c[1] <= 64 for c in small["conv"])
+    assert len(conv) == 48 and full[0].op == "conv2d"
+    speech = next(c for c in conv if c.label == "speech").params
+    assert tuple(speech[k] for k in "NCHWKRS") + (speech["stride"],) == \
+        (16, 1, 161, 700, 32, 5, 20, 2)
+    assert {"conv2d", "max_pool2d", "avg_pool2d", "relu", "softmax", "cross_entropy"} == \
+        {c.op for c in full}
+    small = [c for c in ops.suite("small") if c.op == "conv2d"]
+    assert len(small) == 48 and all(c.params["N"] <= 64 for c in small)
     with pytest.raises(ValueError, match="unknown suite"):
         ops.suite("huge")
+
+
+def test_a_registered_op_with_bench_cases_is_benchmarked(monkeypatch):
+    """A new op needs only its OpSpec: its bench cases reach the benchmark without edits."""
+    import numpy as np
+    from cucnn.ops import _spec
+    ops = _load("ops")
+    case = _spec.BenchCase("negate", "fwd", "tiny-negate", "7", {"n": 7},
+                           lambda rng: {"x": rng.standard_normal(7).astype(np.float32)},
+                           lambda dv, i, v: -_backend_np(i["x"]), bytes=56)
+    spec = _spec.OpSpec("negate", [], lambda *a: {}, bench=lambda suite: [case])
+    monkeypatch.setitem(_spec.REGISTRY, "negate", spec)
+    got = [c for c in ops.suite("tiny") if c.op == "negate"]
+    assert got == [case]
+    bench = ops.make_case(case, "cpu", None)
+    assert list(bench.impls) == ["cucnn-cpu"] and bench.bytes == 56
+
+
+def _backend_np(a):
+    import numpy as np
+    return np.asarray(a)
 
 
 def test_train_step_runs(tmp_path):

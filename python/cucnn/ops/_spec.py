@@ -22,6 +22,27 @@ class Case:
     reduce_len: int = 1  # longest float32 reduction behind one output element (for tolerances)
 
 
+@dataclass(frozen=True)
+class BenchCase:
+    """One benchmarked call, for benchmarks/ops.py (timing), benchmarks/model.py (predictions)
+    and benchmarks/kernels_report.py: the registry is the one list of benchmark cases."""
+    op: str  # table name: "conv2d", "max_pool2d", "relu", ...
+    direction: str  # "fwd", "dgrad", "wgrad", "bwd"
+    label: str  # the suite's name for the shape, e.g. "resnet-3x3-56"
+    shape: str  # human-readable shape
+    params: dict  # the op's parameters (sizes, stride, ...), for launch plans and the model
+    make: Callable[[np.random.Generator], dict]  # host float32 / int64 arrays
+    run: Callable[[str, dict, int], object]  # (device, inputs, version) -> output
+    torch: Callable | None = None  # (torch module, inputs) -> the same output from PyTorch
+    flops: float = 0.0  # useful floating-point operations (conv: 2 per multiply-add)
+    bytes: float = 0.0  # minimum bytes moved: each input read once, each output written once
+    reduce_len: int = 1  # for the comparison tolerance
+    tf32: bool = False  # TF32 changes the result (matrix products only)
+
+
+BENCH_SUITES = ("full", "small", "tiny")
+
+
 @dataclass
 class OpSpec:
     name: str
@@ -33,6 +54,9 @@ class OpSpec:
     # terms behind each element, where cancellation makes |expected| a poor yardstick.
     scales: Callable[[dict, dict], dict] | None = None
     doc: str = ""
+    # Benchmark cases per suite ("full", "small" on cpu in minutes, "tiny" on sim in seconds):
+    # suite name -> [BenchCase]. Ops without it are tested but not benchmarked.
+    bench: Callable[[str], list] | None = None
 
     def inputs_for(self, case: Case, device: str, seed: int = 0, dtype=np.float32) -> dict:
         """The case's inputs on a device: floats as ``dtype`` (float64 for the oracle)."""
@@ -55,6 +79,13 @@ def register(spec: OpSpec) -> OpSpec:
         raise ValueError(f"op {spec.name!r} registered twice")
     REGISTRY[spec.name] = spec
     return spec
+
+
+def bench_cases(suite: str) -> list:
+    """Every registered op's benchmark cases for a suite, in registration order."""
+    if suite not in BENCH_SUITES:
+        raise ValueError(f"unknown suite {suite!r}: full, small or tiny")
+    return [c for spec in REGISTRY.values() if spec.bench for c in spec.bench(suite)]
 
 
 def int_pair(v, name: str, minimum: int, what: str) -> tuple:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import _backend
 from ..tensor import Function, Tensor, check_float_tensor
-from ._spec import Case, OpSpec, nasty, register
+from ._spec import BenchCase, Case, OpSpec, nasty, register
 
 ACTS = {"relu": 0, "leaky_relu": 1, "sigmoid": 2, "tanh": 3}
 SAVES_INPUT = {"leaky_relu"}  # the others save their output
@@ -147,5 +147,34 @@ _shapes = [(0,), (1,), (7,), (4, 33), (3, 5, 7, 11), (1031,), (2, 3, 64, 64)]
 _cases = [_case(a, s, 0.1 if a == "leaky_relu" else 0.0) for a in ACTS for s in _shapes]
 _cases += [_case(a, (5, 13), -0.2 if a == "leaky_relu" else 0.0, special=True) for a in ACTS]
 
-SPEC = register(OpSpec("activation", _cases, _compute, versions=(0, 1),
+
+# ---- benchmark cases (benchmarks/ops.py, benchmarks/model.py): ReLU, the one the models use ------
+
+BENCH_SHAPES = {"full": [("relu", (32, 64, 112, 112))], "small": [("relu", (2, 64, 56, 56))],
+                "tiny": [("relu", (1, 3, 13, 17))]}
+
+
+def bench_case(label, shp) -> list:
+    n = int(np.prod(shp))
+    sh = "x".join(map(str, shp))
+
+    def make(rng):
+        x = rng.standard_normal(shp, dtype=np.float32)
+        return {"x": x, "y": np.maximum(x, 0), "dy": rng.standard_normal(shp, dtype=np.float32)}
+    params = {"n": n, "shape": tuple(shp)}
+    return [
+        BenchCase("relu", "fwd", label, sh, params, make,
+                  lambda dv, i, v: forward(dv, "relu", i["x"], version=v),
+                  lambda torch, i: torch.relu(i["x"]), bytes=8 * n),
+        BenchCase("relu", "bwd", label, sh, params, make,
+                  lambda dv, i, v: backward(dv, "relu", i["dy"], i["y"], version=v),
+                  lambda torch, i: torch.ops.aten.threshold_backward(i["dy"], i["y"], 0),
+                  bytes=12 * n)]
+
+
+def _bench(suite: str) -> list:
+    return [c for label, shp in BENCH_SHAPES[suite] for c in bench_case(label, shp)]
+
+
+SPEC = register(OpSpec("activation", _cases, _compute, versions=(0, 1), bench=_bench,
                        doc="relu, leaky_relu, sigmoid, tanh: forward and backward"))

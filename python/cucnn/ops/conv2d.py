@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _backend
 from ..tensor import Function, Tensor, check_float_tensor
-from ._spec import Case, OpSpec, int_pair, nasty, register
+from ._spec import BenchCase, Case, OpSpec, int_pair, nasty, register
 
 # ---- geometry -------------------------------------------------------------------------------------
 
@@ -330,5 +330,87 @@ _cases = [
     _case("empty-batch", 0, 3, 5, 5, 4, 3, 3),
 ]
 
-SPEC = register(OpSpec("conv2d", _cases, _compute, versions=(0, 1),
+
+# ---- benchmark cases (benchmarks/ops.py, benchmarks/model.py) -------------------------------------
+
+# (label, N, C, H, W, K, R, S, stride, pad): LeNet, small 3x3s, CIFAR, ResNet-50, VGG, speech
+BENCH_SHAPES = [
+    ("lenet-conv1", 64, 1, 28, 28, 6, 5, 5, 1, 2),
+    ("lenet-conv2", 64, 6, 14, 14, 16, 5, 5, 1, 0),
+    ("lenet-conv1-n256", 256, 1, 28, 28, 6, 5, 5, 1, 2),
+    ("lenet-conv2-n256", 256, 6, 14, 14, 16, 5, 5, 1, 0),
+    ("3x3-26", 64, 32, 26, 26, 64, 3, 3, 1, 0),
+    ("3x3-31", 1024, 24, 31, 31, 64, 3, 3, 1, 1),
+    ("cifar-first", 512, 3, 32, 32, 64, 3, 3, 1, 1),
+    ("resnet-stem", 32, 3, 224, 224, 64, 7, 7, 2, 3),
+    ("resnet-3x3-56", 32, 64, 56, 56, 64, 3, 3, 1, 1),
+    ("resnet-1x1-56", 32, 64, 56, 56, 256, 1, 1, 1, 0),
+    ("resnet-3x3-28", 32, 128, 28, 28, 128, 3, 3, 1, 1),
+    ("resnet-1x1-14", 32, 1024, 14, 14, 256, 1, 1, 1, 0),
+    ("resnet-3x3-7", 32, 512, 7, 7, 512, 3, 3, 1, 1),
+    ("vgg-224", 16, 64, 224, 224, 64, 3, 3, 1, 1),
+    ("vgg-56", 16, 256, 56, 56, 256, 3, 3, 1, 1),
+    ("speech", 16, 1, 161, 700, 32, 5, 20, 2, 0),
+]
+
+
+def bench_shapes(suite: str) -> list:
+    """The shapes of a suite: the full ones, or scaled down (batch, image size, channels) so that
+    ``small`` runs on cpu in minutes and ``tiny`` (five shapes) on sim in seconds."""
+    def scale(c, n_div, hw_div, ch_max):
+        label, N, C, H, W, K, R, S, st, p = c
+        return (label, max(1, N // n_div), min(C, ch_max), max(H // hw_div, R + 1),
+                max(W // hw_div, S + 1), min(K, ch_max), R, S, st, p)
+    if suite == "full":
+        return list(BENCH_SHAPES)
+    if suite == "small":
+        return [scale(c, 16, 4, 64) for c in BENCH_SHAPES]
+    pick = ("lenet-conv1", "lenet-conv2", "resnet-stem", "resnet-1x1-56", "speech")
+    return [scale(c, 64, 8, 8) for c in BENCH_SHAPES if c[0] in pick]
+
+
+def bench_case(label, N, C, H, W, K, R, S, st, p) -> list:
+    """The three directions of one conv shape (stride and padding the same on both axes)."""
+    stride, pads, dil = (st, st), (p, p, p, p), (1, 1)
+    P, Q = output_size((H, W), (R, S), stride, pads, dil)
+    params = dict(N=N, C=C, H=H, W=W, K=K, R=R, S=S, P=P, Q=Q, stride=st, pad=p, dilation=1)
+    shape = f"{N}x{C}x{H}x{W}->{K} {R}x{S}/{st} p{p}"
+
+    def make(rng):
+        return {"x": rng.standard_normal((N, C, H, W), dtype=np.float32),
+                "w": rng.standard_normal((K, C, R, S), dtype=np.float32) / np.float32(
+                    np.sqrt(C * R * S)),
+                "dy": rng.standard_normal((N, K, P, Q), dtype=np.float32)}
+
+    runs = {
+        "fwd": lambda dv, i, v: forward(dv, i["x"], i["w"], None, stride, pads, dil, version=v),
+        "dgrad": lambda dv, i, v: backward_data(dv, i["dy"], i["w"], i["x"].shape, stride, pads,
+                                                dil, version=v),
+        "wgrad": lambda dv, i, v: backward_weight(dv, i["dy"], i["x"], i["w"].shape, stride,
+                                                  pads, dil, version=v),
+    }
+
+    def torch_fn(direction):
+        def run(torch, i):
+            if direction == "fwd":
+                return torch.nn.functional.conv2d(i["x"], i["w"], None, st, p)
+            mask = [direction == "dgrad", direction == "wgrad", False]
+            gx, gw, _ = torch.ops.aten.convolution_backward(
+                i["dy"], i["x"], i["w"], None, [st, st], [p, p], [1, 1], False, [0, 0], 1, mask)
+            return gx if direction == "dgrad" else gw
+        return run
+    flops = 2.0 * N * K * P * Q * C * R * S
+    nx, nw, ny = N * C * H * W, K * C * R * S, N * K * P * Q
+    moved = {"fwd": nx + nw + ny, "dgrad": ny + nw + nx, "wgrad": ny + nx + nw}
+    return [BenchCase("conv2d", d, label, shape, params, make, runs[d], torch_fn(d), flops=flops,
+                      bytes=4.0 * moved[d], reduce_len=max(C * R * S, N * P * Q, K * R * S),
+                      tf32=True)
+            for d in ("fwd", "dgrad", "wgrad")]
+
+
+def _bench(suite: str) -> list:
+    return [c for shp in bench_shapes(suite) for c in bench_case(*shp)]
+
+
+SPEC = register(OpSpec("conv2d", _cases, _compute, versions=(0, 1), bench=_bench,
                        doc="conv2d forward (plain and fused ReLU), dgrad, wgrad, bias grad"))

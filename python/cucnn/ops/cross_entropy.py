@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _backend
 from ..tensor import Function, Tensor
-from ._spec import Case, OpSpec, nasty, register
+from ._spec import BenchCase, Case, OpSpec, nasty, register
 
 # ---- oracle ---------------------------------------------------------------------------------------
 
@@ -202,5 +202,41 @@ _cases = [_case(r, c) for r, c in [(0, 10), (1, 1), (1, 10), (7, 3), (64, 10), (
 _cases += [_case(9, 10, "ignore"), _case(9, 10, "ignore", ignore_index=3), _case(6, 7, "big"),
            _case(5, 9, "special")]
 
-SPEC = register(OpSpec("cross_entropy", _cases, _compute, versions=(1,),
+
+# ---- benchmark cases (benchmarks/ops.py, benchmarks/model.py): softmax's row shapes ---------------
+
+
+def bench_case(label, rows, cols) -> list:
+    from .softmax import bench_inputs
+    n, sh, make = rows * cols, f"{rows}x{cols}", bench_inputs(rows, cols)
+    params = {"rows": rows, "cols": cols}
+
+    def fwd(dv, i, v):
+        return forward(dv, i["x"], i["t"], -100, version=v)[0]
+
+    def bwd(dv, i, v):
+        _, lse = i.setdefault("_fwd", forward(dv, i["x"], i["t"], -100))
+        return backward(dv, i["x"], i["t"], lse, i["dloss"], -100, version=v)
+
+    def t_fwd(torch, i):
+        return torch.nn.functional.cross_entropy(i["x"], i["t"], reduction="none")
+
+    def t_bwd(torch, i):
+        # PyTorch's two backward kernels of its log_softmax + nll_loss decomposition
+        ls = i.setdefault("_ls", torch.log_softmax(i["x"], 1))
+        g = torch.ops.aten.nll_loss_backward(i["dloss"], ls, i["t"], None, 0, -100,
+                                             ls.new_ones(()))  # reduction 'none'
+        return torch.ops.aten._log_softmax_backward_data(g, ls, 1, torch.float32)
+    return [BenchCase("cross_entropy", "fwd", label, sh, params, make, fwd, t_fwd,
+                      bytes=4 * n + 8 * rows, reduce_len=cols),
+            BenchCase("cross_entropy", "bwd", label, sh, params, make, bwd, t_bwd,
+                      bytes=8 * n + 8 * rows, reduce_len=cols)]
+
+
+def _bench(suite: str) -> list:
+    from .softmax import BENCH_SHAPES
+    return [c for shp in BENCH_SHAPES[suite] for c in bench_case(*shp)]
+
+
+SPEC = register(OpSpec("cross_entropy", _cases, _compute, versions=(1,), bench=_bench,
                        doc="cross-entropy from logits: per-row loss, logsumexp, and gradient"))

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _backend
 from ..tensor import Function, Tensor, check_float_tensor
-from ._spec import Case, OpSpec, int_pair, nasty, register
+from ._spec import BenchCase, Case, OpSpec, int_pair, nasty, register
 
 _INT32_MAX = 2 ** 31 - 1  # the kernels index a plane's rows and columns with int
 
@@ -389,5 +389,80 @@ _cases = [
 ]
 
 
+
+# ---- benchmark cases (benchmarks/ops.py, benchmarks/model.py) -------------------------------------
+
+# (label, op, N, C, H, W, kernel, stride, pad)
+BENCH_SHAPES = [
+    ("max-3x3s2p1", "max", 32, 64, 112, 112, 3, 2, 1),
+    ("max-2x2s2", "max", 1024, 64, 31, 31, 2, 2, 0),
+    ("avg-lenet1", "avg", 64, 6, 28, 28, 2, 2, 0),
+    ("avg-lenet2", "avg", 64, 16, 10, 10, 2, 2, 0),
+]
+
+
+def bench_shapes(suite: str) -> list:
+    if suite == "full":
+        return list(BENCH_SHAPES)
+    if suite == "small":
+        return [(lb, op, max(1, N // 16), C, max(H // 4, 6), max(W // 4, 6), k, s, p)
+                for lb, op, N, C, H, W, k, s, p in BENCH_SHAPES]
+    return [(lb, op, 1, 3, 9, 10, k, s, p) for lb, op, N, C, H, W, k, s, p in BENCH_SHAPES[1:3]]
+
+
+def bench_case(label, op, N, C, H, W, k, s, p) -> list:
+    """Forward and backward of one pooling shape (square window, PyTorch defaults otherwise)."""
+    kernel, stride, pads, dil, out, _ = geometry((H, W), k, s, p, 1, False, "bench")
+    P, Q = out
+    shape = f"{N}x{C}x{H}x{W} {k}x{k}/{s} p{p}"
+    params = dict(N=N, C=C, H=H, W=W, P=P, Q=Q, kernel=k, stride=s, pad=p)
+
+    def make(rng):
+        return {"x": rng.standard_normal((N, C, H, W), dtype=np.float32),
+                "dy": rng.standard_normal((N, C, P, Q), dtype=np.float32)}
+    nin, nout = N * C * H * W, N * C * P * Q
+    if op == "max":
+        def fwd(dv, i, v):
+            return max_forward(dv, i["x"], kernel, stride, pads, dil, out)[0]
+
+        def bwd(dv, i, v):
+            _, idx = i.setdefault("_fwd", max_forward(dv, i["x"], kernel, stride, pads, dil, out))
+            return max_backward(dv, i["dy"], idx, i["x"].shape, kernel, stride, pads, dil)
+
+        def t_fwd(torch, i):
+            return torch.nn.functional.max_pool2d(i["x"], k, s, p)
+
+        def t_bwd(torch, i):
+            _, idx = i.setdefault("_fwd", torch.nn.functional.max_pool2d(
+                i["x"], k, s, p, return_indices=True))
+            return torch.ops.aten.max_pool2d_with_indices_backward(
+                i["dy"], i["x"], [k, k], [s, s], [p, p], [1, 1], False, idx)
+        fb, bb = 4 * nin + 12 * nout, 12 * nout + 4 * nin  # int64 indices
+    else:
+        def fwd(dv, i, v):
+            return avg_forward(dv, i["x"], kernel, stride, pads, out, True, None)
+
+        def bwd(dv, i, v):
+            return avg_backward(dv, i["dy"], i["x"].shape, kernel, stride, pads, True, None)
+
+        def t_fwd(torch, i):
+            return torch.nn.functional.avg_pool2d(i["x"], k, s, p)
+
+        def t_bwd(torch, i):
+            return torch.ops.aten.avg_pool2d_backward(i["dy"], i["x"], [k, k], [s, s], [p, p],
+                                                      False, True, None)
+        fb, bb = 4 * nin + 4 * nout, 4 * nout + 4 * nin
+    name = f"{op}_pool2d"
+    return [BenchCase(name, "fwd", label, shape, params, make, fwd, t_fwd,
+                      bytes=fb, reduce_len=k * k),
+            BenchCase(name, "bwd", label, shape, params, make, bwd, t_bwd, bytes=bb,
+                      reduce_len=k * k)]
+
+
+def _bench(suite: str) -> list:
+    return [c for shp in bench_shapes(suite) for c in bench_case(*shp)]
+
+
 SPEC = register(OpSpec("pool2d", _cases, _compute, versions=(1,), exact=("max_y", "max_idx"),
+                       bench=_bench,
                        doc="max_pool2d (values, indices, dx) and avg_pool2d (three divisor modes)"))

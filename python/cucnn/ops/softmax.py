@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _backend
 from ..tensor import Function, Tensor, _norm_dim, check_float_tensor
-from ._spec import Case, OpSpec, nasty, register
+from ._spec import BenchCase, Case, OpSpec, nasty, register
 
 # ---- oracle ---------------------------------------------------------------------------------------
 
@@ -156,5 +156,44 @@ def _scales(inputs, expected):
         return {"dx": np.abs(y) * (np.abs(dy) + np.abs(dy * y).sum(-1, keepdims=True))}
 
 
-SPEC = register(OpSpec("softmax", _cases, _compute, versions=(0, 1), scales=_scales,
+
+# ---- benchmark cases (benchmarks/ops.py, benchmarks/model.py) -------------------------------------
+
+# (label, rows, cols): a LeNet/MNIST head at a large batch, an ImageNet head
+BENCH_SHAPES = {"full": [("65536x10", 65536, 10), ("4096x1000", 4096, 1000)],
+                "small": [("4096x10", 4096, 10), ("256x1000", 256, 1000)],
+                "tiny": [("67x10", 67, 10), ("5x300", 5, 300)]}
+
+
+def bench_inputs(rows: int, cols: int):
+    """make(rng) for the row-wise ops (softmax, cross-entropy): logits, their softmax, a
+    gradient, targets and a loss gradient."""
+    def make(rng):
+        x = rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(3)
+        e = np.exp(x - x.max(1, keepdims=True))
+        return {"x": x, "y": e / e.sum(1, keepdims=True),
+                "dy": rng.standard_normal((rows, cols), dtype=np.float32),
+                "t": rng.integers(0, cols, rows).astype(np.int64),
+                "dloss": np.full(rows, 1.0 / rows, dtype=np.float32)}
+    return make
+
+
+def bench_case(label, rows, cols) -> list:
+    n, sh, make = rows * cols, f"{rows}x{cols}", bench_inputs(rows, cols)
+    params = {"rows": rows, "cols": cols}
+    return [
+        BenchCase("softmax", "fwd", label, sh, params, make,
+                  lambda dv, i, v: forward2d(dv, i["x"], False, version=v),
+                  lambda torch, i: torch.softmax(i["x"], 1), bytes=8 * n, reduce_len=cols),
+        BenchCase("softmax", "bwd", label, sh, params, make,
+                  lambda dv, i, v: backward2d(dv, i["y"], i["dy"], False, version=v),
+                  lambda torch, i: torch.ops.aten._softmax_backward_data(
+                      i["dy"], i["y"], 1, torch.float32), bytes=12 * n, reduce_len=cols)]
+
+
+def _bench(suite: str) -> list:
+    return [c for shp in BENCH_SHAPES[suite] for c in bench_case(*shp)]
+
+
+SPEC = register(OpSpec("softmax", _cases, _compute, versions=(0, 1), scales=_scales, bench=_bench,
                        doc="softmax and log_softmax: forward and backward, last axis"))

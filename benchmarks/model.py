@@ -1,0 +1,363 @@
+"""Roofline predictions for every benchmark case: the time each case should take on an H100 SXM
+and an H200, from what we can know without a GPU.
+
+    python benchmarks/model.py [--suite full] [--sass-json benchmarks/results/kernels-sm90.json]
+
+For each kernel launch a case makes (its *launch plan*: which kernel, grid, block, dynamic shared
+memory and hot-loop trip count, replicated from the C++ launchers in ``launch_plan``):
+
+  flops    FLOPs / the peak of the unit the kernel uses (fp32 FFMA 67 TFLOP/s; TF32 tensor cores
+           495 TFLOP/s dense where its hot loop has HMMA)
+  dram     bytes / HBM bandwidth (3.35 TB/s H100, 4.8 TB/s H200): the profiler's unique bytes where
+           a profile of the case was given, else the analytic minimum (every tensor once)
+  smem     shared-memory wavefronts / (1 wavefront per clock per SM): hot-loop LDS/STS from the SASS
+           x trip count x warps, times the profiler's wavefronts/ideal where known
+  issue    hot-loop instructions (the SASS busy path) x trip count x warps / (4 per clock per SM)
+  launch   a fixed 2.5 us per launch
+
+The compute-side bounds (flops, smem, issue) assume all 132 SMs busy; they are divided by the tail
+efficiency of the last wave (blocks / (waves x 132 x blocks per SM), blocks per SM from the ptxas
+registers, shared memory and block size). Time = max(compute-side, dram) + launch; the bound named
+is the largest term. Cases whose plan is unknown (a new op, or a kernel the SASS does not list) get
+the flops/dram/launch bounds only. These are predictions, never measurements: rows are labelled
+"model (H100, predicted)".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GPUS = {
+    # SMs, boost clock, fp32 FMA peak, TF32 dense tensor peak, HBM bandwidth
+    "H100": {"sms": 132, "clock": 1.98e9, "fp32": 67e12, "tf32": 495e12, "hbm": 3.35e12},
+    "H200": {"sms": 132, "clock": 1.98e9, "fp32": 67e12, "tf32": 495e12, "hbm": 4.8e12},
+}
+LAUNCH_S = 2.5e-6
+SM_REGS, SM_WARPS, SM_BLOCKS, SM_SMEM, BLOCK_SMEM_RESERVED = 65536, 64, 32, 228 * 1024, 1024
+ISSUE_PER_CLOCK = 4  # four schedulers per SM, one warp instruction each per clock
+WAVEFRONTS_PER_CLOCK = 1  # 128 bytes of shared memory per clock per SM
+
+# ---- launch plans: the launchers' choices, in Python ----------------------------------------------
+
+CONV_BK, CONV_THREADS = 16, 256
+
+
+def conv_tile(n: int) -> tuple:
+    """conv_gemm_launch's tile for GEMM-N = n (csrc/kernels/conv2d.cuh)."""
+    return (256, 16) if n <= 16 else (128, 32) if n <= 32 else (64, 64)
+
+
+def conv_wgrad_splits(p: dict) -> int:
+    """conv2d_wgrad_splits (csrc/kernels/conv2d.cuh)."""
+    kdim, n = p["N"] * p["P"] * p["Q"], p["C"] * p["R"] * p["S"]
+    bm, bn = conv_tile(n)
+    tiles = -(-p["K"] // bm) * -(-n // bn)
+    splits = min(-(-264 // tiles), -(-kdim // (8 * CONV_BK)), 256)
+    return max(int(splits), 1)
+
+
+def grid_stride_blocks(work: int, block: int) -> int:
+    return min(-(-work // block), 4096)
+
+
+def _launch(kernel, blocks, threads, smem=0, trips=None, flops=0.0, bytes_=0.0, note=""):
+    return {"kernel": kernel, "blocks": int(blocks), "threads": int(threads), "smem": int(smem),
+            "trips": trips, "flops": float(flops), "bytes": float(bytes_), "note": note}
+
+
+def launch_plan(case) -> list:
+    """[launch] for one registry BenchCase (version 1 kernels), or [] when unknown.
+
+    ``kernel`` is the prefix of the demangled SASS name (kernel_report's naming)."""
+    p, d = case.params, case.direction
+    if case.op == "conv2d":
+        N, C, H, W, K, R, S, P, Q = (p[k] for k in ("N", "C", "H", "W", "K", "R", "S", "P", "Q"))
+        if d == "fwd":
+            m, n, kdim, splits, name = N * P * Q, K, C * R * S, 1, "Fwd"
+        elif d == "dgrad":
+            m, n, kdim, splits, name = N * H * W, C, K * R * S, 1, "Dgrad"
+        else:
+            m, n, kdim, splits, name = K, C * R * S, N * P * Q, conv_wgrad_splits(p), "Wgrad"
+        bm, bn = conv_tile(n)
+        per_split = -(-(-(-kdim // splits)) // CONV_BK) * CONV_BK
+        slices = sum(-(-max(0, min(per_split, kdim - z * per_split)) // CONV_BK)
+                     for z in range(splits))
+        tiles = -(-m // bm) * -(-n // bn)
+        smem = 2 * CONV_BK * (bm + 4 + bn + 4) * 4
+        main = _launch(f"conv_gemm_kernel<{bm}, {bn}, {name}LoadA", tiles * splits, CONV_THREADS,
+                       smem, trips=tiles * slices, flops=case.flops,
+                       bytes_=case.bytes + (8.0 * splits * K * C * R * S if splits > 1 else 0),
+                       note=f"tile {bm}x{bn}" + (f", {splits} splits" if splits > 1 else ""))
+        # trips: K-slices summed over all blocks (each block of split z runs its slices)
+        main["trips_total"] = True
+        plan = [main]
+        if d == "wgrad":
+            nw = K * C * R * S
+            plan.append(_launch("conv2d_wgrad_reduce_kernel", grid_stride_blocks(nw, 256), 256,
+                                bytes_=4.0 * nw * (splits + 1), note=f"{splits} splits"))
+        return plan
+    if case.op in ("max_pool2d", "avg_pool2d"):
+        n = p["N"] * p["C"] * (p["P"] * p["Q"] if d == "fwd" else p["H"] * p["W"])
+        kind = "forward" if d == "fwd" else "backward"
+        return [_launch(f"{case.op}_{kind}_kernel", grid_stride_blocks(n, 256), 256,
+                        bytes_=case.bytes)]
+    if case.op == "relu":
+        n = p["n"]
+        kind = "forward" if d == "fwd" else "backward"
+        return [_launch(f"activation_{kind}_kernel<(Act)0, true>",
+                        grid_stride_blocks(n // 4 + 1, 256), 256, bytes_=case.bytes)]
+    if case.op == "softmax":
+        rows, cols = p["rows"], p["cols"]
+        kind = "forward" if d == "fwd" else "backward"
+        if cols <= 1024:
+            per_lane = next(v for v in (1, 2, 4, 8, 16, 32) if 32 * v >= cols)
+            return [_launch(f"softmax_{kind}_warp_kernel<false, {per_lane}>", -(-rows // 4), 128,
+                            bytes_=case.bytes)]
+        return [_launch(f"softmax_{kind}_block_kernel<false>", rows, 512, bytes_=case.bytes)]
+    if case.op == "cross_entropy":
+        rows, cols = p["rows"], p["cols"]
+        if d == "fwd":
+            return [_launch("cross_entropy_forward_kernel", -(-rows // 4), 128, bytes_=case.bytes)]
+        return [_launch("cross_entropy_backward_kernel", grid_stride_blocks(rows * cols, 256), 256,
+                        bytes_=case.bytes)]
+    return []
+
+
+# ---- the model ------------------------------------------------------------------------------------
+
+
+def find_kernel(sass: list, prefix: str):
+    """The SASS row whose demangled name starts with prefix (None if absent)."""
+    for r in sass or []:
+        if r["name"].startswith(prefix):
+            return r
+    return None
+
+
+def blocks_per_sm(row, threads: int, smem: int) -> int:
+    warps = -(-threads // 32)
+    limits = [SM_WARPS // warps, SM_BLOCKS]
+    if row and row.get("registers"):
+        per_warp = -(-row["registers"] * 32 // 256) * 256
+        limits.append(SM_REGS // (per_warp * warps))
+    static = (row or {}).get("smem") or 0
+    limits.append(SM_SMEM // (smem + static + BLOCK_SMEM_RESERVED))
+    return max(min(limits), 0)
+
+
+def predict_launch(launch: dict, gpu: dict, sass: list, prof: dict | None = None) -> dict:
+    """Bounds (seconds) for one launch; prof: the profiler's figures for this kernel when known
+    ({"wavefronts_per_request"} replaces the SASS estimate of shared wavefronts, which assumes
+    no conflict and no broadcast; {"dram_factor"}: unique bytes / analytic minimum)."""
+    row = find_kernel(sass, launch["kernel"])
+    hot = (row or {}).get("hot_loop")
+    busy = hot["busy_path"] if hot else None
+    warps = -(-launch["threads"] // 32)
+    bounds = {}
+    unit = "tf32" if busy and busy["counts"]["hmma"] else "fp32"
+    if launch["flops"]:
+        bounds["flops"] = launch["flops"] / gpu[unit]
+    dram_factor = (prof or {}).get("dram_factor") or 1.0
+    bounds["dram"] = launch["bytes"] * dram_factor / gpu["hbm"]
+    sm_clocks = gpu["sms"] * gpu["clock"]
+    if busy and launch["trips"]:
+        iters = launch["trips"] * warps  # warp-iterations of the hot loop
+        bounds["issue"] = iters * busy["instructions"] / (ISSUE_PER_CLOCK * sm_clocks)
+        wf = busy["shared_wavefronts"]
+        if (prof or {}).get("wavefronts_per_request"):
+            c = busy["counts"]
+            shared_ops = sum(c[k] for k in ("lds32", "lds64", "lds128", "sts32", "sts64",
+                                              "sts128"))
+            wf = shared_ops * prof["wavefronts_per_request"]
+        if wf:
+            bounds["smem"] = iters * wf / (WAVEFRONTS_PER_CLOCK * sm_clocks)
+    per_sm = blocks_per_sm(row, launch["threads"], launch["smem"]) if row else None
+    tail = None
+    if per_sm:
+        slots = gpu["sms"] * per_sm
+        waves = -(-launch["blocks"] // slots)
+        tail = launch["blocks"] / (waves * slots) if waves else 1.0
+        for k in ("flops", "issue", "smem"):
+            if k in bounds:
+                bounds[k] /= tail
+    compute = max((bounds[k] for k in ("flops", "issue", "smem") if k in bounds), default=0.0)
+    t = max(compute, bounds["dram"]) + LAUNCH_S
+    bounds["launch"] = LAUNCH_S
+    bound = max(bounds, key=bounds.get)
+    return {"kernel": launch["kernel"], "sass": row["name"] if row else None, "unit": unit,
+            "blocks": launch["blocks"], "blocks_per_sm": per_sm, "tail_efficiency": tail,
+            "s": t, "bound": bound, "bounds": bounds, "note": launch["note"]}
+
+
+def predict_case(case, gpu_name: str, sass: list, profiles: dict | None = None) -> dict:
+    """The predicted time of one registry BenchCase on one GPU: the sum over its launches.
+    profiles: {kernel prefix: profiler figures} (see ``profile_case``)."""
+    gpu = GPUS[gpu_name]
+    plan = launch_plan(case)
+    if not plan:  # unknown op: a single launch bounded by FLOPs and minimum bytes
+        plan = [_launch("?", 0, 0, flops=case.flops, bytes_=case.bytes, note="no launch plan")]
+    launches = [predict_launch(ln, gpu, sass, match_profile(profiles, ln["kernel"]))
+                for ln in plan]
+    t = sum(ln["s"] for ln in launches)
+    main = max(launches, key=lambda ln: ln["s"])
+    peak = case.flops / t / gpu[main["unit"]] if case.flops else case.bytes / t / gpu["hbm"]
+    return {"op": case.op, "direction": case.direction, "shape": case.shape, "label": case.label,
+            "impl": f"model ({gpu_name}, predicted)", "ms": t * 1e3, "bound": main["bound"],
+            "peak_share": peak, "peak_of": "fp32/tf32 FLOPs" if case.flops else "HBM bandwidth",
+            "launches": launches}
+
+
+# ---- the memory profiler on sim (when this build has it) ------------------------------------------
+
+
+def profiler_available() -> bool:
+    """cucnn.sim.profile exists (the profiling sim build) and the sim module is built."""
+    try:
+        import cucnn
+    except ImportError:
+        return False
+    sim = getattr(cucnn, "sim", None)
+    return bool(sim is not None and hasattr(sim, "profile") and sim.is_available())
+
+
+def _get(rec, key, default=None):
+    return rec.get(key, default) if isinstance(rec, dict) else getattr(rec, key, default)
+
+
+def _norm(name: str) -> str:
+    """Kernel names compared without namespace, return type, parameters or spaces (the profiler
+    names kernels through addr2line -C, the SASS through c++filt)."""
+    from cucnn.tools import kernel_report
+    name = kernel_report.demangle([name])[0] if name.startswith("_Z") else \
+        kernel_report.clean_name(name)
+    return name.replace(" ", "")
+
+
+def summarize_records(records) -> dict:
+    """Profiler records (the SIMT_PROFILE JSON's "kernels" list, or objects with those fields)
+    -> {normalised kernel name: figures}, summed over launches and source lines:
+    global requests, sectors, ideal sectors, sector efficiency (ideal / sectors); shared requests,
+    wavefronts, ideal, bank conflicts (wavefronts - ideal), wavefronts per request; unique bytes."""
+    if isinstance(records, dict):
+        records = records.get("kernels", [])
+    out = {}
+    for rec in records or []:
+        name = _norm(str(_get(rec, "name", "?")))
+        k = out.setdefault(name, {"launches": 0, "global_requests": 0, "sectors": 0,
+                                  "ideal_sectors": 0, "shared_requests": 0, "wavefronts": 0,
+                                  "ideal_wavefronts": 0, "unique_bytes": 0, "bytes": 0,
+                                  "grid": _get(rec, "grid"), "block": _get(rec, "block"),
+                                  "shared_bytes": _get(rec, "shared_bytes")})
+        k["launches"] += int(_get(rec, "launches", 1) or 1)
+        k["unique_bytes"] += int(_get(rec, "unique_bytes", 0) or 0)
+        for a in _get(rec, "accesses", []) or []:
+            k["bytes"] += int(_get(a, "bytes", 0) or 0)
+            if _get(a, "space") == "global":
+                k["global_requests"] += int(_get(a, "requests", 0) or 0)
+                k["sectors"] += int(_get(a, "sectors", 0) or 0)
+                k["ideal_sectors"] += int(_get(a, "ideal", 0) or 0)
+            elif _get(a, "space") == "shared":
+                k["shared_requests"] += int(_get(a, "requests", 0) or 0)
+                k["wavefronts"] += int(_get(a, "wavefronts", 0) or 0)
+                k["ideal_wavefronts"] += int(_get(a, "ideal", 0) or 0)
+    for k in out.values():
+        k["sector_efficiency"] = k["ideal_sectors"] / k["sectors"] if k["sectors"] else None
+        k["bank_conflicts"] = k["wavefronts"] - k["ideal_wavefronts"]
+        k["wavefronts_per_request"] = (k["wavefronts"] / k["shared_requests"]
+                                       if k["shared_requests"] else None)
+    return out
+
+
+def match_profile(profiles: dict | None, prefix: str):
+    """The profiler figures of the kernel a launch-plan prefix names (None if not profiled)."""
+    want = _norm(prefix)
+    for name, fig in (profiles or {}).items():
+        if name.startswith(want):
+            return fig
+    return None
+
+
+def ensure_profiler() -> str | None:
+    """Make cucnn.sim.profile() usable from this source tree: an installed package cannot find
+    the profiling build itself, so build it with scripts/sanitize.py (when that script knows the
+    "profile" build) and point CUCNN_SIM_PROFILE_MODULE at it. Returns why not, or None."""
+    import importlib.util
+    import os
+    if not profiler_available():
+        return "profiler not available in this build"
+    if os.environ.get("CUCNN_SIM_PROFILE_MODULE"):
+        return None
+    script = ROOT / "scripts" / "sanitize.py"
+    try:
+        spec = importlib.util.spec_from_file_location("_kr_sanitize", script)
+        sanitize = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sanitize)
+        if "profile" not in getattr(sanitize, "FLAGS", {}):
+            return f"profiler not available: {script} has no profile build"
+        os.environ["CUCNN_SIM_PROFILE_MODULE"] = str(sanitize.build("profile"))
+    except (Exception, SystemExit) as e:  # noqa: BLE001  (a failed build is reported, not fatal)
+        return f"profiler not available: building it failed ({str(e).strip()[:200]})"
+    return None
+
+
+def profile_case(case, seed: int = 0) -> dict:
+    """Run one BenchCase on sim (version 1) under cucnn.sim.profile(): summarize_records."""
+    import numpy as np
+    import cucnn
+    from cucnn import _backend
+    xp = _backend.xp_of("sim")
+    host = case.make(np.random.default_rng(seed))
+    inputs = {k: (xp.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in host.items()}
+    with cucnn.sim.profile() as prof:
+        case.run("sim", inputs, 1)
+    return summarize_records(prof.records)
+
+
+def load_sass(path=None, arch="sm_90", compile=True) -> tuple:
+    """(SASS rows, where they came from): a JSON written by kernel_report --json or
+    kernels_report.py, else (with ``compile``) a fresh nvcc compile, else none."""
+    if path and Path(path).exists():
+        data = json.loads(Path(path).read_text())
+        try:
+            shown = Path(path).resolve().relative_to(ROOT)
+        except ValueError:
+            shown = path
+        return data.get("sass", data).get("kernels", []), str(shown)
+    if not compile:
+        return [], "no SASS"
+    try:
+        from cucnn.tools import kernel_report
+        return kernel_report.sass_report(ROOT, arch), f"nvcc {arch} (this tree)"
+    except (FileNotFoundError, RuntimeError, ImportError) as e:
+        return [], f"no SASS ({e})"
+
+
+def predict_all(cases, sass, profiles=None, gpus=("H100", "H200")) -> list:
+    return [predict_case(c, g, sass, profiles) for c in cases for g in gpus]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", choices=["full", "small", "tiny"], default="full")
+    ap.add_argument("--sass-json", default=None, help="kernel_report --sass --json output")
+    ap.add_argument("--out", default=None, help="write the predictions as JSON")
+    args = ap.parse_args(argv)
+    from cucnn.ops import bench_cases
+    sass, src = load_sass(args.sass_json)
+    rows = predict_all(bench_cases(args.suite), sass)
+    print(f"# predictions, suite {args.suite}; SASS: {src}")
+    for r in rows:
+        print(f"{r['op']:<14}{r['direction']:<6}{r['shape']:<34}{r['impl']:<24}"
+              f"{r['ms']:9.4f} ms  {r['bound']:<7}{100 * r['peak_share']:6.1f}% of peak")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"sass": src, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

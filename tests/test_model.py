@@ -1,0 +1,205 @@
+"""The roofline model (benchmarks/model.py) and the kernel report (benchmarks/kernels_report.py):
+launch plans agree with the launchers, bounds are the formulas they claim, and the profiler's
+records are consumed when the build has them."""
+import contextlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+import cucnn
+from cucnn import _backend
+from cucnn.ops import bench_cases, conv2d
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+model = _load("model")
+
+
+def _conv_cases():
+    cases = [c for s in ("full", "small", "tiny") for c in bench_cases(s) if c.op == "conv2d"]
+    cases += conv2d.bench_case("odd", 3, 5, 9, 7, 17, 3, 2, 2, 1)
+    return cases
+
+
+@pytest.mark.skipif(not cucnn.sim.is_available(), reason="cucnn._sim did not build")
+def test_wgrad_splits_match_the_launcher():
+    """The model's split count times the weights is the workspace the C++ launcher asks for."""
+    mod = _backend.sim_module()
+    for c in _conv_cases():
+        if c.direction != "wgrad":
+            continue
+        p = c.params
+        need = mod.conv2d_wgrad_workspace((p["N"], p["C"], p["H"], p["W"]),
+                                          (p["K"], p["C"], p["R"], p["S"]),
+                                          (p["stride"],) * 2, (p["pad"],) * 4, (1, 1))
+        assert model.conv_wgrad_splits(p) * p["K"] * p["C"] * p["R"] * p["S"] == need, c.shape
+
+
+def test_conv_launch_plans():
+    (fwd, dgrad, wgrad) = conv2d.bench_case("t", 2, 3, 10, 9, 40, 3, 3, 1, 1)
+    f, = model.launch_plan(fwd)  # GEMM 180 x 40 x 27: tile 64x64, 3 x 1 blocks, 2 slices each
+    assert (f["kernel"], f["blocks"], f["threads"], f["trips"]) == \
+        ("conv_gemm_kernel<64, 64, FwdLoadA", 3, 256, 6)
+    assert f["smem"] == 2 * 16 * (68 + 68) * 4 and f["flops"] == fwd.flops
+    d, = model.launch_plan(dgrad)  # GEMM 180 x 3 x 360: tile 256x16, 1 block, 23 slices
+    assert (d["kernel"], d["blocks"], d["trips"]) == ("conv_gemm_kernel<256, 16, DgradLoadA", 1, 23)
+    g, red = model.launch_plan(wgrad)  # GEMM 40 x 27 x 180: tile 128x32, splits min(264, 2)
+    assert g["kernel"] == "conv_gemm_kernel<128, 32, WgradLoadA" and g["blocks"] == 2
+    assert g["trips"] == 6 + 6 and red["kernel"] == "conv2d_wgrad_reduce_kernel"
+    assert model.conv_tile(16) == (256, 16) and model.conv_tile(17) == (128, 32) \
+        and model.conv_tile(33) == (64, 64)
+
+
+def _fake_sass(name, registers=64, instructions=500, wavefronts=100, hmma=0, lds128=10):
+    counts = {"ffma": 0 if hmma else 256, "hmma": hmma, "lds32": 0, "lds64": 0, "lds128": lds128,
+              "sts32": 0, "sts64": 0, "sts128": 0}
+    busy = {"instructions": instructions, "counts": counts, "shared_wavefronts": wavefronts}
+    return {"name": name, "registers": registers, "smem": 0, "hot_loop": {"busy_path": busy}}
+
+
+def test_bounds_are_the_stated_formulas():
+    gpu = model.GPUS["H100"]
+    sass = [_fake_sass("conv_gemm_kernel<64, 64, FwdLoadA<64>, FwdLoadB<64>, FwdStore>")]
+    # 64 registers: 2048 per warp, 8 warps a block -> 4 blocks per SM; 529 blocks = 2 waves
+    launch = model._launch("conv_gemm_kernel<64, 64, FwdLoadA", 529, 256, 17408, trips=1000,
+                           flops=1e8, bytes_=1e6)
+    r = model.predict_launch(launch, gpu, sass)
+    clocks = 132 * 1.98e9
+    tail = 529 / (2 * 132 * 4)
+    assert r["blocks_per_sm"] == 4 and r["tail_efficiency"] == pytest.approx(tail)
+    assert r["bounds"]["issue"] == pytest.approx(1000 * 8 * 500 / (4 * clocks) / tail)
+    assert r["bounds"]["smem"] == pytest.approx(1000 * 8 * 100 / clocks / tail)
+    assert r["bounds"]["flops"] == pytest.approx(1e8 / 67e12 / tail)
+    assert r["bounds"]["dram"] == pytest.approx(1e6 / 3.35e12)
+    assert r["bound"] == "issue" and r["unit"] == "fp32"
+    assert r["s"] == pytest.approx(r["bounds"]["issue"] + 2.5e-6)
+    # the profiler's wavefronts per request replace the SASS estimate: 10 LDS.128 x 2
+    r2 = model.predict_launch(launch, gpu, sass, {"wavefronts_per_request": 2.0})
+    assert r2["bounds"]["smem"] == pytest.approx(1000 * 8 * 20 / clocks / tail)
+    # HMMA in the hot loop: the TF32 tensor-core peak
+    tc = [_fake_sass("conv_gemm_kernel<64, 64, FwdLoadA<64>", hmma=32)]
+    assert model.predict_launch(launch, gpu, tc)["unit"] == "tf32"
+    # no SASS row: FLOPs, bytes and launch only
+    r3 = model.predict_launch(launch, gpu, [])
+    assert set(r3["bounds"]) == {"flops", "dram", "launch"} and r3["sass"] is None
+
+
+def test_every_suite_case_is_predicted_and_unknown_ops_fall_back():
+    from cucnn.ops import _spec
+    for suite in ("full", "tiny"):
+        for c in bench_cases(suite):
+            assert model.launch_plan(c), (c.op, c.direction)
+            for g in ("H100", "H200"):
+                r = model.predict_case(c, g, [])
+                assert r["ms"] > 0 and 0 < r["peak_share"] <= 1 and r["impl"] == \
+                    f"model ({g}, predicted)"
+    new = _spec.BenchCase("negate", "fwd", "x", "7", {}, None, None, bytes=3.35e6)
+    r = model.predict_case(new, "H100", [])
+    assert r["launches"][0]["note"] == "no launch plan"
+    assert r["ms"] == pytest.approx((1e-6 + 2.5e-6) * 1e3) and r["bound"] == "launch"
+    h200 = model.predict_case(bench_cases("full")[0], "H200", [])  # relu: DRAM-bound
+    assert h200["bound"] == "dram"
+
+
+SAMPLE = {"kernels": [
+    {"name": "_ZN5cucnn16conv_gemm_kernelILi64ELi64ENS_8FwdLoadAILi64EEENS_8FwdLoadBILi64EEENS_"
+             "8FwdStoreEEEvNS_9ConvShapeEPKfS8_T3_lillNS_7Cursor3E",
+     "grid": [3, 1, 1], "block": [256, 1, 1], "shared_bytes": 17408, "launches": 1,
+     "unique_bytes": 4000,
+     "accesses": [
+         {"file": "conv2d.cuh", "line": 1, "space": "global", "op": "load", "requests": 10,
+          "sectors": 80, "ideal": 40, "bytes": 1280},
+         {"file": "conv2d.cuh", "line": 2, "space": "shared", "op": "load", "requests": 100,
+          "wavefronts": 300, "ideal": 200, "bytes": 51200},
+         {"file": "conv2d.cuh", "line": 3, "space": "shared", "op": "store", "requests": 50,
+          "wavefronts": 100, "ideal": 100, "bytes": 6400}]}]}
+
+
+def test_profiler_records_are_summarised():
+    s = model.summarize_records(SAMPLE)
+    (name, k), = s.items()
+    assert name.startswith("conv_gemm_kernel<64,64,FwdLoadA<64>")
+    assert k["sector_efficiency"] == 0.5 and k["bank_conflicts"] == 100
+    assert k["wavefronts_per_request"] == 400 / 150 and k["unique_bytes"] == 4000
+    assert model.match_profile(s, "conv_gemm_kernel<64, 64, FwdLoadA") is k
+    assert model.match_profile(s, "conv_gemm_kernel<128, 32, FwdLoadA") is None
+    # names as addr2line -C gives them (the sim profiler) match too
+    named = [dict(SAMPLE["kernels"][0], name="void cucnn::conv_gemm_kernel<64, 64, cucnn::FwdLoadA"
+                  "<64>, cucnn::FwdLoadB<64>, cucnn::FwdStore>(cucnn::ConvShape, float const*, "
+                  "float const*, cucnn::FwdStore, long, int, long, long, cucnn::Cursor3)")]
+    s2 = model.summarize_records(named)
+    assert model.match_profile(s2, "conv_gemm_kernel<64, 64, FwdLoadA")["bank_conflicts"] == 100
+
+
+def test_launch_plans_match_the_profiled_launches():
+    """Where the profiler exists: each tiny-suite conv case launches the kernel, grid and block
+    the model's plan says (the tile choice and wgrad splits, as the C++ launcher made them)."""
+    why_not = model.ensure_profiler()
+    if why_not:
+        pytest.skip(why_not)
+    for c in bench_cases("tiny"):
+        if c.op != "conv2d":
+            continue
+        prof = model.profile_case(c)
+        for ln in model.launch_plan(c):
+            fig = model.match_profile(prof, ln["kernel"])
+            assert fig is not None, (c.shape, c.direction, ln["kernel"], list(prof))
+            grid = fig["grid"]
+            assert grid[0] * grid[1] * grid[2] == ln["blocks"], (c.shape, c.direction)
+            assert fig["block"][0] * fig["block"][1] * fig["block"][2] == ln["threads"]
+
+
+class _FakeProfile:
+    """Stands in for cucnn.sim.profile() in builds without the profiler: records one launch."""
+    def __init__(self):
+        self.records = SAMPLE["kernels"]
+
+
+@pytest.mark.skipif(not cucnn.sim.is_available(), reason="cucnn._sim did not build")
+def test_kernels_report_with_and_without_the_profiler(tmp_path, monkeypatch):
+    kr = _load("kernels_report")
+    sass = {"arch": "sm_90", "kernels": [
+        _fake_sass("conv_gemm_kernel<64, 64, FwdLoadA<64>, FwdLoadB<64>, FwdStore>")
+        | {"occupancy": 0.5, "spill_stores": 0, "spill_loads": 0}]}
+    for k in sass["kernels"]:
+        b = k["hot_loop"]["busy_path"]
+        b.update(fma_share=0.5, ffma_per_lds=8.0, instructions_per_hmma=None)
+        b["counts"].update({c: 0 for c in ("ldg32", "ldg64", "ldg128", "ldgsts", "bar", "int",
+                                           "control", "other")})
+        k["hot_loop"].update(body=b, lean_path=b)
+    sj = tmp_path / "sass.json"
+    sj.write_text(json.dumps(sass))
+    monkeypatch.setattr(kr, "REPRESENTATIVE", [("t", (2, 3, 6, 6, 40, 3, 3, 1, 1),
+                                                (1, 3, 6, 6, 40, 3, 3, 1, 1))])
+    out = tmp_path / "rep"
+    monkeypatch.setattr(kr.model, "ensure_profiler", lambda: "profiler not available in this build")
+    assert kr.main(["--out", str(out), "--sass-json", str(sj), "--suite", "tiny"]) == 0
+    md = out.with_suffix(".md").read_text()
+    assert "profiler not available in this build" in md and "## Worst findings" in md
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert len(data["representative"]) == 3 and data["profiler"] is False
+    assert {p["impl"] for p in data["predictions"]} == {"model (H100, predicted)",
+                                                         "model (H200, predicted)"}
+    # with a profiler: its figures reach the table (the fake records one fwd 64x64 launch)
+    monkeypatch.setattr(kr.model, "ensure_profiler", lambda: None)
+    monkeypatch.setattr(cucnn.sim, "profile", contextlib.contextmanager(
+        lambda: (yield _FakeProfile())), raising=False)
+    assert kr.main(["--out", str(out), "--sass-json", str(sj), "--suite", "tiny"]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    fwd = data["representative"][0]
+    assert fwd["profile"]["sector_efficiency"] == 0.5
+    assert "| 50% | 2.67 | 0.67 |" in out.with_suffix(".md").read_text()
