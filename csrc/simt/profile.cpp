@@ -55,8 +55,8 @@ namespace {
 struct Stat {
   unsigned long long requests = 0, cost = 0, ideal = 0, bytes = 0;  // cost: sectors or wavefronts
 };
-// (call site, space: 0 global 1 shared, op: 0 load 1 store)
-using SiteKey = std::tuple<const void*, int, int>;
+// (source line id, space: 0 global 1 shared, op: 0 load 1 store)
+using SiteKey = std::tuple<int, int, int>;
 using Sites = std::map<SiteKey, Stat>;
 
 struct Record {  // one (kernel, grid, block, dynamic shared) configuration
@@ -77,6 +77,7 @@ LaunchInfo g_info{};
 
 struct Access {
   const void* pc;
+  int line;             // source line id (set when the sweep ends)
   std::uint32_t count;  // the lane's execution count of this call site in this block
   std::uint16_t warp;
   std::uint8_t lane, size;
@@ -84,8 +85,19 @@ struct Access {
   bool store, shared;
 };
 
+// Per thread of the block: how often it has executed each call site (few sites: a flat list).
+struct Counts {
+  std::vector<std::pair<const void*, std::uint32_t>> sites;
+  std::uint32_t next(const void* pc) {
+    for (auto& [p, n] : sites)
+      if (p == pc) return ++n;
+    sites.emplace_back(pc, 1);
+    return 1;
+  }
+};
+
 struct WorkerProfile {
-  std::vector<std::unordered_map<const void*, std::uint32_t>> counts;  // per thread of the block
+  std::vector<Counts> counts;
   std::vector<Access> pending;                                         // this sweep's accesses
   Sites sites;
   std::unordered_map<std::uintptr_t, std::uint32_t> bytes;
@@ -138,50 +150,104 @@ inline void on_access(std::uintptr_t addr, unsigned size, bool store, const void
       return;  // the built-in indices are registers on a GPU
     shared = true;
   }
-  std::uint32_t count = ++p.counts[static_cast<size_t>(f.linear)][pc];
-  p.pending.push_back(Access{pc, count, static_cast<std::uint16_t>(f.linear / 32),
+  std::uint32_t count = p.counts[static_cast<size_t>(f.linear)].next(pc);
+  p.pending.push_back(Access{pc, 0, count, static_cast<std::uint16_t>(f.linear / 32),
                              static_cast<std::uint8_t>(f.linear % 32),
                              static_cast<std::uint8_t>(size), addr, store, shared});
 }
 
-// One warp-level request: accesses [b, e) share warp, call site and execution count.
+// One warp-level request: accesses [b, e) share warp, source line, direction, space and execution
+// count (the accesses of one line, e.g. the four scalar loads the host compiler makes of a float4,
+// are one request, as the one LDG.128 of the GPU).
 void close_request(WorkerProfile& p, const Access* b, const Access* e) {
-  Stat& s = p.sites[SiteKey{b->pc, b->shared ? 1 : 0, b->store ? 1 : 0}];
+  Stat& s = p.sites[SiteKey{b->line, b->shared ? 1 : 0, b->store ? 1 : 0}];
   s.requests += 1;
   for (const Access* a = b; a != e; ++a) s.bytes += a->size;
   if (!b->shared) {
-    // Sectors touched, and the bytes behind them (for the ideal and the launch's unique bytes).
-    std::map<std::uintptr_t, std::uint32_t> sectors;
-    for (const Access* a = b; a != e; ++a)
-      for (std::uintptr_t x = a->addr; x < a->addr + a->size; ++x) sectors[x >> 5] |= 1u << (x & 31);
-    unsigned long long unique = 0;
-    for (auto& [sector, mask] : sectors) {
-      unique += static_cast<unsigned>(__builtin_popcount(mask));
-      p.bytes[sector] |= mask;
+    // Sectors touched, each with the mask of its bytes asked for (ideal and unique bytes).
+    std::pair<std::uintptr_t, std::uint32_t> buf[256];
+    size_t n = 0;
+    for (const Access* a = b; a != e; ++a) {
+      std::uintptr_t lo = a->addr, hi = a->addr + a->size;  // [lo, hi)
+      for (std::uintptr_t sec = lo >> 5; sec <= (hi - 1) >> 5; ++sec) {
+        unsigned from = sec == lo >> 5 ? lo & 31 : 0, to = sec == (hi - 1) >> 5 ? ((hi - 1) & 31) + 1 : 32;
+        std::uint32_t mask = to - from == 32 ? ~0u : ((1u << (to - from)) - 1u) << from;
+        if (n == sizeof buf / sizeof buf[0]) break;
+        buf[n++] = {sec, mask};
+      }
     }
-    s.cost += sectors.size();
+    std::sort(buf, buf + n);
+    unsigned long long sectors = 0, unique = 0;
+    for (size_t i = 0; i < n;) {
+      std::uint32_t mask = 0;
+      size_t j = i;
+      for (; j < n && buf[j].first == buf[i].first; ++j) mask |= buf[j].second;
+      sectors += 1;
+      unique += static_cast<unsigned>(__builtin_popcount(mask));
+      p.bytes[buf[i].first] |= mask;
+      i = j;
+    }
+    s.cost += sectors;
     s.ideal += (unique + 31) / 32;
     return;
   }
   // Shared: phases of 32, 16 or 8 lanes by access width; per phase, the most distinct words any
   // one bank holds.
-  unsigned width = b->size;
+  unsigned width = 0;
+  for (const Access* a = b; a != e; ++a) width = std::max<unsigned>(width, a->size);
   int lanes_per_phase = width >= 16 ? 8 : width >= 8 ? 16 : 32;
   for (int phase = 0; phase < 32 / lanes_per_phase; ++phase) {
-    std::vector<std::uintptr_t> words;
+    std::uintptr_t words[256];
+    size_t n = 0;
     for (const Access* a = b; a != e; ++a) {
       if (a->lane / lanes_per_phase != phase) continue;
-      for (std::uintptr_t x = a->addr >> 2; x <= (a->addr + a->size - 1) >> 2; ++x) words.push_back(x);
+      for (std::uintptr_t x = a->addr >> 2; x <= (a->addr + a->size - 1) >> 2 && n < 256; ++x)
+        words[n++] = x;
     }
-    if (words.empty()) continue;
-    std::sort(words.begin(), words.end());
-    words.erase(std::unique(words.begin(), words.end()), words.end());
+    if (!n) continue;
+    std::sort(words, words + n);
+    n = static_cast<size_t>(std::unique(words, words + n) - words);
     unsigned per_bank[32] = {};
     unsigned most = 0;
-    for (auto word : words) most = std::max(most, ++per_bank[word & 31]);
+    for (size_t i = 0; i < n; ++i) most = std::max(most, ++per_bank[words[i] & 31]);
     s.cost += most;
-    s.ideal += std::max<size_t>(1, (words.size() + 31) / 32);
+    s.ideal += std::max<size_t>(1, (n + 31) / 32);
   }
+}
+
+// ---- call sites to source lines -------------------------------------------------------------
+struct Where {
+  std::string func, file;
+  long line = 0;
+};
+std::map<const void*, Where> resolve(const std::vector<const void*>& pcs, bool is_return);
+
+std::mutex g_lines_mutex;
+std::unordered_map<const void*, int> g_line_of;                 // call site -> line id
+std::map<std::pair<std::string, long>, int> g_line_ids;
+std::vector<std::pair<std::string, long>> g_lines;              // line id -> (file, line)
+
+void assign_lines(std::vector<Access>& v) {
+  std::lock_guard<std::mutex> lock(g_lines_mutex);
+  std::vector<const void*> unknown;
+  for (auto& a : v)
+    if (!g_line_of.count(a.pc)) {
+      g_line_of[a.pc] = -1;
+      unknown.push_back(a.pc);
+    }
+  if (!unknown.empty()) {
+    auto where = resolve(unknown, true);
+    for (const void* pc : unknown) {
+      auto key = std::make_pair(where[pc].file, where[pc].line);
+      auto it = g_line_ids.find(key);
+      if (it == g_line_ids.end()) {
+        it = g_line_ids.emplace(key, static_cast<int>(g_lines.size())).first;
+        g_lines.push_back(key);
+      }
+      g_line_of[pc] = it->second;
+    }
+  }
+  for (auto& a : v) a.line = g_line_of[a.pc];
 }
 
 }  // namespace
@@ -236,19 +302,24 @@ void profile_block_begin(Worker& w) {
   auto& p = *static_cast<WorkerProfile*>(w.profile);
   unsigned n = blockDim.x * blockDim.y * blockDim.z;
   if (p.counts.size() < n) p.counts.resize(n);
-  for (unsigned i = 0; i < n; ++i) p.counts[i].clear();
+  for (unsigned i = 0; i < n; ++i) p.counts[i].sites.clear();
 }
 
 void profile_sweep_end(Worker& w) {
   auto& p = *static_cast<WorkerProfile*>(w.profile);
   auto& v = p.pending;
-  std::sort(v.begin(), v.end(), [](const Access& a, const Access& b) {
-    return std::tie(a.warp, a.pc, a.count, a.lane) < std::tie(b.warp, b.pc, b.count, b.lane);
+  if (v.empty()) return;
+  assign_lines(v);
+  auto key = [](const Access& a) {
+    return std::make_tuple(a.warp, a.line, a.store, a.shared, a.count);
+  };
+  std::sort(v.begin(), v.end(), [&](const Access& a, const Access& b) {
+    return std::tuple_cat(key(a), std::make_tuple(a.lane)) <
+           std::tuple_cat(key(b), std::make_tuple(b.lane));
   });
   for (size_t i = 0; i < v.size();) {
     size_t j = i + 1;
-    while (j < v.size() && v[j].warp == v[i].warp && v[j].pc == v[i].pc && v[j].count == v[i].count)
-      ++j;
+    while (j < v.size() && key(v[j]) == key(v[i])) ++j;
     close_request(p, &v[i], &v[j - 1] + 1);
     i = j;
   }
@@ -277,11 +348,6 @@ void profile_worker_done(Worker& w) {
 namespace {
 
 // ---- the report: call sites resolved to file:line by addr2line, kernels to their names -------
-struct Where {
-  std::string func, file;
-  long line = 0;
-};
-
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -353,13 +419,10 @@ std::string dim_json(dim3 d) {
 
 std::string report_json() {
   std::lock_guard<std::mutex> lock(g_mutex);
-  std::vector<const void*> kernels, sites;
-  for (auto& r : g_records) {
-    kernels.push_back(r.kernel);
-    for (auto& [key, s] : r.sites) sites.push_back(std::get<0>(key));
-  }
+  std::vector<const void*> kernels;
+  for (auto& r : g_records) kernels.push_back(r.kernel);
   auto kname = resolve(kernels, false);
-  auto where = resolve(sites, true);
+  std::lock_guard<std::mutex> lines_lock(g_lines_mutex);
   std::ostringstream o;
   o << "{\"kernels\": [";
   for (size_t i = 0; i < g_records.size(); ++i) {
@@ -368,15 +431,10 @@ std::string report_json() {
       << ", \"grid\": " << dim_json(r.grid) << ", \"block\": " << dim_json(r.block)
       << ", \"shared_bytes\": " << r.shared_bytes << ", \"launches\": " << r.launches
       << ", \"unique_bytes\": " << r.unique_bytes << ", \"accesses\": [";
-    // Merge call sites that resolve to the same line (several instructions of one statement).
-    std::map<std::tuple<std::string, long, int, int>, Stat> lines;
+    std::map<std::tuple<std::string, long, int, int>, Stat> lines;  // sorted by file and line
     for (auto& [key, s] : r.sites) {
-      const Where& wh = where[std::get<0>(key)];
-      Stat& t = lines[{wh.file, wh.line, std::get<1>(key), std::get<2>(key)}];
-      t.requests += s.requests;
-      t.cost += s.cost;
-      t.ideal += s.ideal;
-      t.bytes += s.bytes;
+      const auto& fl = g_lines[static_cast<size_t>(std::get<0>(key))];
+      lines[{fl.first, fl.second, std::get<1>(key), std::get<2>(key)}] = s;
     }
     size_t j = 0;
     for (auto& [key, s] : lines) {

@@ -67,9 +67,10 @@ def compiler() -> str:
     return os.environ.get("CXX") or shutil.which("g++") or "c++"
 
 
-def build(sources, out, flavour="plain", shared=False, extra=(), include_dirs=()):
-    """Compile `sources` (the user's kernel files) with the runtime into `out`. Returns `out`.
-    Raises RuntimeError with the compiler's output when a step fails."""
+def build(sources, out, flavour="plain", shared=False, extra=(), include_dirs=(), runtime_dir=None):
+    """Compile `sources` (the user's kernel files) with the runtime (from `runtime_dir`, default
+    simt_dir()) into `out`. Returns `out`. Raises RuntimeError with the compiler's output when a
+    step fails."""
     if flavour not in FLAVOURS:
         raise ValueError(f"flavour must be one of {sorted(FLAVOURS)}, got {flavour!r}")
     sources = [pathlib.Path(s) for s in sources]
@@ -79,14 +80,15 @@ def build(sources, out, flavour="plain", shared=False, extra=(), include_dirs=()
         if not s.exists():
             raise FileNotFoundError(f"no such source file: {s}")
     common, kernel_only, link = FLAVOURS[flavour]
-    inc = [f"-I{simt_dir()}", *(f"-I{d}" for d in include_dirs)]
+    runtime_dir = pathlib.Path(runtime_dir) if runtime_dir else simt_dir()
+    inc = [f"-I{runtime_dir}", *(f"-I{d}" for d in include_dirs)]
     pic = ["-fPIC"] if shared else []
     out = pathlib.Path(out)
     with tempfile.TemporaryDirectory(prefix="simcc-") as tmp:
         objs = []
         # The user's files may be called .cu: they are C++ to the host compiler.
         jobs = [(s, [*kernel_only, "-x", "c++"]) for s in sources] + \
-            [(s, []) for s in simt_sources()]
+            [(s, []) for s in simt_sources(runtime_dir)]
         for i, (src, own) in enumerate(jobs):
             obj = pathlib.Path(tmp) / f"{i}-{src.stem}.o"
             cmd = [compiler(), *BASE, *pic, *common, *own, *inc, *extra, "-c", str(src), "-o",
