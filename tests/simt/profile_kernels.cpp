@@ -2,9 +2,9 @@
 // (tests/test_profiler.py). Each measured access is on a line marked `// PLANT: name`; the test
 // finds the line by its marker. Built with `python -m cucnn.tools.simcc --profile`.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <vector>
 
 #include "simt.h"
 
@@ -86,9 +86,15 @@ int p_run(const char* which, float* out, const float* in, int n) {
 #ifdef PLANT_MAIN
 // A stand-alone program: SIMT_PROFILE=FILE makes it write its profile there at exit.
 int main() {
-  std::vector<float> in(32 * 4096, 1.0f), out(32 * 4096, 0.0f);
-  if (p_run("copy32", out.data(), in.data(), 4096)) return 1;
-  if (p_run("column_padded", out.data(), in.data(), 1024)) return 1;
+  // 256-byte aligned, as cudaMalloc gives: a warp's 128 bytes then fill exactly 4 sectors.
+  const size_t bytes = 32 * 4096 * sizeof(float);
+  auto* in = static_cast<float*>(std::aligned_alloc(256, bytes));
+  auto* out = static_cast<float*>(std::aligned_alloc(256, bytes));
+  for (int i = 0; i < 32 * 4096; ++i) in[i] = 1.0f;
+  if (p_run("copy32", out, in, 4096)) return 1;
+  if (p_run("column_padded", out, in, 1024)) return 1;
+  std::free(in);
+  std::free(out);
   std::printf("ran\n");
   return 0;
 }
