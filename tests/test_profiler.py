@@ -104,6 +104,39 @@ def test_float4_copy_is_16_sectors_per_request(plants, order):
 
 
 @pytest.mark.parametrize("order", ORDERS)
+def test_float4_used_by_components_is_still_one_request(plants, order):
+    """g++ reads such a float4 as four floats (four call sites on one line); the GPU makes one
+    LDG.128: the pieces are merged back into one 16-sector request."""
+    rec, out, x = _profile(plants, "vec_components", 4096, order)
+    expected = x.reshape(-1, 4).copy()
+    expected[:, 0] += 1
+    expected[:, 3] *= 2
+    np.testing.assert_array_equal(out, expected.ravel())
+    for op, marker in (("load", "vec_load"), ("store", "vec_store")):
+        a = _access(rec, _line(marker), "global", op)
+        assert (a["requests"], a["sectors"], a["ideal"], a["bytes"]) == (32, 512, 512, 16384)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_read_modify_write_counts_both_loads_and_the_store(plants, order):
+    x = _aligned(np.arange(4096, dtype=np.float32))
+    y = _aligned(np.full(4096, 3.0, np.float32))
+    assert plants.p_set_order(order.encode()) == 0
+    plants.simt_profile_start()
+    rc = plants.p_run(b"saxpy", y.ctypes.data_as(ctypes.c_void_p),
+                      x.ctypes.data_as(ctypes.c_void_p), 4096)
+    plants.simt_profile_stop()
+    assert plants.p_set_order(b"forward") == 0 and rc == 0
+    np.testing.assert_array_equal(y, 2 * np.arange(4096, dtype=np.float32) + 3)
+    (rec,) = json.loads(plants.simt_profile_json())["kernels"]
+    load = _access(rec, _line("saxpy"), "global", "load")
+    store = _access(rec, _line("saxpy"), "global", "store")
+    assert (load["requests"], load["sectors"], load["ideal"]) == (256, 1024, 1024)
+    assert (store["requests"], store["sectors"], store["ideal"]) == (128, 512, 512)
+    assert rec["unique_bytes"] == 2 * 16384
+
+
+@pytest.mark.parametrize("order", ORDERS)
 @pytest.mark.parametrize("which,wavefronts", [("column", 32), ("column_padded", 1)])
 def test_column_of_a_shared_tile(plants, order, which, wavefronts):
     rec, out, x = _profile(plants, which, 1024, order)

@@ -1,10 +1,11 @@
 // profile.cpp — the memory profiler of the sim device.
 //
 // In a profiling build (SIMT_PROFILE_BUILD=1; scripts/sanitize.py profile, or simcc --profile) the
-// kernels' translation unit is compiled with GCC's -fsanitize=kernel-address and
-// --param asan-instrumentation-with-call-threshold=0: every load and store the compiled code makes
-// becomes a call __asan_loadN_noabort(addr) / __asan_storeN_noabort(addr), served here (no
-// sanitizer runtime is linked). Each access is attributed to its call site, the return address,
+// kernels' translation unit is compiled with GCC's ThreadSanitizer instrumentation
+// (-fsanitize=thread --param=tsan-instrument-func-entry-exit=0): every load and store the compiled
+// code makes becomes a call __tsan_readN(addr) / __tsan_writeN(addr), served here; no sanitizer
+// runtime is linked. (AddressSanitizer's outlined callbacks, the first choice, skip a store to an
+// address the same basic block has already loaded, so `y[i] = a * x[i] + y[i]` lost its store.) Each access is attributed to its call site, the return address,
 // which is turned into file:line (addr2line) only when a report is written.
 //
 // Classification of an address, for the thread that made it:
@@ -193,8 +194,8 @@ void close_request(WorkerProfile& p, const Access* b, const Access* e) {
   }
   // Shared: phases of 32, 16 or 8 lanes by access width; per phase, the most distinct words any
   // one bank holds.
-  unsigned width = 0;
-  for (const Access* a = b; a != e; ++a) width = std::max<unsigned>(width, a->size);
+  unsigned width = 0, lane_bytes[32] = {};  // the access width: the most bytes one lane asks for
+  for (const Access* a = b; a != e; ++a) width = std::max(width, lane_bytes[a->lane] += a->size);
   int lanes_per_phase = width >= 16 ? 8 : width >= 8 ? 16 : 32;
   for (int phase = 0; phase < 32 / lanes_per_phase; ++phase) {
     std::uintptr_t words[256];
@@ -314,13 +315,48 @@ void profile_sweep_end(Worker& w) {
     return std::make_tuple(a.warp, a.line, a.store, a.shared, a.count);
   };
   std::sort(v.begin(), v.end(), [&](const Access& a, const Access& b) {
-    return std::tuple_cat(key(a), std::make_tuple(a.lane)) <
-           std::tuple_cat(key(b), std::make_tuple(b.lane));
+    return std::tuple_cat(key(a), std::make_tuple(a.pc, a.lane)) <
+           std::tuple_cat(key(b), std::make_tuple(b.pc, b.lane));
   });
+  // Within one (warp, line, direction, space, execution count), each call site is one
+  // instruction's request. Call sites whose lanes all stay in the same aligned 16 bytes as another
+  // site's lanes are the pieces of one vector access the host compiler split (a float4 read as four
+  // floats): they are one request, as the GPU's one LDG.128. Loads of different arrays on one line
+  // stay separate requests.
+  std::vector<Access> merged;
   for (size_t i = 0; i < v.size();) {
     size_t j = i + 1;
     while (j < v.size() && key(v[j]) == key(v[i])) ++j;
-    close_request(p, &v[i], &v[j - 1] + 1);
+    // [i, j) sorted by call site, then lane: split into call sites, and cluster them.
+    std::vector<std::pair<size_t, size_t>> sites;  // [first, last) access of each call site
+    for (size_t a = i; a < j;) {
+      size_t b = a + 1;
+      while (b < j && v[b].pc == v[a].pc) ++b;
+      sites.emplace_back(a, b);
+      a = b;
+    }
+    auto same_chunks = [&](std::pair<size_t, size_t> x, std::pair<size_t, size_t> y) {
+      if (x.second - x.first != y.second - y.first) return false;
+      for (size_t k = 0; k < x.second - x.first; ++k) {
+        const Access& p1 = v[x.first + k];
+        const Access& p2 = v[y.first + k];
+        if (p1.lane != p2.lane || p1.addr >> 4 != p2.addr >> 4) return false;
+      }
+      return true;
+    };
+    std::vector<std::vector<size_t>> members;
+    for (size_t si = 0; si < sites.size(); ++si) {
+      size_t c = 0;
+      while (c < members.size() && !same_chunks(sites[members[c][0]], sites[si])) ++c;
+      if (c == members.size()) members.emplace_back();
+      members[c].push_back(si);
+    }
+    for (auto& m : members) {
+      merged.clear();
+      for (size_t si : m) merged.insert(merged.end(), v.begin() + static_cast<long>(sites[si].first),
+                                        v.begin() + static_cast<long>(sites[si].second));
+      close_request(p, merged.data(), merged.data() + merged.size());
+    }
     i = j;
   }
   v.clear();
@@ -494,36 +530,99 @@ __attribute__((visibility("default"))) const char* simt_profile_json() {
 }
 
 #if SIMT_PROFILE_BUILD
-// The instrumentation's callbacks. Hidden: each module (the sim extension, a simcc program) serves
-// its own kernels.
-#define SIMT_ASAN_CALLBACK(kind, n, store)                                                       \
-  extern "C" __attribute__((visibility("hidden"))) void __asan_##kind##n##_noabort(             \
-      std::uintptr_t addr) {                                                                    \
-    simt::rt::on_access(addr, n, store, __builtin_return_address(0));                           \
+// The instrumentation's entry points (the kernels' translation unit is compiled with
+// -fsanitize=thread --param=tsan-instrument-func-entry-exit=0, but no TSan runtime is linked: these
+// are it). Hidden: each module (the sim extension, a simcc program) serves its own kernels.
+#define SIMT_HIDDEN extern "C" __attribute__((visibility("hidden")))
+#define SIMT_ACCESS(name, n, store)                                                              \
+  SIMT_HIDDEN void name(void* addr) {                                                           \
+    simt::rt::on_access(reinterpret_cast<std::uintptr_t>(addr), n, store,                        \
+                        __builtin_return_address(0));                                           \
   }
-SIMT_ASAN_CALLBACK(load, 1, false)
-SIMT_ASAN_CALLBACK(load, 2, false)
-SIMT_ASAN_CALLBACK(load, 4, false)
-SIMT_ASAN_CALLBACK(load, 8, false)
-SIMT_ASAN_CALLBACK(load, 16, false)
-SIMT_ASAN_CALLBACK(store, 1, true)
-SIMT_ASAN_CALLBACK(store, 2, true)
-SIMT_ASAN_CALLBACK(store, 4, true)
-SIMT_ASAN_CALLBACK(store, 8, true)
-SIMT_ASAN_CALLBACK(store, 16, true)
-extern "C" __attribute__((visibility("hidden"))) void __asan_loadN_noabort(std::uintptr_t addr,
-                                                                          size_t n) {
-  // Wider than 16 bytes (a struct copied whole): counted as 16-byte pieces.
+#define SIMT_ACCESS_SIZES(kind, store)                                                          \
+  SIMT_ACCESS(__tsan_##kind##1, 1, store)                                                       \
+  SIMT_ACCESS(__tsan_##kind##2, 2, store)                                                       \
+  SIMT_ACCESS(__tsan_##kind##4, 4, store)                                                       \
+  SIMT_ACCESS(__tsan_##kind##8, 8, store)                                                       \
+  SIMT_ACCESS(__tsan_##kind##16, 16, store)                                                     \
+  SIMT_ACCESS(__tsan_unaligned_##kind##2, 2, store)                                             \
+  SIMT_ACCESS(__tsan_unaligned_##kind##4, 4, store)                                             \
+  SIMT_ACCESS(__tsan_unaligned_##kind##8, 8, store)                                             \
+  SIMT_ACCESS(__tsan_unaligned_##kind##16, 16, store)                                           \
+  SIMT_ACCESS(__tsan_volatile_##kind##1, 1, store)                                              \
+  SIMT_ACCESS(__tsan_volatile_##kind##2, 2, store)                                              \
+  SIMT_ACCESS(__tsan_volatile_##kind##4, 4, store)                                              \
+  SIMT_ACCESS(__tsan_volatile_##kind##8, 8, store)                                              \
+  SIMT_ACCESS(__tsan_volatile_##kind##16, 16, store)
+SIMT_ACCESS_SIZES(read, false)
+SIMT_ACCESS_SIZES(write, true)
+
+SIMT_HIDDEN void __tsan_read_range(void* addr, size_t n) {
   for (size_t i = 0; i < n; i += 16)
-    simt::rt::on_access(addr + i, static_cast<unsigned>(std::min<size_t>(16, n - i)), false,
+    simt::rt::on_access(reinterpret_cast<std::uintptr_t>(addr) + i,
+                        static_cast<unsigned>(std::min<size_t>(16, n - i)), false,
                         __builtin_return_address(0));
 }
-extern "C" __attribute__((visibility("hidden"))) void __asan_storeN_noabort(std::uintptr_t addr,
-                                                                           size_t n) {
+SIMT_HIDDEN void __tsan_write_range(void* addr, size_t n) {
   for (size_t i = 0; i < n; i += 16)
-    simt::rt::on_access(addr + i, static_cast<unsigned>(std::min<size_t>(16, n - i)), true,
+    simt::rt::on_access(reinterpret_cast<std::uintptr_t>(addr) + i,
+                        static_cast<unsigned>(std::min<size_t>(16, n - i)), true,
                         __builtin_return_address(0));
 }
-// Other entry points -fsanitize=kernel-address may emit; nothing to do for them.
-extern "C" __attribute__((visibility("hidden"))) void __asan_handle_no_return() {}
+SIMT_HIDDEN void __tsan_init() {}
+SIMT_HIDDEN void __tsan_func_entry(void*) {}
+SIMT_HIDDEN void __tsan_func_exit() {}
+SIMT_HIDDEN void __tsan_vptr_update(void**, void*) {}
+SIMT_HIDDEN void __tsan_vptr_read(void**) {}
+SIMT_HIDDEN void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+SIMT_HIDDEN void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+
+// Atomics: performed (sequentially consistent, whatever order was asked) and counted as one load
+// (and store) of their width, as a GPU atomic is a memory request.
+#define SIMT_ATOMIC_RMW(bits, T, op, builtin, stores)                                           \
+  SIMT_HIDDEN T __tsan_atomic##bits##_##op(volatile T* a, T v, int) {                           \
+    simt::rt::on_access(reinterpret_cast<std::uintptr_t>(a), sizeof(T), stores,                 \
+                        __builtin_return_address(0));                                           \
+    return builtin(a, v, __ATOMIC_SEQ_CST);                                                     \
+  }
+#define SIMT_ATOMICS(bits, T)                                                                   \
+  SIMT_HIDDEN T __tsan_atomic##bits##_load(const volatile T* a, int) {                          \
+    simt::rt::on_access(reinterpret_cast<std::uintptr_t>(a), sizeof(T), false,                  \
+                        __builtin_return_address(0));                                           \
+    return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                                \
+  }                                                                                             \
+  SIMT_HIDDEN void __tsan_atomic##bits##_store(volatile T* a, T v, int) {                       \
+    simt::rt::on_access(reinterpret_cast<std::uintptr_t>(a), sizeof(T), true,                   \
+                        __builtin_return_address(0));                                           \
+    __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                                   \
+  }                                                                                             \
+  SIMT_ATOMIC_RMW(bits, T, exchange, __atomic_exchange_n, true)                                 \
+  SIMT_ATOMIC_RMW(bits, T, fetch_add, __atomic_fetch_add, true)                                 \
+  SIMT_ATOMIC_RMW(bits, T, fetch_sub, __atomic_fetch_sub, true)                                 \
+  SIMT_ATOMIC_RMW(bits, T, fetch_and, __atomic_fetch_and, true)                                 \
+  SIMT_ATOMIC_RMW(bits, T, fetch_or, __atomic_fetch_or, true)                                   \
+  SIMT_ATOMIC_RMW(bits, T, fetch_xor, __atomic_fetch_xor, true)                                 \
+  SIMT_ATOMIC_RMW(bits, T, fetch_nand, __atomic_fetch_nand, true)                               \
+  SIMT_HIDDEN int __tsan_atomic##bits##_compare_exchange_strong(volatile T* a, T* c, T v, int,  \
+                                                                 int) {                         \
+    simt::rt::on_access(reinterpret_cast<std::uintptr_t>(a), sizeof(T), true,                   \
+                        __builtin_return_address(0));                                           \
+    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);     \
+  }                                                                                             \
+  SIMT_HIDDEN int __tsan_atomic##bits##_compare_exchange_weak(volatile T* a, T* c, T v, int,    \
+                                                               int) {                           \
+    simt::rt::on_access(reinterpret_cast<std::uintptr_t>(a), sizeof(T), true,                   \
+                        __builtin_return_address(0));                                           \
+    return __atomic_compare_exchange_n(a, c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);     \
+  }                                                                                             \
+  SIMT_HIDDEN T __tsan_atomic##bits##_compare_exchange_val(volatile T* a, T c, T v, int, int) { \
+    simt::rt::on_access(reinterpret_cast<std::uintptr_t>(a), sizeof(T), true,                   \
+                        __builtin_return_address(0));                                           \
+    __atomic_compare_exchange_n(a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);           \
+    return c;                                                                                   \
+  }
+SIMT_ATOMICS(8, std::uint8_t)
+SIMT_ATOMICS(16, std::uint16_t)
+SIMT_ATOMICS(32, std::uint32_t)
+SIMT_ATOMICS(64, std::uint64_t)
 #endif

@@ -224,6 +224,7 @@ inline void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t share
                    cudaStream_t /*stream*/, Args&&... args) {
   static_assert(sizeof...(KArgs) == sizeof...(Args), "wrong number of kernel arguments");
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+  (void)launch_blocking();  // sim launches are synchronous anyway; a malformed value is an error
   struct Closure {
     void (*kernel)(KArgs...);
     std::tuple<std::decay_t<KArgs>...> params;
@@ -236,7 +237,6 @@ inline void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t share
                      std::apply(c->kernel, c->params);
                    },
                    &closure, reinterpret_cast<const void*>(kernel), sizeof closure);
-  (void)launch_blocking();  // launches on sim are synchronous; a bad value is still an error
 }
 
 // Knobs (also read from SIMT_ORDER / SIMT_THREADS at load time).

@@ -26,6 +26,22 @@ __global__ void copy128_kernel(float4* out, const float4* in) {
   out[i] = in[i];  // PLANT: copy128
 }
 
+// A float4 whose components are used one by one: the host compiler reads and writes it as four
+// floats, which must still count as one 16-sector request each way.
+__global__ void vec_components_kernel(float4* out, const float4* in) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  float4 v = in[i];  // PLANT: vec_load
+  v.x += 1.0f;
+  v.w *= 2.0f;
+  out[i] = v;  // PLANT: vec_store
+}
+
+// Read-modify-write with two arrays on one line: two load requests and one store per warp.
+__global__ void saxpy_kernel(float* y, const float* x) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  y[i] = 2.0f * x[i] + y[i];  // PLANT: saxpy
+}
+
 // A 32x32 tile in static shared memory, written by rows, read down a column: every lane's word
 // is in the same bank (32 wavefronts); with rows padded to 33 words each lane has its own bank.
 template <int PITCH>
@@ -66,6 +82,11 @@ int p_run(const char* which, float* out, const float* in, int n) {
     else if (!std::strcmp(which, "copy128"))
       simt::launch(copy128_kernel, dim3(n / 4 / 256), dim3(256), 0, nullptr,
                    reinterpret_cast<float4*>(out), reinterpret_cast<const float4*>(in));
+    else if (!std::strcmp(which, "vec_components"))
+      simt::launch(vec_components_kernel, dim3(n / 4 / 256), dim3(256), 0, nullptr,
+                   reinterpret_cast<float4*>(out), reinterpret_cast<const float4*>(in));
+    else if (!std::strcmp(which, "saxpy"))
+      simt::launch(saxpy_kernel, dim3(n / 256), dim3(256), 0, nullptr, out, in);
     else if (!std::strcmp(which, "column"))
       simt::launch(column_kernel<32>, dim3(1), dim3(32), 0, nullptr, out, in);
     else if (!std::strcmp(which, "column_padded"))

@@ -34,9 +34,10 @@ BASE = ["-std=c++17", "-O2", "-g", "-Wall", "-Wextra", "-Wno-unknown-pragmas",
 FLAVOURS = {
     "plain": ([], [], []),
     "profile": (["-DSIMT_PROFILE_BUILD=1"],
-                ["-fsanitize=kernel-address", "--param=asan-instrumentation-with-call-threshold=0",
-                 "--param=asan-stack=0", "--param=asan-globals=0", "-fno-tree-vectorize",
-                 "-fno-tree-slp-vectorize"], []),
+                # every access of the kernel files becomes a __tsan_readN/writeN call, served by
+                # the runtime (csrc/simt/profile.cpp); no TSan runtime is linked
+                ["-fsanitize=thread", "--param=tsan-instrument-func-entry-exit=0",
+                 "-fno-tree-vectorize", "-fno-tree-slp-vectorize"], []),
     "address": (["-fsanitize=address,undefined", "-fsanitize=bounds", "-fno-sanitize-recover=all",
                  "-fno-omit-frame-pointer", "-O1"], [],
                 ["-fsanitize=address,undefined"]),
