@@ -175,3 +175,36 @@ def test_simt_profile_file_of_a_simcc_program(tmp_path):
     assert (a["requests"], a["sectors"], a["ideal"]) == (128, 512, 512)
     b = _access(kernels["column_kernel<33>"], _line("column"), "shared", "load")
     assert (b["wavefronts"], b["ideal"]) == (1, 1)
+
+
+def test_cucnn_sim_profile_counts_launches_and_accesses_of_the_package_kernels():
+    """cucnn.sim.profile() on the package's own kernels (the profiling build of _sim, built from
+    this source tree on first use): same results as the plain module, one record per kernel
+    configuration with its launches, and every access attributed to a kernel source line."""
+    import cucnn
+    import cucnn.sim
+    from cucnn import functional as F
+    rng = np.random.default_rng(0)
+    x = cucnn.tensor(rng.standard_normal((3, 2, 9, 9)).astype(np.float32), device="sim")
+    w = cucnn.tensor(rng.standard_normal((5, 2, 3, 3)).astype(np.float32), device="sim")
+    plain = F.relu(F.conv2d(x, w)).numpy()
+    with cucnn.sim.profile() as prof:
+        y = F.relu(F.conv2d(x, w)).numpy()
+        y2 = F.relu(F.conv2d(x, w)).numpy()
+    np.testing.assert_array_equal(y, plain)
+    np.testing.assert_array_equal(y2, plain)
+    assert prof.total_launches >= 4 and all(n % 2 == 0 for n in prof.launches().values())
+    for r in prof.records:
+        assert set(r) == {"name", "grid", "block", "shared_bytes", "launches", "unique_bytes",
+                          "accesses"}
+        assert r["unique_bytes"] > 0 and r["accesses"], r
+        for a in r["accesses"]:
+            assert a["file"].endswith((".cuh", ".h")) and a["line"] > 0, a
+            cost = a["sectors"] if a["space"] == "global" else a["wavefronts"]
+            assert 1 <= a["ideal"] <= cost and a["requests"] >= 1, a
+    conv = [r for r in prof.records if "conv" in r["name"]]
+    assert conv and any(a["space"] == "shared" for r in conv for a in r["accesses"])
+    assert "requests" in prof.table() and "conv" in prof.table()
+    # Outside the block, the plain module is back.
+    assert cucnn._backend.sim_module() is not None
+    assert cucnn._backend.sim_module().__name__ == "cucnn._sim"

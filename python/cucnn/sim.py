@@ -127,7 +127,8 @@ def _profiling_library(module):
 
 def _profiled_module():
     """The profiling build of cucnn._sim: the loaded one if it is one, else $CUCNN_SIM_PROFILE_MODULE,
-    else built from the source tree (scripts/sanitize.py profile) and loaded beside the plain one."""
+    else built from the source tree (scripts/sanitize.py profile: build/sanitize-profile, incremental)
+    and loaded beside the plain one."""
     import importlib.util
     import pathlib
     import sys
@@ -137,8 +138,9 @@ def _profiled_module():
         return current
     path = os.environ.get("CUCNN_SIM_PROFILE_MODULE")
     if not path:
-        here = pathlib.Path(__file__).resolve()
-        script = next((d / "scripts" / "sanitize.py" for d in here.parents
+        # the source tree this package lives in, or the one we run in (an installed package)
+        here, cwd = pathlib.Path(__file__).resolve(), pathlib.Path.cwd()
+        script = next((d / "scripts" / "sanitize.py" for d in [*here.parents, cwd, *cwd.parents]
                        if (d / "scripts" / "sanitize.py").exists()), None)
         if script is None:
             raise RuntimeError("cucnn.sim.profile() needs the profiling build of cucnn._sim: set "
