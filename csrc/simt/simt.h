@@ -190,7 +190,7 @@ enum class WarpOp : int { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, 
 
 namespace detail {
 
-// Implemented in simt.cpp.
+// Implemented in scheduler.cpp and grid.cpp.
 void sync_threads(SourceLoc loc);
 std::uint64_t warp_op(WarpOp op, unsigned mask, std::uint64_t value, int arg, int width,
                       SourceLoc loc);
