@@ -158,27 +158,25 @@ inline void on_access(std::uintptr_t addr, unsigned size, bool store, const void
                              static_cast<std::uint8_t>(size), addr, store, shared});
 }
 
-// One warp-level request: accesses [b, e) share warp, source line, direction, space and execution
-// count (the accesses of one line, e.g. the four scalar loads the host compiler makes of a float4,
-// are one request, as the one LDG.128 of the GPU).
+// One warp-level request (grouped by profile_sweep_end): its sectors or wavefronts and ideal.
 void close_request(WorkerProfile& p, const Access* b, const Access* e) {
   Stat& s = p.sites[SiteKey{b->line, b->shared ? 1 : 0, b->store ? 1 : 0}];
   s.requests += 1;
   for (const Access* a = b; a != e; ++a) s.bytes += a->size;
   if (!b->shared) {
     // Sectors touched, each with the mask of its bytes asked for (ideal and unique bytes).
-    std::pair<std::uintptr_t, std::uint32_t> buf[256];
-    size_t n = 0;
+    thread_local std::vector<std::pair<std::uintptr_t, std::uint32_t>> buf;
+    buf.clear();
     for (const Access* a = b; a != e; ++a) {
       std::uintptr_t lo = a->addr, hi = a->addr + a->size;  // [lo, hi)
       for (std::uintptr_t sec = lo >> 5; sec <= (hi - 1) >> 5; ++sec) {
         unsigned from = sec == lo >> 5 ? lo & 31 : 0, to = sec == (hi - 1) >> 5 ? ((hi - 1) & 31) + 1 : 32;
         std::uint32_t mask = to - from == 32 ? ~0u : ((1u << (to - from)) - 1u) << from;
-        if (n == sizeof buf / sizeof buf[0]) break;
-        buf[n++] = {sec, mask};
+        buf.emplace_back(sec, mask);
       }
     }
-    std::sort(buf, buf + n);
+    std::sort(buf.begin(), buf.end());
+    const size_t n = buf.size();
     unsigned long long sectors = 0, unique = 0;
     for (size_t i = 0; i < n;) {
       std::uint32_t mask = 0;
@@ -199,16 +197,16 @@ void close_request(WorkerProfile& p, const Access* b, const Access* e) {
   for (const Access* a = b; a != e; ++a) width = std::max(width, lane_bytes[a->lane] += a->size);
   int lanes_per_phase = width >= 16 ? 8 : width >= 8 ? 16 : 32;
   for (int phase = 0; phase < 32 / lanes_per_phase; ++phase) {
-    std::uintptr_t words[256];
-    size_t n = 0;
+    thread_local std::vector<std::uintptr_t> words;
+    words.clear();
     for (const Access* a = b; a != e; ++a) {
       if (a->lane / lanes_per_phase != phase) continue;
-      for (std::uintptr_t x = a->addr >> 2; x <= (a->addr + a->size - 1) >> 2 && n < 256; ++x)
-        words[n++] = x;
+      for (std::uintptr_t x = a->addr >> 2; x <= (a->addr + a->size - 1) >> 2; ++x)
+        words.push_back(x);
     }
-    if (!n) continue;
-    std::sort(words, words + n);
-    n = static_cast<size_t>(std::unique(words, words + n) - words);
+    if (words.empty()) continue;
+    std::sort(words.begin(), words.end());
+    const size_t n = static_cast<size_t>(std::unique(words.begin(), words.end()) - words.begin());
     unsigned per_bank[32] = {};
     unsigned most = 0;
     for (size_t i = 0; i < n; ++i) most = std::max(most, ++per_bank[words[i] & 31]);
