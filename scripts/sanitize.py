@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Run the sim kernel tests under a sanitizer: AddressSanitizer + UndefinedBehaviorSanitizer
 (with -fsanitize=bounds for static __shared__ arrays), or ThreadSanitizer (each simulated CUDA
-thread a TSan fiber; barriers, warp operations and block boundaries annotated as synchronisation).
+thread a TSan fiber; barriers, warp operations and block boundaries annotated as synchronisation);
+or with the memory profiler's build of cucnn._sim (`profile`, not a sanitizer; see cucnn.sim.profile).
 
     python scripts/sanitize.py address                 # the default kernel set, every SIMT order
     python scripts/sanitize.py thread                  # the default kernel set, one order
     python scripts/sanitize.py address -- -k conv2d    # any pytest arguments after --
+    python scripts/sanitize.py profile                 # the profiler's tests on the profiled _sim
 
 It builds cucnn._sim with the sanitizer into build/sanitize-KIND (CMake, outside pip; the installed
 package is untouched), then runs pytest in a fresh interpreter with the sanitizer runtime preloaded
@@ -25,11 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 FLAGS = {
+    # Not a sanitizer: the memory profiler's build (cucnn.sim.profile(); CUCNN_SIM_PROFILE=ON
+    # instruments the kernels' translation unit only, see CMakeLists.txt).
+    "profile": "-O2 -g",
     "address": "-fsanitize=address,undefined -fsanitize=bounds -fno-sanitize-recover=all "
                "-fno-omit-frame-pointer -g -O1",
     "thread": "-fsanitize=thread -g -O1",
 }
-RUNTIMES = {"address": ["libasan.so", "libubsan.so"], "thread": ["libtsan.so"]}
+RUNTIMES = {"address": ["libasan.so", "libubsan.so"], "thread": ["libtsan.so"], "profile": []}
 OPTIONS = {
     # Python itself is not instrumented and keeps memory at exit: leaks are not ours to judge.
     "address": {"ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:abort_on_error=1",
@@ -37,6 +42,7 @@ OPTIONS = {
     # OpenBLAS's thread pool hands work over by spinning, which TSan cannot see: one BLAS thread.
     "thread": {"TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1",
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+    "profile": {},
 }
 # What runs by default: every registered kernel case on sim (the registry's small shapes), and the
 # X/O network trained on sim. TSan needs one SIMT order: it judges happens-before, not timing.
@@ -44,8 +50,9 @@ DEFAULT_TESTS = {
     "address": ["tests/test_kernels.py", "tests/test_train.py", "tests/test_pool2d.py",
                 "tests/test_conv2d.py", "-k", "sim"],
     "thread": ["tests/test_kernels.py", "-k", "test_sim_against_oracle"],
+    "profile": ["tests/test_profiler.py"],
 }
-ORDERS = {"address": None, "thread": "forward"}
+ORDERS = {"address": None, "thread": "forward", "profile": None}
 
 
 def compiler() -> str:
@@ -66,7 +73,13 @@ def build(kind: str, quiet: bool = True) -> Path:
     out = ROOT / "build" / f"sanitize-{kind}"
     cmd = ["cmake", "-S", str(ROOT), "-B", str(out), "-DCUCNN_CUDA=OFF",
            f"-DCUCNN_SIM_EXTRA_FLAGS={FLAGS[kind]}", f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
-           f"-DPython_EXECUTABLE={sys.executable}", f"-DCMAKE_CXX_COMPILER={compiler()}"]
+           f"-DPython_EXECUTABLE={sys.executable}", f"-DCMAKE_CXX_COMPILER={compiler()}",
+           f"-DCUCNN_SIM_PROFILE={'ON' if kind == 'profile' else 'OFF'}",
+           # no -march=native here: the sanitizers and the profiler judge code as the compiler
+           # writes it for any machine
+           "-DCUCNN_SIM_ARCH="]
+    if kind == "profile":  # unstripped, with line tables: call sites become file:line
+        cmd += ["-DCMAKE_BUILD_TYPE=RelWithDebInfo"]
     if shutil.which("ninja"):
         cmd += ["-G", "Ninja"]
     for step in (cmd, ["cmake", "--build", str(out), "--target", "_sim"]):
@@ -83,7 +96,8 @@ def build(kind: str, quiet: bool = True) -> Path:
 def environment(kind: str, module: Path) -> dict:
     env = dict(os.environ)
     env.update(OPTIONS[kind])
-    env["LD_PRELOAD"] = ":".join(runtime_library(n) for n in RUNTIMES[kind])
+    if RUNTIMES[kind]:
+        env["LD_PRELOAD"] = ":".join(runtime_library(n) for n in RUNTIMES[kind])
     env["CUCNN_SIM_MODULE"] = str(module)
     env["SIMT_THREADS"] = "1"
     if ORDERS[kind]:

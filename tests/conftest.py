@@ -26,14 +26,24 @@ requires_cuda = pytest.mark.skipif(
     reason="no CUDA device here (needs cucnn._cuda, CuPy and a GPU); run on a GPU machine")
 
 
-def build_simt_test_lib(out_dir: pathlib.Path, extra_flags=(), name="libsimt_test.so"):
-    """Compile tests/simt/simt_test_kernels.cpp with the SIMT runtime into a shared library."""
+def simt_runtime_sources():
+    """The SIMT runtime's translation units: every test that builds kernels with the runtime (the
+    test library, planted kernels) compiles these, from one list (cucnn.tools.simcc)."""
+    from cucnn.tools.simcc import simt_sources
+    return [str(p) for p in simt_sources(ROOT / "csrc" / "simt")]
+
+
+def build_simt_test_lib(out_dir: pathlib.Path, extra_flags=(), name="libsimt_test.so",
+                        sources=(ROOT / "tests" / "simt" / "simt_test_kernels.cpp",)):
+    """Compile tests/simt/simt_test_kernels.cpp (or `sources`) with the SIMT runtime into a shared
+    library, in one compiler call; `extra_flags` apply to every file."""
     out = out_dir / name
     cmd = ["g++", "-std=c++17", "-O1", "-g", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror",
            "-Wno-unknown-pragmas", f"-I{ROOT / 'csrc' / 'simt'}", f"-I{ROOT / 'csrc'}",
-           *extra_flags, str(ROOT / "tests" / "simt" / "simt_test_kernels.cpp"),
-           str(ROOT / "csrc" / "simt" / "simt.cpp"), "-o", str(out), "-pthread"]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+           *extra_flags, *map(str, sources), *simt_runtime_sources(), "-o", str(out), "-pthread",
+           "-ldl"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, f"building {name} failed:\n{' '.join(cmd)}\n{r.stderr}"
     return out
 
 

@@ -214,3 +214,50 @@ def test_unwritten_output_element_fails_the_comparison(simt_lib):
     with pytest.raises(AssertionError, match=rf"non-finite mismatch at index \({n // 2},\): got "
                        r"nan"):
         assert_close(out, expected, name="unwritten")
+
+
+ENV_RUNNER = """
+import ctypes, sys
+import numpy as np
+lib = ctypes.CDLL(sys.argv[1])
+err = ctypes.create_string_buffer(4096)
+out = np.zeros(128, np.float32)
+rc = lib.t_rotate(out.ctypes.data_as(ctypes.c_void_p), 2, 64, 3, 1, err, 4096)
+print("rc", rc, err.value.decode())
+"""
+
+
+@pytest.mark.parametrize("var,value,message", [
+    ("SIMT_THREADS", "abc", "SIMT_THREADS must be an integer number of host threads in [1, 4096], "
+                            "got 'abc'"),
+    ("SIMT_THREADS", "0", "SIMT_THREADS must be an integer number of host threads in [1, 4096], "
+                          "got '0'"),
+    ("SIMT_STACK_KB", "1", "SIMT_STACK_KB must be an integer number of KiB in [64, 1048576], "
+                           "got '1'"),
+    ("SIMT_STACK_KB", "64k", "SIMT_STACK_KB must be an integer number of KiB in [64, 1048576], "
+                             "got '64k'"),
+    ("SIMT_ORDER", "sideways", "SIMT_ORDER: SIMT order must be 'forward', 'reverse' or "
+                               "'random:SEED'"),
+    ("CUCNN_LAUNCH_BLOCKING", "yes", "CUCNN_LAUNCH_BLOCKING must be 0 or 1, got 'yes'"),
+])
+def test_bad_environment_is_an_error_naming_the_variable(simt_lib, var, value, message):
+    """A malformed knob is never guessed at (issue 11: SIMT_THREADS=abc once ran as 'got 0',
+    SIMT_STACK_KB=1 was silently raised to 64): every launch fails naming variable, range, value."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, var: value}
+    r = subprocess.run([sys.executable, "-c", ENV_RUNNER, str(simt_lib.lib._name)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert "rc 1" in r.stdout and message in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("var,value", [("SIMT_THREADS", "3"), ("SIMT_STACK_KB", "64"),
+                                       ("CUCNN_LAUNCH_BLOCKING", "1"), ("SIMT_ORDER", "reverse")])
+def test_good_environment_values_run(simt_lib, var, value):
+    import os
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", ENV_RUNNER, str(simt_lib.lib._name)],
+                       env={**os.environ, var: value}, capture_output=True, text=True, timeout=120)
+    assert "rc 0" in r.stdout, r.stdout + r.stderr

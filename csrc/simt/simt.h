@@ -16,11 +16,16 @@
 //     arrived; a barrier or warp operation that some thread can never reach is an error that names
 //     the function, block, thread and source line, never a hang;
 //   - atomics are real atomics (blocks may run in parallel on SIMT_THREADS host threads).
-// The runtime itself lives in simt.cpp.
+// The runtime itself lives in fiber.cpp, scheduler.cpp, grid.cpp and profile.cpp (simt_runtime.h
+// says which does what); simt_sources() in python/cucnn/tools/simcc.py lists them for builders.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+
+namespace simt {
+inline bool launch_blocking();  // CUCNN_LAUNCH_BLOCKING, shared by both compilers (at the end)
+}
 
 #if defined(__CUDACC__)
 // ---------------------------------------------------------------------------------------------
@@ -57,7 +62,54 @@ namespace simt {
       ::simt::throw_cuda_error(simt_err_, #call, __FILE__, __LINE__);           \
   } while (0)
 
+#include <mutex>
+#include <unordered_map>
+
 namespace simt {
+
+namespace detail {
+
+// Large dynamic shared memory must be opted into per kernel (and device). The attribute is set the
+// first time a kernel asks for more than the default 48 KiB and again only when it asks for more
+// than before, not on every launch.
+inline void reserve_dynamic_shared(const void* kernel, size_t bytes) {
+  static std::mutex mutex;
+  static std::unordered_map<const void*, size_t> granted[64];  // per device ordinal
+  int device = 0;
+  SIMT_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mutex);
+  size_t& have = granted[device & 63][kernel];
+  if (bytes <= have) return;
+  SIMT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(bytes)));
+  have = bytes;
+}
+
+inline std::string kernel_name(const void* kernel) {
+#if defined(CUDART_VERSION) && CUDART_VERSION >= 12030
+  const char* name = nullptr;
+  if (cudaFuncGetName(&name, kernel) == cudaSuccess && name) return name;
+#endif
+  (void)kernel;
+  return "a kernel";
+}
+
+// CUCNN_LAUNCH_BLOCKING=1: wait for the launch and name the kernel whose execution failed, so an
+// asynchronous fault is not blamed on whatever call happens to synchronise next.
+inline void check_launch(const void* kernel, cudaStream_t stream) {
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error: ") + cudaGetErrorString(err) +
+                             " (launching " + kernel_name(kernel) + ")");
+  if (!launch_blocking()) return;
+  err = cudaStreamSynchronize(stream);
+  if (err == cudaSuccess) err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("CUDA error: ") + cudaGetErrorString(err) + " (in " +
+                             kernel_name(kernel) + ", CUCNN_LAUNCH_BLOCKING=1)");
+}
+
+}  // namespace detail
 
 // The launch every launcher uses. An empty grid is a no-op (CUDA would reject it), so launchers
 // need no special case for empty tensors.
@@ -65,11 +117,10 @@ template <typename... KArgs, typename... Args>
 inline void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t shared_bytes,
                    cudaStream_t stream, Args&&... args) {
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
-  if (shared_bytes > 48 * 1024)
-    SIMT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(shared_bytes)));
+  const void* k = reinterpret_cast<const void*>(kernel);
+  if (shared_bytes > 48 * 1024) detail::reserve_dynamic_shared(k, shared_bytes);
   kernel<<<grid, block, shared_bytes, stream>>>(static_cast<KArgs>(std::forward<Args>(args))...);
-  SIMT_CUDA_CHECK(cudaGetLastError());
+  detail::check_launch(k, stream);
 }
 
 }  // namespace simt
@@ -139,12 +190,15 @@ enum class WarpOp : int { sync, shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, 
 
 namespace detail {
 
-// Implemented in simt.cpp.
+// Implemented in scheduler.cpp and grid.cpp.
 void sync_threads(SourceLoc loc);
 std::uint64_t warp_op(WarpOp op, unsigned mask, std::uint64_t value, int arg, int width,
                       SourceLoc loc);
 unsigned char* dynamic_shared();
-void run_grid(dim3 grid, dim3 block, size_t shared_bytes, void (*body)(void*), void* closure);
+// `kernel` and the closure's extent are for the memory profiler (the kernel's name; the closure
+// holds the kernel's parameters, whose reads are not memory traffic).
+void run_grid(dim3 grid, dim3 block, size_t shared_bytes, void (*body)(void*), void* closure,
+              const void* kernel, size_t closure_bytes);
 [[noreturn]] void trap(SourceLoc loc);
 
 template <typename T>
@@ -170,6 +224,7 @@ inline void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t share
                    cudaStream_t /*stream*/, Args&&... args) {
   static_assert(sizeof...(KArgs) == sizeof...(Args), "wrong number of kernel arguments");
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+  (void)launch_blocking();  // sim launches are synchronous anyway; a malformed value is an error
   struct Closure {
     void (*kernel)(KArgs...);
     std::tuple<std::decay_t<KArgs>...> params;
@@ -181,7 +236,7 @@ inline void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t share
                      auto* c = static_cast<Closure*>(raw);
                      std::apply(c->kernel, c->params);
                    },
-                   &closure);
+                   &closure, reinterpret_cast<const void*>(kernel), sizeof closure);
 }
 
 // Knobs (also read from SIMT_ORDER / SIMT_THREADS at load time).
@@ -322,7 +377,27 @@ inline T __ldg(const T* p) { return *p; }
 #endif  // __CUDACC__
 
 // ---- shared by both compilers -----------------------------------------------------------------
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
 namespace simt {
+
+// CUCNN_LAUNCH_BLOCKING=1 (like CUDA_LAUNCH_BLOCKING): every launch waits for its kernel and
+// reports a failure naming it. Read once; unset, empty or 0 is off, 1 is on, anything else an
+// error naming the variable. On sim every launch is synchronous anyway, but the value is checked.
+inline bool launch_blocking() {
+  static const int mode = [] {
+    const char* v = std::getenv("CUCNN_LAUNCH_BLOCKING");
+    if (!v || !*v || std::string(v) == "0") return 0;
+    if (std::string(v) == "1") return 1;
+    return -1;
+  }();
+  if (mode < 0)
+    throw std::invalid_argument(std::string("CUCNN_LAUNCH_BLOCKING must be 0 or 1, got '") +
+                                std::getenv("CUCNN_LAUNCH_BLOCKING") + "'");
+  return mode == 1;
+}
 
 template <typename T>
 __host__ __device__ constexpr T ceil_div(T a, T b) {

@@ -1,6 +1,6 @@
 // Kernels that exercise the SIMT runtime, some of them with planted bugs. They live only in the
-// tests: tests/conftest.py compiles this file with simt.cpp into a small shared library (plain C
-// entry points, loaded with ctypes), optionally with sanitizers.
+// tests: tests/conftest.py compiles this file with the runtime (csrc/simt/*.cpp) into a small
+// shared library (plain C entry points, loaded with ctypes), optionally with sanitizers.
 //
 // Every entry point returns 0 on success, or 1 with the error text in err.
 #include "simt.h"
