@@ -143,14 +143,17 @@ inline void on_access(std::uintptr_t addr, unsigned size, bool store, const void
   const Stack& st = w->stacks[static_cast<size_t>(f.linear)];
   if (inside(addr, st.base, st.size)) return;                       // a local
   if (addr >= p.closure_lo && addr < p.closure_hi) return;          // the kernel's parameters
+  // The built-in indices are registers on a GPU. Checked before the TLS range: they are inline
+  // (GNU-unique) variables, so when two runtimes share a process every kernel uses the first
+  // one loaded, whose TLS block is not this module's.
+  if (inside(addr, &threadIdx, sizeof threadIdx) || inside(addr, &blockIdx, sizeof blockIdx) ||
+      inside(addr, &blockDim, sizeof blockDim) || inside(addr, &gridDim, sizeof gridDim))
+    return;
   bool shared = false;
   if (w->smem_size && inside(addr, w->smem_aligned, w->smem_size)) {
     shared = true;
   } else if (addr >= p.tls_lo && addr < p.tls_hi) {
-    if (inside(addr, &threadIdx, sizeof threadIdx) || inside(addr, &blockIdx, sizeof blockIdx) ||
-        inside(addr, &blockDim, sizeof blockDim) || inside(addr, &gridDim, sizeof gridDim))
-      return;  // the built-in indices are registers on a GPU
-    shared = true;
+    shared = true;  // static __shared__ (function-local, internal linkage: this module's TLS)
   }
   std::uint32_t count = p.counts[static_cast<size_t>(f.linear)].next(pc);
   p.pending.push_back(Access{0, 0, pc, 0, count, static_cast<std::uint16_t>(f.linear / 32),
