@@ -1,8 +1,11 @@
 """Layers, containers and losses (PyTorch's ``torch.nn`` names and semantics)."""
 from .layers import (AvgPool2d, Conv2d, CrossEntropyLoss, Dropout, Flatten, LeakyReLU, Linear,
                      MaxPool2d, MSELoss, ReLU, Sigmoid, Softmax, Tanh)
+from .layers import AdaptiveAvgPool2d, AdaptiveMaxPool2d, BatchNorm2d
 from .module import IncompatibleKeys, Module, Parameter, Sequential
+from . import utils  # noqa: F401  (cucnn.nn.utils.fuse_conv_bn)
 
 __all__ = ["Module", "Parameter", "Sequential", "IncompatibleKeys", "Conv2d", "Linear",
            "MaxPool2d", "AvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Flatten",
-           "Dropout", "CrossEntropyLoss", "MSELoss"]
+           "Dropout", "CrossEntropyLoss", "MSELoss",
+           "BatchNorm2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"]
