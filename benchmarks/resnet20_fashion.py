@@ -8,8 +8,8 @@ test subset, normalisation, augmentation (cucnn.transforms: 2-pixel random crop 
 drawn from cucnn.manual_seed(seed*1000 + epoch) each epoch, so both see the very same crops),
 shuffle order (DataLoader seed seed*1000 + epoch), Adam 1e-3, batch 64.
 
-    python benchmarks/resnet20_fashion.py --train-size 4000 --epochs 3 \\
-        --out benchmarks/results/resnet20-fashion-mnist.json
+    OPENBLAS_NUM_THREADS=1 python benchmarks/resnet20_fashion.py --train-size 2000 --epochs 2 \\
+        --threads 1 --out benchmarks/results/resnet20-fashion-mnist.json
 
 PyTorch is optional: without it only cucnn's run is reported.
 """
@@ -102,7 +102,7 @@ def torch_run(torch, epochs, seed, train_size, batch, data_root):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            loss_sum += float(loss) * len(yb)
+            loss_sum += float(loss.detach()) * len(yb)
             correct += int((logits.argmax(1).numpy() == yb).sum())
             seen += len(yb)
         out.append({"epoch": epoch + 1, "seconds": time.perf_counter() - t0,
@@ -166,12 +166,18 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-root", default=None)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch.set_num_threads (set OPENBLAS_NUM_THREADS for NumPy alike)")
     ap.add_argument("--note", default="")
     ap.add_argument("--out", default="benchmarks/results/resnet20-fashion-mnist.json")
     args = ap.parse_args(argv)
     cucnn._backend.keep_host_memory()
     torch = _common.torch_or_none()
+    if torch is not None and args.threads:
+        torch.set_num_threads(args.threads)
     payload = {"env": _common.environment("cpu"), "args": vars(args), "note": args.note}
+    if torch is not None:
+        payload["env"]["torch_threads"] = torch.get_num_threads()
     if torch is not None:
         payload["torch"] = torch_run(torch, args.epochs, args.seed, args.train_size, args.batch,
                                      args.data_root)

@@ -694,6 +694,12 @@ cucnn::AdaptiveShape adaptive_shape(const Array& x, const Array& y, const char* 
   s.Q = narrow_int(y.shape[3], "output width");
   if (static_cast<int64_t>(s.H) * s.W > INT_MAX)
     throw py::value_error("x planes must hold at most " + std::to_string(INT_MAX) + " values");
+  // the window formulas compute (i + 1) * in + out in 32 bits
+  if ((static_cast<int64_t>(s.H) + 1) * s.P + s.H > INT_MAX ||
+      (static_cast<int64_t>(s.W) + 1) * s.Q + s.W > INT_MAX)
+    throw py::value_error("input size x output size must fit in 32 bits, got " +
+                          std::to_string(s.H) + "x" + std::to_string(s.W) + " to " +
+                          std::to_string(s.P) + "x" + std::to_string(s.Q));
   return s;
 }
 

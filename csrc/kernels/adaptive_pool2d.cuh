@@ -28,11 +28,11 @@ struct AdaptiveShape {
   int H, W, P, Q;
 };
 
-__device__ __forceinline__ int adaptive_start(int i, int in, int out) {
-  return static_cast<int>(static_cast<int64_t>(i) * in / out);
-}
+// 32-bit arithmetic: the binding checks that in * out + in + out fits (a 64-bit division costs
+// dozens of instructions and doubled the registers of the backward kernel).
+__device__ __forceinline__ int adaptive_start(int i, int in, int out) { return i * in / out; }
 __device__ __forceinline__ int adaptive_end(int i, int in, int out) {
-  return static_cast<int>((static_cast<int64_t>(i + 1) * in + out - 1) / out);
+  return ((i + 1) * in + out - 1) / out;
 }
 
 // The max rule for a candidate v at index k against the current (m, arg): strict '>' keeps the
@@ -151,11 +151,9 @@ __global__ void global_max_pool2d_forward_kernel(float* __restrict__ y, int64_t*
 // ---- backward (gather) ----------------------------------------------------------------------------
 
 // The windows containing input row h: [first, last].
-__device__ __forceinline__ int adaptive_first(int h, int in, int out) {
-  return static_cast<int>(static_cast<int64_t>(h) * out / in);
-}
+__device__ __forceinline__ int adaptive_first(int h, int in, int out) { return h * out / in; }
 __device__ __forceinline__ int adaptive_last(int h, int in, int out) {
-  return static_cast<int>((static_cast<int64_t>(h + 1) * out + in - 1) / in) - 1;
+  return ((h + 1) * out + in - 1) / in - 1;
 }
 
 // dx is (planes, H, W); dy is (planes, P, Q)

@@ -69,20 +69,28 @@ __device__ __forceinline__ Welford warp_welford(Welford w) {
   return w;
 }
 
-// The flattened index k of a channel's range (n = k / HW, hw = k % HW) walked by a block's
-// threads with a constant stride: one division at the start, then adds (the step is
-// blockDim = dn * HW + dhw).
+// The flattened index k of channel c's range (n = k / HW, hw = k % HW, memory offset
+// (n*C + c)*HW + hw) walked by a block's threads with a constant stride: one division at the
+// start, then adds. The step is blockDim = dn * HW + dhw; in memory that is dn planes of C*HW
+// plus dhw, and crossing the end of a plane skips the other C - 1 channels' planes.
 struct ChannelWalk {
-  int n, hw, dn, dhw;
-  __device__ __forceinline__ ChannelWalk(int64_t k, int HW, int step)
-      : n(static_cast<int>(k / HW)), hw(static_cast<int>(k % HW)), dn(step / HW),
-        dhw(step % HW) {}
+  int64_t off, step, wrap;
+  int hw, dhw;
+  __device__ __forceinline__ ChannelWalk(int64_t k, int c, const BNShape& s, int stride_) {
+    const int64_t n = k / s.HW;
+    hw = static_cast<int>(k - n * s.HW);
+    off = (n * s.C + c) * s.HW + hw;
+    const int dn = stride_ / s.HW;
+    dhw = stride_ - dn * s.HW;
+    step = static_cast<int64_t>(dn) * s.C * s.HW + dhw;
+    wrap = static_cast<int64_t>(s.C - 1) * s.HW;
+  }
   __device__ __forceinline__ void advance(int HW) {
     hw += dhw;
-    n += dn;
+    off += step;
     if (hw >= HW) {
       hw -= HW;
-      ++n;
+      off += wrap;
     }
   }
 };
@@ -97,13 +105,15 @@ __global__ void batchnorm_stats_partial_kernel(float* __restrict__ partial,
   Welford w{0.0f, 0.0f, 0};
   int64_t k = lo + threadIdx.x;
   if (k < hi) {
-    ChannelWalk it(k, s.HW, static_cast<int>(blockDim.x));
+    ChannelWalk it(k, c, s, static_cast<int>(blockDim.x));
     for (; k < hi; k += blockDim.x) {
       // consecutive threads read consecutive hw of one plane: coalesced within each run
-      const float v = x[(static_cast<int64_t>(it.n) * s.C + c) * s.HW + it.hw];
+      const float v = x[it.off];
       ++w.count;
       const float delta = v - w.mean;
-      w.mean += delta / static_cast<float>(w.count);
+      // the fast reciprocal-multiply (2 ulp) instead of IEEE division's slow path: the update
+      // is a correction of size delta/count, so its rounding stays below the mean's own
+      w.mean += __fdividef(delta, static_cast<float>(w.count));
       w.m2 += delta * (v - w.mean);
       it.advance(s.HW);
     }
@@ -227,12 +237,11 @@ __global__ void batchnorm_backward_partial_kernel(float* __restrict__ partial,
   float sdy = 0.0f, sdyx = 0.0f;
   int64_t k = lo + threadIdx.x;
   if (k < hi) {
-    ChannelWalk it(k, s.HW, static_cast<int>(blockDim.x));
+    ChannelWalk it(k, c, s, static_cast<int>(blockDim.x));
     for (; k < hi; k += blockDim.x) {
-      const int64_t o = (static_cast<int64_t>(it.n) * s.C + c) * s.HW + it.hw;
-      const float g = dy[o];
+      const float g = dy[it.off];
       sdy += g;
-      sdyx += g * ((x[o] - m) * is);
+      sdyx += g * ((x[it.off] - m) * is);
       it.advance(s.HW);
     }
   }
