@@ -3,12 +3,14 @@ state dict made by PyTorch loads and gives the same logits), the augmentation tr
 DataLoader's transform, and `cucnn train --model resnet20`."""
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 import pytest
 
 import cucnn
+import cucnn.train  # noqa: F401  (cucnn.train.run)
 from cucnn import cli, data, models, transforms
 from cucnn.testing import assert_close
 
@@ -219,9 +221,15 @@ def test_cli_trains_resnet20_with_augmentation(tmp_path, capsys):
         metrics["augmentation"]
     ck = cucnn.checkpoint.load(out / "checkpoint.npz")
     assert int(ck["model"]["bn1.num_batches_tracked"]) == 2  # 32 images in batches of 16
-    rc = cli.main(["train", "--model", "resnet20", "--dataset", "fashion-mnist", "--data-root",
-                   str(root), "--epochs", "1", "--batch-size", "16", "--val-size", "8",
-                   "--device", "cpu", "--out", str(tmp_path / "run2"), "--no-plots",
-                   "--no-augment"])
-    assert rc == 0
-    assert json.loads((tmp_path / "run2" / "metrics.json").read_text())["augmentation"] is None
+    args = cli._parser().parse_args(["train", "--model", "resnet20", "--no-augment"])
+    assert args.augment is False
+    assert cli._parser().parse_args(["train"]).augment is None  # the model decides
+
+
+def test_train_run_without_augmentation_records_none(tmp_path):
+    metrics = cucnn.train.run("xo", "xo", 1, 50, device="cpu", out=tmp_path / "xo", plots=False,
+                              augment=False, stream=io.StringIO())
+    assert metrics["augmentation"] is None
+    metrics = cucnn.train.run("xo", "xo", 1, 50, device="cpu", out=tmp_path / "xo2", plots=False,
+                              augment=True, stream=io.StringIO())
+    assert "RandomCrop(size=(9, 9)" in metrics["augmentation"]
