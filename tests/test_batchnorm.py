@@ -172,6 +172,22 @@ def test_state_dict_names_and_dtypes_match_pytorch():
     assert int(ours.num_batches_tracked.item()) == 7
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_empty_batch_in_training_passes_through(device):
+    """As PyTorch: an empty batch gives an empty output and leaves the running statistics (the
+    batch counter still counts it); backward gives empty dx and zero parameter gradients."""
+    m = nn.BatchNorm2d(3).to(device)
+    x = cucnn.tensor(np.zeros((0, 3, 4, 4), np.float32), device=device, requires_grad=True)
+    y = m(x)
+    assert y.shape == (0, 3, 4, 4)
+    y.sum().backward()
+    assert x.grad.shape == (0, 3, 4, 4)
+    np.testing.assert_array_equal(m.weight.grad.numpy(), np.zeros(3))
+    np.testing.assert_array_equal(m.running_mean.numpy(), np.zeros(3))
+    np.testing.assert_array_equal(m.running_var.numpy(), np.ones(3))
+    assert int(m.num_batches_tracked.item()) == 1
+
+
 def test_buffers_move_with_the_module_and_stay_out_of_parameters():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
     names = [n for n, _ in model.named_buffers()]

@@ -51,7 +51,7 @@ def apply_oracle(xp, x, mean, invstd, weight, bias):
 
 def backward_oracle(xp, dy, x, mean, invstd, weight, training):
     """(dx, dgamma, dbeta) with dgamma = sum(dy * xhat), dbeta = sum(dy) per channel."""
-    n = x.shape[0] * x.shape[2] * x.shape[3]
+    n = max(x.shape[0] * x.shape[2] * x.shape[3], 1)  # (an empty batch: dx is empty anyway)
     xhat = (x - _c(mean, xp, x.dtype)) * _c(invstd, xp, x.dtype)
     dbeta = dy.sum(axis=_AXES)
     dgamma = (dy * xhat).sum(axis=_AXES)
@@ -117,7 +117,12 @@ def backward(device, dy, x, mean, invstd, weight, training, version=1):
 class BatchNorm(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, factor, eps):
-        if training:
+        if training and x.size == 0:  # an empty batch: empty output, statistics untouched
+            xp = _backend.xp_of(ctx.device)
+            C = x.shape[1]
+            y, mean, invstd = xp.zeros(x.shape, x.dtype), xp.zeros(C, x.dtype), \
+                xp.ones(C, x.dtype)
+        elif training:
             y, mean, invstd = train_forward(ctx.device, x, weight, bias, running_mean,
                                             running_var, eps, factor)
         else:
@@ -175,7 +180,7 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
     if not training and rm is None:
         raise ValueError("batch_norm: eval mode (training=False) needs running_mean and "
                          "running_var")
-    if training and N * H * W <= 1:
+    if training and N * H * W == 1:  # (an empty batch passes through, as in PyTorch)
         raise ValueError(f"Expected more than 1 value per channel when training, got input size "
                          f"{list(input.shape)}")
     if C == 0:
