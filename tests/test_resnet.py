@@ -233,3 +233,46 @@ def test_train_run_without_augmentation_records_none(tmp_path):
     metrics = cucnn.train.run("xo", "xo", 1, 50, device="cpu", out=tmp_path / "xo2", plots=False,
                               augment=True, stream=io.StringIO())
     assert "RandomCrop(size=(9, 9)" in metrics["augmentation"]
+
+
+@requires_torch
+def test_resnet20_trains_like_its_pytorch_twin_from_the_same_weights():
+    """The benchmark's PyTorch ResNet-20 and models.resnet20 from one state dict, SGD with
+    momentum on the same batches: the losses, the running statistics and the eval-mode logits
+    stay together step after step (training-mode BN, backward through residuals and BN, the
+    running updates and eval all as PyTorch's)."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "resnet20_fashion.py"
+    spec = importlib.util.spec_from_file_location("bench_resnet20_fashion", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    torch.manual_seed(0)
+    ref = bench.torch_resnet20(torch)
+    ours = models.resnet20()
+    ours.load_state_dict({k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    topt = torch.optim.SGD(ref.parameters(), lr=0.05, momentum=0.9)
+    oopt = cucnn.optim.SGD(list(ours.parameters()), lr=0.05, momentum=0.9)
+    rng = np.random.default_rng(0)
+    for step in range(3):
+        x = (rng.standard_normal((8, 1, 14, 14)) + 0.3).astype(np.float32)
+        y = rng.integers(0, 10, 8)
+        tl = torch.nn.functional.cross_entropy(ref(torch.from_numpy(x)), torch.from_numpy(y))
+        topt.zero_grad()
+        tl.backward()
+        topt.step()
+        ol = cucnn.functional.cross_entropy(ours(cucnn.tensor(x)), cucnn.tensor(y))
+        oopt.zero_grad()
+        ol.backward()
+        oopt.step()
+        assert abs(float(ol.item()) - float(tl.detach())) < 1e-4, step
+    sd, rsd = ours.state_dict(), ref.state_dict()
+    for k in ("bn1.running_mean", "layer2.0.downsample.1.running_var", "layer3.2.bn2.running_var"):
+        assert_close(sd[k], rsd[k].numpy(), rtol=1e-3, name=k)
+    ref.eval()
+    ours.eval()
+    x = rng.standard_normal((4, 1, 14, 14)).astype(np.float32)
+    with torch.no_grad():
+        expected = ref(torch.from_numpy(x)).numpy()
+    with cucnn.no_grad():
+        assert_close(ours(cucnn.tensor(x)).numpy(), expected, rtol=1e-3, name="eval logits")
