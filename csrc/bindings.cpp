@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "kernels/activation.cuh"
+#include "kernels/adaptive_pool2d.cuh"
+#include "kernels/batchnorm.cuh"
 #include "kernels/conv2d.cuh"
 #include "kernels/cross_entropy.cuh"
 #include "kernels/pool2d.cuh"
@@ -528,6 +530,230 @@ void avg_pool2d_backward(py::handle dy_, py::handle dx_, Pair kernel, Pair strid
                              as_stream(stream));
 }
 
+// ---- batch normalisation --------------------------------------------------------------------------
+
+// The shape of a batch norm over x (N, C, H, W), checked; `training` needs two values per channel.
+cucnn::BNShape bn_shape(const Array& x, bool training) {
+  expect_dtype(x, "x", "float32");
+  expect_ndim(x, "x", 4);
+  if (x.shape[1] < 1 || x.shape[1] > 65535)
+    throw py::value_error("x must have between 1 and 65535 channels, got shape " +
+                          shape_str(x.shape));
+  const int64_t hw = x.shape[2] * x.shape[3];
+  if (x.shape[0] * hw > INT_MAX)
+    throw py::value_error("x has " + std::to_string(x.shape[0] * hw) + " values per channel; at "
+                          "most " + std::to_string(INT_MAX) + " are supported");
+  if (training && x.shape[0] * hw <= 1)
+    throw py::value_error("expected more than 1 value per channel when training, got input "
+                          "shape " + shape_str(x.shape));
+  return cucnn::batchnorm_shape(static_cast<int>(x.shape[0]), static_cast<int>(x.shape[1]),
+                                static_cast<int>(hw));
+}
+
+// A per-channel float32 vector of C elements, or nullptr for None.
+const float* channel_vec(py::handle obj, const char* name, int64_t C, bool output = false) {
+  if (obj.is_none()) return nullptr;
+  Array a = output ? out(obj, name) : in(obj, name);
+  expect_dtype(a, name, "float32");
+  expect_shape(a, name, {C}, "(one per channel)");
+  return f32(a);
+}
+float* channel_out(py::handle obj, const char* name, int64_t C) {
+  return const_cast<float*>(channel_vec(obj, name, C, true));
+}
+
+void expect_eps_factor(float eps, float factor) {
+  if (!(eps >= 0.0f) || eps == __builtin_huge_valf())
+    throw py::value_error("eps must be finite and >= 0, got " + std::to_string(eps));
+  if (!(factor >= 0.0f && factor <= 1.0f))
+    throw py::value_error("factor (momentum) must be in [0, 1], got " + std::to_string(factor));
+}
+
+float* bn_workspace(py::handle ws_, const cucnn::BNShape& s, int version) {
+  Array ws = out(ws_, "workspace");
+  expect_dtype(ws, "workspace", "float32");
+  const int64_t need = version == 0 ? 0 : cucnn::batchnorm_workspace(s);
+  if (ws.size() < need)
+    throw py::value_error("workspace must hold at least " + std::to_string(need) +
+                          " floats (batchnorm_workspace), got " + std::to_string(ws.size()));
+  return f32(ws);
+}
+
+int64_t batchnorm_workspace(std::vector<int64_t> x_shape) {
+  if (x_shape.size() != 4 || x_shape[1] < 1)
+    throw py::value_error("x_shape must be (N, C, H, W) with C >= 1, got " + shape_str(x_shape));
+  return cucnn::batchnorm_workspace(cucnn::batchnorm_shape(
+      static_cast<int>(x_shape[0]), static_cast<int>(x_shape[1]),
+      static_cast<int>(x_shape[2] * x_shape[3])));
+}
+
+void batchnorm_forward_train(py::handle x_, py::handle y_, py::handle mean_, py::handle invstd_,
+                             py::handle rmean_, py::handle rvar_, py::handle w_, py::handle b_,
+                             py::handle ws_, float eps, float factor, int version,
+                             std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array x = in(x_, "x"), y = out(y_, "y");
+  const auto s = bn_shape(x, true);
+  expect_dtype(y, "y", "float32");
+  expect_shape(y, "y", x.shape, "(the shape of x)");
+  expect_eps_factor(eps, factor);
+  float* mean = channel_out(mean_, "mean", s.C);
+  float* invstd = channel_out(invstd_, "invstd", s.C);
+  if (mean == nullptr || invstd == nullptr) throw py::type_error("mean and invstd are required");
+  float* rmean = channel_out(rmean_, "running_mean", s.C);
+  float* rvar = channel_out(rvar_, "running_var", s.C);
+  if ((rmean == nullptr) != (rvar == nullptr))
+    throw py::value_error("running_mean and running_var must be both given or both None");
+  const float* w = channel_vec(w_, "weight", s.C);
+  const float* b = channel_vec(b_, "bias", s.C);
+  float* ws = bn_workspace(ws_, s, version);
+  py::gil_scoped_release release;
+  cucnn::batchnorm_forward_train(f32(y), mean, invstd, rmean, rvar, ws, f32(x), w, b, s, eps,
+                                 factor, version, as_stream(stream));
+}
+
+void batchnorm_forward_eval(py::handle x_, py::handle y_, py::handle invstd_, py::handle rmean_,
+                            py::handle rvar_, py::handle w_, py::handle b_, float eps,
+                            std::uintptr_t stream) {
+  Array x = in(x_, "x"), y = out(y_, "y");
+  const auto s = bn_shape(x, false);
+  expect_dtype(y, "y", "float32");
+  expect_shape(y, "y", x.shape, "(the shape of x)");
+  expect_eps_factor(eps, 0.0f);
+  float* invstd = channel_out(invstd_, "invstd", s.C);
+  const float* rmean = channel_vec(rmean_, "running_mean", s.C);
+  const float* rvar = channel_vec(rvar_, "running_var", s.C);
+  if (invstd == nullptr || rmean == nullptr || rvar == nullptr)
+    throw py::type_error("invstd, running_mean and running_var are required in eval mode");
+  const float* w = channel_vec(w_, "weight", s.C);
+  const float* b = channel_vec(b_, "bias", s.C);
+  py::gil_scoped_release release;
+  cucnn::batchnorm_forward_eval(f32(y), invstd, rmean, rvar, f32(x), w, b, s, eps,
+                                as_stream(stream));
+}
+
+void batchnorm_backward(py::handle dy_, py::handle x_, py::handle mean_, py::handle invstd_,
+                        py::handle w_, py::handle dx_, py::handle dgamma_, py::handle dbeta_,
+                        py::handle ws_, bool training, int version, std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array dy = in(dy_, "dy"), x = in(x_, "x"), dx = out(dx_, "dx");
+  const auto s = bn_shape(x, false);
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(dx, "dx", "float32");
+  expect_shape(dy, "dy", x.shape, "(the shape of x)");
+  expect_shape(dx, "dx", x.shape, "(the shape of x)");
+  const float* mean = channel_vec(mean_, "mean", s.C);
+  const float* invstd = channel_vec(invstd_, "invstd", s.C);
+  float* dgamma = channel_out(dgamma_, "dgamma", s.C);
+  float* dbeta = channel_out(dbeta_, "dbeta", s.C);
+  if (mean == nullptr || invstd == nullptr || dgamma == nullptr || dbeta == nullptr)
+    throw py::type_error("mean, invstd, dgamma and dbeta are required");
+  const float* w = channel_vec(w_, "weight", s.C);
+  float* ws = bn_workspace(ws_, s, version);
+  py::gil_scoped_release release;
+  cucnn::batchnorm_backward(f32(dx), dgamma, dbeta, ws, f32(dy), f32(x), mean, invstd, w, s,
+                            training, version, as_stream(stream));
+}
+
+void bind_batchnorm(py::module_& m) {
+  m.def("batchnorm_workspace", &batchnorm_workspace, py::arg("x_shape"),
+        "floats of workspace the training forward and the backward need");
+  m.def("batchnorm_forward_train", &batchnorm_forward_train, py::arg("x"), py::arg("y"),
+        py::arg("mean"), py::arg("invstd"), py::arg("running_mean"), py::arg("running_var"),
+        py::arg("weight"), py::arg("bias"), py::arg("workspace"), py::arg("eps"),
+        py::arg("factor"), py::arg("version") = 1, py::arg("stream") = 0,
+        "batch statistics (mean, invstd out; running stats updated in place by factor), then y");
+  m.def("batchnorm_forward_eval", &batchnorm_forward_eval, py::arg("x"), py::arg("y"),
+        py::arg("invstd"), py::arg("running_mean"), py::arg("running_var"), py::arg("weight"),
+        py::arg("bias"), py::arg("eps"), py::arg("stream") = 0,
+        "y from the running statistics; invstd out");
+  m.def("batchnorm_backward", &batchnorm_backward, py::arg("dy"), py::arg("x"), py::arg("mean"),
+        py::arg("invstd"), py::arg("weight"), py::arg("dx"), py::arg("dgamma"), py::arg("dbeta"),
+        py::arg("workspace"), py::arg("training"), py::arg("version") = 1, py::arg("stream") = 0,
+        "dx, dgamma = sum(dy*xhat), dbeta = sum(dy) (split reduction, fixed order)");
+}
+
+// ---- adaptive pooling -----------------------------------------------------------------------------
+
+cucnn::AdaptiveShape adaptive_shape(const Array& x, const Array& y, const char* yname) {
+  expect_dtype(x, "x", "float32");
+  expect_dtype(y, yname, "float32");
+  expect_ndim(x, "x", 4);
+  expect_ndim(y, yname, 4);
+  if (x.shape[2] < 1 || x.shape[3] < 1)
+    throw py::value_error("x must have a non-empty plane, got shape " + shape_str(x.shape));
+  if (y.shape[2] < 1 || y.shape[3] < 1)
+    throw py::value_error(std::string(yname) + " must have an output size of at least 1x1, got "
+                          "shape " + shape_str(y.shape));
+  expect_shape(y, yname, {x.shape[0], x.shape[1], y.shape[2], y.shape[3]}, "(N, C, P, Q)");
+  cucnn::AdaptiveShape s{};
+  s.planes = x.shape[0] * x.shape[1];
+  s.H = narrow_int(x.shape[2], "height");
+  s.W = narrow_int(x.shape[3], "width");
+  s.P = narrow_int(y.shape[2], "output height");
+  s.Q = narrow_int(y.shape[3], "output width");
+  if (static_cast<int64_t>(s.H) * s.W > INT_MAX)
+    throw py::value_error("x planes must hold at most " + std::to_string(INT_MAX) + " values");
+  // the window formulas compute (i + 1) * in + out in 32 bits
+  if ((static_cast<int64_t>(s.H) + 1) * s.P + s.H > INT_MAX ||
+      (static_cast<int64_t>(s.W) + 1) * s.Q + s.W > INT_MAX)
+    throw py::value_error("input size x output size must fit in 32 bits, got " +
+                          std::to_string(s.H) + "x" + std::to_string(s.W) + " to " +
+                          std::to_string(s.P) + "x" + std::to_string(s.Q));
+  return s;
+}
+
+void adaptive_avg_pool2d_forward(py::handle x_, py::handle y_, int version,
+                                 std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array x = in(x_, "x"), y = out(y_, "y");
+  const auto s = adaptive_shape(x, y, "y");
+  py::gil_scoped_release release;
+  cucnn::adaptive_avg_pool2d_forward(f32(y), f32(x), s, version, as_stream(stream));
+}
+
+void adaptive_max_pool2d_forward(py::handle x_, py::handle y_, py::handle idx_, int version,
+                                 std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array x = in(x_, "x"), y = out(y_, "y"), idx = out(idx_, "indices");
+  const auto s = adaptive_shape(x, y, "y");
+  expect_dtype(idx, "indices", "int64");
+  expect_shape(idx, "indices", y.shape, "(the shape of y)");
+  py::gil_scoped_release release;
+  cucnn::adaptive_max_pool2d_forward(f32(y), i64(idx), f32(x), s, version, as_stream(stream));
+}
+
+void adaptive_avg_pool2d_backward(py::handle dy_, py::handle dx_, std::uintptr_t stream) {
+  Array dy = in(dy_, "dy"), dx = out(dx_, "dx");
+  const auto s = adaptive_shape(dx, dy, "dy");
+  py::gil_scoped_release release;
+  cucnn::adaptive_avg_pool2d_backward(f32(dx), f32(dy), s, as_stream(stream));
+}
+
+void adaptive_max_pool2d_backward(py::handle dy_, py::handle idx_, py::handle dx_,
+                                  std::uintptr_t stream) {
+  Array dy = in(dy_, "dy"), idx = in(idx_, "indices"), dx = out(dx_, "dx");
+  const auto s = adaptive_shape(dx, dy, "dy");
+  expect_dtype(idx, "indices", "int64");
+  expect_shape(idx, "indices", dy.shape, "(the shape of dy)");
+  py::gil_scoped_release release;
+  cucnn::adaptive_max_pool2d_backward(f32(dx), f32(dy), i64(idx), s, as_stream(stream));
+}
+
+void bind_adaptive_pool2d(py::module_& m) {
+  m.def("adaptive_avg_pool2d_forward", &adaptive_avg_pool2d_forward, py::arg("x"), py::arg("y"),
+        py::arg("version") = 1, py::arg("stream") = 0,
+        "adaptive average pooling to the (P, Q) of y (1x1: the global reduction path)");
+  m.def("adaptive_max_pool2d_forward", &adaptive_max_pool2d_forward, py::arg("x"), py::arg("y"),
+        py::arg("indices"), py::arg("version") = 1, py::arg("stream") = 0,
+        "adaptive max pooling to the (P, Q) of y; indices are h*W + w within each plane");
+  m.def("adaptive_avg_pool2d_backward", &adaptive_avg_pool2d_backward, py::arg("dy"),
+        py::arg("dx"), py::arg("stream") = 0, "dx of adaptive average pooling (a gather)");
+  m.def("adaptive_max_pool2d_backward", &adaptive_max_pool2d_backward, py::arg("dy"),
+        py::arg("indices"), py::arg("dx"), py::arg("stream") = 0,
+        "dx of adaptive max pooling (a gather)");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
@@ -588,6 +814,8 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
         py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
         py::arg("count_include_pad"), py::arg("divisor_override") = 0, py::arg("stream") = 0,
         "dx of average pooling (a gather; no atomics)");
+  bind_batchnorm(m);
+  bind_adaptive_pool2d(m);
 
 #if SIMT_HOST_EMULATION
   m.def("set_order", [](const std::string& o) {

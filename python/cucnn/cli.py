@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="use at most this many images per split (e.g. to train on sim)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
     t.add_argument("--no-plots", action="store_true")
+    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random crops and flips of the training batches (default: on for the "
+                   "models that ask for it, e.g. resnet20)")
 
     s = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
     s.add_argument("--model", default="lenet5", choices=list(MODELS))
@@ -85,7 +88,7 @@ def _run(args) -> int:
         metrics = train.run(args.model, args.dataset, args.epochs, args.batch_size,
                             args.optimizer, args.lr, args.device, args.seed, out,
                             args.data_root, args.val_size, args.limit, args.resume,
-                            not args.no_plots)
+                            not args.no_plots, augment=args.augment)
         return 130 if metrics.get("interrupted") else 0
     if args.command == "summary":
         from . import models

@@ -204,15 +204,20 @@ class MNIST(_IDXDataset):
 
 class DataLoader:
     """Batches of (float32 NCHW images, int64 labels) as NumPy arrays. ``shuffle`` draws a new
-    permutation of indices each epoch from a generator seeded with ``seed``."""
+    permutation of indices each epoch from a generator seeded with ``seed``. ``transform`` (e.g.
+    ``cucnn.transforms.RandomCrop``) maps each batch of images, after the data set's own."""
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed: int = 0,
-                 drop_last: bool = False):
+                 drop_last: bool = False, transform=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         self.dataset, self.batch_size = dataset, int(batch_size)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"DataLoader: transform must be callable, got "
+                            f"{type(transform).__name__}")
+        self.transform = transform
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -225,11 +230,12 @@ class DataLoader:
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             if hasattr(self.dataset, "batch"):
-                yield self.dataset.batch(idx)
+                xb, yb = self.dataset.batch(idx)
             else:
                 items = [self.dataset[int(i)] for i in idx]
-                yield (np.stack([np.asarray(x, dtype=np.float32) for x, _ in items]),
-                       np.asarray([y for _, y in items], dtype=np.int64))
+                xb, yb = (np.stack([np.asarray(x, dtype=np.float32) for x, _ in items]),
+                          np.asarray([y for _, y in items], dtype=np.int64))
+            yield (self.transform(xb) if self.transform is not None else xb), yb
 
 
 class TensorDataset:

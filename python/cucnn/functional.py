@@ -1,5 +1,7 @@
 """The public functional API (PyTorch names and semantics)."""
+from .ops.adaptive_pool2d import adaptive_avg_pool2d, adaptive_max_pool2d
 from .ops.activation import leaky_relu, relu, sigmoid, tanh
+from .ops.batchnorm import batch_norm
 from .ops.composite import dropout, mse_loss
 from .ops.conv2d import conv2d, linear
 from .ops.cross_entropy import cross_entropy
@@ -7,4 +9,5 @@ from .ops.pool2d import avg_pool2d, max_pool2d
 from .ops.softmax import log_softmax, softmax
 
 __all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "cross_entropy",
-           "conv2d", "linear", "max_pool2d", "avg_pool2d", "dropout", "mse_loss"]
+           "conv2d", "linear", "max_pool2d", "avg_pool2d", "dropout", "mse_loss",
+           "batch_norm", "adaptive_avg_pool2d", "adaptive_max_pool2d"]

@@ -169,12 +169,119 @@ class GoPolicyNet(nn.Sequential):
                          PointBias((1, board, board), device=device), nn.Flatten())
 
 
+# ---- residual networks ----------------------------------------------------------------------------
+
+
+def _kaiming_normal_fan_out(conv) -> None:
+    """torchvision's ResNet init: N(0, 2 / fan_out), fan_out = out_channels * kernel area, from
+    cucnn.manual_seed's generator."""
+    from . import _random
+    k = conv.weight.shape
+    std = float(np.sqrt(2.0 / (k[0] * k[2] * k[3])))
+    data = _random.generator().normal(0.0, std, size=k).astype(np.float32)
+    conv.weight = nn.Parameter(data, device=conv.weight.device)
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block: 3x3 conv (stride) + BN + ReLU, 3x3 conv + BN, plus the shortcut
+    (identity, or ``downsample`` = 1x1 conv with the stride + BN when the shape changes), ReLU.
+    Attribute names are torchvision's, so state-dict keys match."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, device: str = "cpu"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False,
+                               device=device)
+        self.bn1 = nn.BatchNorm2d(planes, device=device)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False, device=device)
+        self.bn2 = nn.BatchNorm2d(planes, device=device)
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False, device=device),
+                nn.BatchNorm2d(planes, device=device))
+        else:
+            self.downsample = None
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """A ResNet of BasicBlocks. ``imagenet_stem``: torchvision's 7x7/2 conv + BN + ReLU + 3x3/2
+    max pool, then stages of 64, 128, 256, 512 (ResNet-18/34); otherwise the CIFAR stem of He et
+    al. (2016, section 4.2): one 3x3 conv + BN + ReLU, stages of 16, 32, 64 (ResNet-20/32/...).
+    Global average pooling (any input size) and a Linear head."""
+
+    def __init__(self, layers, widths, num_classes: int = 10, in_channels: int = 3,
+                 imagenet_stem: bool = True, device: str = "cpu"):
+        super().__init__()
+        self.inplanes = widths[0]
+        if imagenet_stem:
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False,
+                                   device=device)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False,
+                                   device=device)
+        self.bn1 = nn.BatchNorm2d(widths[0], device=device)
+        self.relu = nn.ReLU()
+        if imagenet_stem:
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+        else:
+            self.maxpool = None
+        for i, (n, w) in enumerate(zip(layers, widths)):
+            blocks = []
+            for j in range(n):
+                blocks.append(BasicBlock(self.inplanes, w, 2 if (i > 0 and j == 0) else 1,
+                                         device=device))
+                self.inplanes = w
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.num_stages = len(layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(widths[-1], num_classes, device=device)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                _kaiming_normal_fan_out(m)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        if self.maxpool is not None:
+            x = self.maxpool(x)
+        for i in range(self.num_stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+class ResNet18(ResNet):
+    """torchvision's ResNet-18: 11,181,642 parameters for 10 classes and 3 input channels
+    (11,689,512 for 1000); state-dict keys as torchvision's (``layer1.0.conv1.weight``,
+    ``layer2.0.downsample.0.weight``, ``bn1.running_mean``, ...)."""
+
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, device: str = "cpu"):
+        super().__init__((2, 2, 2, 2), (64, 128, 256, 512), num_classes, in_channels, True,
+                         device)
+
+
+class ResNet20(ResNet):
+    """The CIFAR ResNet-20 of He et al. (3 stages of 3 BasicBlocks, 16/32/64 channels) with 1x1
+    conv + BN projection shortcuts where the shape changes (their option B). On Fashion-MNIST's
+    28x28 the maps are 28, 14, 7 before global pooling, so no padding or resizing is needed."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, device: str = "cpu"):
+        super().__init__((3, 3, 3), (16, 32, 64), num_classes, in_channels, False, device)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     build: Callable
     input_shape: tuple  # one sample, (C, H, W)
     dataset: str
     doc: str
+    augment: bool = False  # `cucnn train` adds random crops and flips (cucnn.transforms)
 
 
 MODELS = {
@@ -191,6 +298,11 @@ MODELS = {
     "cifar10": ModelInfo(Cifar10Net, (3, 32, 32), "cifar10", "the course's CIFAR-10 net"),
     "vgg16": ModelInfo(VGG16, (3, 224, 224), "imagenet", "VGG-16 (138M parameters)"),
     "go_policy": ModelInfo(GoPolicyNet, (48, 19, 19), "go", "the AlphaGo policy network, k=192"),
+    "resnet18": ModelInfo(ResNet18, (3, 224, 224), "imagenet",
+                          "torchvision's ResNet-18 (11.7M parameters)", augment=True),
+    "resnet20": ModelInfo(ResNet20, (1, 28, 28), "fashion-mnist",
+                          "the CIFAR ResNet-20 (BatchNorm, residuals), 1 input channel",
+                          augment=True),
 }
 
 
@@ -205,3 +317,11 @@ def lenet5(**kw): return LeNet5(**kw)
 def mnist_cnn(**kw): return MnistCNN(**kw)
 def vgg16(**kw): return VGG16(**kw)
 def go_policy(**kw): return GoPolicyNet(**kw)
+
+
+def resnet18(num_classes: int = 1000, in_channels: int = 3, **kw):
+    return ResNet18(num_classes, in_channels, **kw)
+
+
+def resnet20(num_classes: int = 10, in_channels: int = 1, **kw):
+    return ResNet20(num_classes, in_channels, **kw)

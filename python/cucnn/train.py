@@ -102,11 +102,11 @@ class Progress:
 
 
 def train_epoch(model, optimizer, dataset, device: str, batch_size: int, seed: int,
-                prefix: str = "train", stream=None) -> dict:
+                prefix: str = "train", stream=None, transform=None) -> dict:
     """One pass over ``dataset`` in a shuffled order fixed by ``seed``; returns loss, accuracy,
     seconds and images per second."""
     model.train()
-    loader = data.DataLoader(dataset, batch_size, shuffle=True, seed=seed)
+    loader = data.DataLoader(dataset, batch_size, shuffle=True, seed=seed, transform=transform)
     bar = Progress(len(loader), prefix, stream)
     seen, loss_sum, correct = 0, 0.0, 0
     t0 = time.perf_counter()
@@ -161,11 +161,27 @@ def make_optimizer(name: str, params, lr: float):
     raise ValueError(f"unknown optimizer {name!r}; choose adam or sgd")
 
 
+def augmentation(dataset: str, train_set):
+    """The augmentation of ``cucnn train`` for models that ask for it: random crops of the image
+    size from a 2-pixel zero (black) border, and left-right flips except for digits. Batches are
+    already normalised, so black is -mean/std."""
+    from . import transforms
+    t = getattr(train_set, "transform", None)
+    black = -t.mean / t.std if isinstance(t, data.Normalize) else 0.0
+    H, W = train_set.images.shape[-2:]
+    steps = [transforms.RandomCrop((H, W), padding=2, fill=black)]
+    if dataset != "mnist":
+        steps.append(transforms.RandomHorizontalFlip())
+    return transforms.Compose(steps)
+
+
 def run(model_name: str = "lenet5", dataset: str = "fashion-mnist", epochs: int = 5,
         batch_size: int = 64, optimizer: str = "adam", lr: float = 1e-3, device: str = "auto",
         seed: int = 0, out="runs/lenet5", data_root=None, val_size: int = 5000,
-        limit: int | None = None, resume: bool = False, plots: bool = True, stream=None) -> dict:
-    """The ``cucnn train`` run. Returns the metrics it writes to ``out/metrics.json``."""
+        limit: int | None = None, resume: bool = False, plots: bool = True, stream=None,
+        augment: bool | None = None) -> dict:
+    """The ``cucnn train`` run. Returns the metrics it writes to ``out/metrics.json``.
+    ``augment`` (default: the model's ``ModelInfo.augment``) adds random crops and flips."""
     stream = stream or sys.stderr
     device = auto_device() if device == "auto" else _backend.check_device(device)
     _backend.keep_host_memory()  # see its docstring: 40% of a cpu step otherwise
@@ -179,11 +195,14 @@ def run(model_name: str = "lenet5", dataset: str = "fashion-mnist", epochs: int 
     _random.manual_seed(seed)
     model = models.create(model_name, device=device)
     opt = make_optimizer(optimizer, model.parameters(), lr)
+    augment = models.MODELS[model_name].augment if augment is None else bool(augment)
+    transform = augmentation(dataset, train_set) if augment else None
     metrics = {"model": model_name, "dataset": dataset, "device": device, "seed": seed,
                "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
                "parameters": sum(p.numel() for p in model.parameters()),
                "train_size": len(train_set), "val_size": len(val_set) if val_set else 0,
-               "test_size": len(test_set), "epochs": []}
+               "test_size": len(test_set), "epochs": [],
+               "augmentation": repr(transform) if transform is not None else None}
     start = 0
     if resume:
         if not ckpt_path.is_file():
@@ -214,7 +233,8 @@ def run(model_name: str = "lenet5", dataset: str = "fashion-mnist", epochs: int 
             _random.manual_seed(seed * 1000 + epoch)  # dropout: the same masks after a resume
             rec = {"epoch": epoch + 1}
             rec.update(train_epoch(model, opt, train_set, device, batch_size,
-                                   seed * 1000 + epoch, f"epoch {epoch + 1}/{epochs}", stream))
+                                   seed * 1000 + epoch, f"epoch {epoch + 1}/{epochs}", stream,
+                                   transform))
             if val_set is not None:
                 rec["val_loss"], rec["val_acc"] = evaluate(model, val_set, device)
                 print(f"  validation: loss {rec['val_loss']:.4f} acc {100 * rec['val_acc']:.2f}%",

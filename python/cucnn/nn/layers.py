@@ -8,6 +8,7 @@ import numpy as np
 from .. import _random
 from .. import functional as F
 from ..ops._spec import int_pair
+from ..tensor import Tensor
 from .module import Module, Parameter
 
 
@@ -205,3 +206,89 @@ class MSELoss(Module):
 
     def forward(self, input, target):
         return F.mse_loss(input, target, self.reduction)
+
+
+class BatchNorm2d(Module):
+    """Batch normalisation of (N, C, H, W) per channel (PyTorch's BatchNorm2d): weight starts at
+    1, bias at 0; buffers ``running_mean`` (0), ``running_var`` (1) and ``num_batches_tracked``
+    (int64) when ``track_running_stats``. ``momentum=None`` makes the running statistics a
+    cumulative average (factor 1/num_batches_tracked)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
+                 track_running_stats: bool = True, device: str = "cpu"):
+        super().__init__()
+        self.num_features = _positive_int(num_features, "num_features", "BatchNorm2d")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < math.inf:
+            raise ValueError(f"BatchNorm2d: eps must be a finite number >= 0, got {eps!r}")
+        if momentum is not None and (isinstance(momentum, bool) or
+                                     not isinstance(momentum, (int, float)) or
+                                     not 0.0 <= momentum <= 1.0):
+            raise ValueError(f"BatchNorm2d: momentum must be a number in [0, 1] or None, got "
+                             f"{momentum!r}")
+        self.eps, self.momentum = float(eps), momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        C = self.num_features
+        if self.affine:
+            self.weight = Parameter(np.ones(C, dtype=np.float32), device=device)
+            self.bias = Parameter(np.zeros(C, dtype=np.float32), device=device)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if self.track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(C, dtype=np.float32), device))
+            self.register_buffer("running_var", Tensor(np.ones(C, dtype=np.float32), device))
+            self.register_buffer("num_batches_tracked",
+                                 Tensor(np.array(0, dtype=np.int64), device))
+        else:
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                self.register_buffer(name, None)
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean.data[...] = 0
+            self.running_var.data[...] = 1
+            self.num_batches_tracked.data[...] = 0
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"expected 4D input (got {x.ndim}D input)")
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data += 1
+            if self.momentum is None:  # cumulative moving average
+                factor = 1.0 / float(self.num_batches_tracked.item())
+        use_batch = self.training or self.running_mean is None
+        track = not self.training or self.track_running_stats
+        return F.batch_norm(x, self.running_mean if track else None,
+                            self.running_var if track else None, self.weight, self.bias,
+                            use_batch, factor, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed ``output_size`` whatever the input size (1: global)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool2d(Module):
+    def __init__(self, output_size, return_indices: bool = False):
+        super().__init__()
+        self.output_size, self.return_indices = output_size, bool(return_indices)
+
+    def forward(self, x):
+        return F.adaptive_max_pool2d(x, self.output_size, self.return_indices)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"

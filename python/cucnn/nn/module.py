@@ -30,6 +30,8 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())  # name -> Tensor or None
+        object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "training", True)
 
     # -- registration
@@ -43,6 +45,11 @@ class Module:
         elif isinstance(value, Module):
             params.pop(name, None)
             modules[name] = value
+        elif name in self.__dict__.get("_buffers", ()):
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} "
+                                f"(a Tensor or None expected)")
+            self._buffers[name] = value
         else:
             params.pop(name, None)
             modules.pop(name, None)
@@ -50,7 +57,7 @@ class Module:
 
     def __getattr__(self, name):
         d = self.__dict__
-        for table in ("_parameters", "_modules"):
+        for table in ("_parameters", "_modules", "_buffers"):
             if table in d and name in d[table]:
                 return d[table][name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -61,6 +68,25 @@ class Module:
             raise TypeError(f"register_parameter: {name} must be a Parameter or None, got "
                             f"{type(param).__name__}")
         self._parameters[name] = param
+
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        """Register a Tensor that is state but not a parameter (BatchNorm's running statistics):
+        moved by ``to()``, saved by ``state_dict()`` unless ``persistent=False``, never given to
+        an optimizer. ``tensor`` may be None (an absent buffer)."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"register_buffer: buffer name must be a non-empty string without "
+                           f"'.', got {name!r}")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: cannot assign {type(tensor).__name__} as buffer "
+                            f"{name!r} (a Tensor or None expected)")
+        if name in self._parameters or name in self._modules or \
+                (hasattr(self, name) and name not in self._buffers):
+            raise KeyError(f"register_buffer: attribute {name!r} already exists")
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers.discard(name)
+        else:
+            self._non_persistent_buffers.add(name)
 
     def add_module(self, name: str, module) -> None:
         setattr(self, name, module)
@@ -121,6 +147,28 @@ class Module:
         for _, p in self.named_parameters():
             yield p
 
+    def named_buffers(self, prefix: str = ""):
+        for mod_name, m in self.named_modules(prefix):
+            for name, b in m._buffers.items():
+                if b is not None:
+                    yield (f"{mod_name}.{name}" if mod_name else name), b
+
+    def buffers(self):
+        for _, b in self.named_buffers():
+            yield b
+
+    def _named_state(self):
+        """PyTorch's state_dict order: per module (pre-order), its parameters, then its
+        persistent buffers."""
+        for mod_name, m in self.named_modules():
+            pre = f"{mod_name}." if mod_name else ""
+            for name, p in m._parameters.items():
+                if p is not None:
+                    yield pre + name, p
+            for name, b in m._buffers.items():
+                if b is not None and name not in m._non_persistent_buffers:
+                    yield pre + name, b
+
     # -- modes and devices
     def train(self, mode: bool = True) -> "Module":
         for m in self.modules():
@@ -147,6 +195,11 @@ class Module:
                 p.device = device
                 if p.grad is not None:
                     p.grad = Tensor._wrap(_as_array(p.grad.data, device), device)
+        for b in self.buffers():  # buffers too (running statistics), keeping their dtype
+            if b.device != device:
+                b.data = _as_array(b.data, device, b.data.dtype).copy() if device != "cuda" \
+                    else _as_array(b.data, device, b.data.dtype)
+                b.device = device
         return self
 
     def cuda(self, device=None) -> "Module":
@@ -178,13 +231,14 @@ class Module:
 
     # -- state
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":
-        """Parameter name -> a host copy of its values (NumPy float32)."""
-        return OrderedDict((n, _backend.to_numpy(p.data).copy()) for n, p in self.named_parameters())
+        """Parameter and persistent buffer name -> a host copy of its values (NumPy; float32, and
+        int64 for ``num_batches_tracked``), in PyTorch's order and with its names."""
+        return OrderedDict((n, _backend.to_numpy(p.data).copy()) for n, p in self._named_state())
 
     def load_state_dict(self, state_dict, strict: bool = True) -> IncompatibleKeys:
         """Copy values into the parameters, by name. With ``strict``, missing or unexpected keys
         are an error that lists them all; a shape mismatch is always an error."""
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict(self._named_state())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         errors = []
