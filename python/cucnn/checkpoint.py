@@ -111,7 +111,7 @@ def _scalar(path, files, key, kind: str, what: str):
 
 def _numeric(path, key, v, kinds="biuf"):
     if v.dtype.kind not in kinds:
-        want = "floating-point numbers" if kinds == "f" else "numbers"
+        want = "numbers"
         raise _bad(path, f"member {key!r} must hold {want}, got dtype {v.dtype}")
     return v
 
@@ -138,7 +138,7 @@ def load(path) -> dict:
                        f"{type(meta).__name__}")
     for k, v in files.items():
         if k.startswith("model/"):
-            _numeric(path, k, v, "f")
+            _numeric(path, k, v, "iuf")  # parameters and buffers (num_batches_tracked)
         elif k.startswith("optim/"):
             parts = k.split("/")
             if len(parts) != 4 or parts[1] not in ("state", "group") or not parts[2].isdigit():
