@@ -162,7 +162,14 @@ def _topological(root: Node) -> list:
 def _backward(root: "Tensor", gradient) -> None:
     pending = {id(root.grad_fn): [None] * root.grad_fn.n_outputs}
     pending[id(root.grad_fn)][root._out_index] = gradient
-    for node in reversed(_topological(root.grad_fn)):
+    order = _topological(root.grad_fn)
+    # post-accumulate-grad hooks run once, after a leaf's last incoming edge was accumulated
+    hooked = {}
+    for node in order:
+        for a in node.inputs:
+            if isinstance(a, Tensor) and a.grad_fn is None and getattr(a, "_post_acc_hooks", None):
+                hooked[id(a)] = hooked.get(id(a), 0) + 1
+    for node in reversed(order):
         grads = pending.pop(id(node), None)
         if grads is None:
             continue
@@ -176,6 +183,7 @@ def _backward(root: "Tensor", gradient) -> None:
             raise RuntimeError(f"{node.name} returned {len(result)} gradients for "
                                f"{len(node.inputs)} inputs")
         for a, g in zip(node.inputs, result):
+            last = id(a) in hooked and _edge_done(hooked, a)
             if not (isinstance(a, Tensor) and a.requires_grad) or g is None:
                 continue
             if tuple(g.shape) != a.shape:
@@ -186,10 +194,35 @@ def _backward(root: "Tensor", gradient) -> None:
                     a.grad = Tensor._wrap(g.copy(), a.device)
                 else:
                     a.grad.data = a.grad.data + g
+                if last:
+                    _run_post_acc_hooks(a)
             else:
                 slot = pending.setdefault(id(a.grad_fn), [None] * a.grad_fn.n_outputs)
                 i = a._out_index
                 slot[i] = g if slot[i] is None else slot[i] + g
+
+
+def _edge_done(hooked: dict, leaf) -> bool:
+    hooked[id(leaf)] -= 1
+    return hooked[id(leaf)] == 0
+
+
+def _run_post_acc_hooks(leaf) -> None:
+    for hook in list(leaf._post_acc_hooks.values()):
+        hook(leaf)
+
+
+class _RemovableHandle:
+    """What ``register_post_accumulate_grad_hook`` returns: ``.remove()`` unregisters."""
+
+    _next_id = 0
+
+    def __init__(self, table: dict):
+        self._table, self.id = table, _RemovableHandle._next_id
+        _RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        self._table.pop(self.id, None)
 
 
 # ---- Tensor --------------------------------------------------------------------------------------
@@ -232,7 +265,7 @@ def tensor(data, device: str = "cpu", requires_grad: bool = False, dtype=None) -
 
 class Tensor:
     __slots__ = ("data", "device", "requires_grad", "grad", "grad_fn", "_out_index",
-                 "__weakref__")
+                 "_post_acc_hooks", "__weakref__")
     __array_priority__ = 1000  # numpy scalars on the left defer to our operators
 
     def __init__(self, data, device: str = "cpu", requires_grad: bool = False):
@@ -306,8 +339,25 @@ class Tensor:
         if self.grad_fn is None:  # a leaf
             self.grad = Tensor._wrap(g.copy(), self.device) if self.grad is None else \
                 Tensor._wrap(self.grad.data + g, self.device)
+            if getattr(self, "_post_acc_hooks", None):
+                _run_post_acc_hooks(self)
             return
         _backward(self, g)
+
+    def register_post_accumulate_grad_hook(self, hook) -> "_RemovableHandle":
+        """Call ``hook(self)`` during backward right after this leaf's ``.grad`` was accumulated
+        (PyTorch's contract: once per backward, after all of its incoming gradients)."""
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf "
+                               "tensors")
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+        table = getattr(self, "_post_acc_hooks", None)
+        if table is None:
+            table = self._post_acc_hooks = {}
+        handle = _RemovableHandle(table)
+        table[handle.id] = hook
+        return handle
 
     def detach(self) -> "Tensor":
         return Tensor._wrap(self.data, self.device)
