@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import cucnn
-from cucnn import data, models, optim
+from cucnn import checkpoint, data, models, optim
 from cucnn import functional as F
 from cucnn import distributed as dist
 from cucnn.tensor import Tensor
@@ -459,7 +459,7 @@ def test_failed_rank_does_not_hang_the_others(tmp_path, monkeypatch, mode):
     log = tmp_path / "fail.log"
     monkeypatch.setenv("CUCNN_TEST_FAIL_LOG", str(log))
     timeout = 3.0
-    monkeypatch.setenv("CUCNN_TEST_HANG_S", str(timeout + 4))
+    monkeypatch.setenv("CUCNN_TEST_HANG_S", str(timeout + 1.5))
     results = run_ranks(tmp_path, worker_fail, mode, timeout=timeout, join_s=60)
     (code0, _, err0, _), (code1, _, err1, _) = results
     if mode == "raise":
@@ -472,3 +472,82 @@ def test_failed_rank_does_not_hang_the_others(tmp_path, monkeypatch, mode):
     if mode == "hang":
         assert waited >= timeout * 0.9, f"rank 0 failed after {waited:.1f} s, before the timeout"
         assert "imeout" in err0 or "imed out" in err0, err0
+
+
+# ---- the post-accumulate-grad hook DDP is built on -----------------------------------------------
+
+
+def test_post_accumulate_grad_hook_runs_once_after_the_last_edge():
+    w = cucnn.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    handle = w.register_post_accumulate_grad_hook(lambda p: seen.append(p.grad.numpy().copy()))
+    ((w * 3.0).sum() + (w * w).sum()).backward()  # w reaches the loss along three edges
+    assert len(seen) == 1
+    np.testing.assert_array_equal(seen[0], [5.0, 7.0])  # after all of them: 3 + 2w
+    handle.remove()
+    (w * 2.0).sum().backward()
+    assert len(seen) == 1 and w.grad.numpy().tolist() == [7.0, 9.0]
+    with pytest.raises(RuntimeError, match="non-leaf"):
+        (w * 2.0).register_post_accumulate_grad_hook(print)
+    with pytest.raises(TypeError, match="callable"):
+        w.register_post_accumulate_grad_hook(3)
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+
+def _cli(args, tmp_path, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
+        env.pop(k, None)
+    return subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+
+def test_train_nproc_ctrl_c_and_resume_under_torchrun(tmp_path):
+    out = tmp_path / "run"
+    common = ["--model", "xo", "--dataset", "xo", "--batch-size", "16", "--device", "cpu",
+              "--out", str(out), "--no-plots"]
+    # `cucnn train --nproc 2`, interrupted by Ctrl-C (SIGINT to the launcher, as a terminal does)
+    proc = _cli([sys.executable, "-m", "cucnn.cli", "train", "--nproc", "2", "--epochs", "500",
+                 *common], tmp_path)
+    deadline = time.time() + 60
+    while not (out / "metrics.json").is_file() and time.time() < deadline \
+            and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[0]
+    os.kill(proc.pid, signal.SIGINT)
+    log = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, log
+    assert "2 processes x batch 8" in log and log.count("training xo") == 1  # rank 0 reports
+    assert "interrupted during epoch" in log and log.count("interrupted during epoch") == 1
+    ck = checkpoint.load(out / "checkpoint.npz")
+    assert ck["meta"]["interrupted"] is True and ck["epoch"] >= 1
+    assert not list(out.glob("*.tmp*"))
+    done = ck["epoch"]
+    # resume it with torchrun directly (the multi-node form; one node here)
+    proc = _cli([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+                 "--nproc-per-node", "2", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+                 "localhost:0", "-m", "cucnn.cli", "train", "--epochs", str(done + 2), "--resume",
+                 *common], tmp_path)
+    log = proc.communicate(timeout=90)[0]
+    assert proc.returncode == 0, log
+    assert f"resuming xo from {out / 'checkpoint.npz'} after epoch {done}" in log
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == list(range(1, done + 3))
+    assert metrics["processes"] == 2 and 0 <= metrics["test_acc"] <= 1
+    ck = checkpoint.load(out / "checkpoint.npz")
+    assert ck["epoch"] == done + 2 and "interrupted" not in ck["meta"]
+
+
+def test_train_batch_must_split_across_processes(monkeypatch, tmp_path):
+    from cucnn import train
+    for k, v in {"RANK": "0", "WORLD_SIZE": "3", "MASTER_ADDR": "localhost",
+                 "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match="multiple of the number of processes, 3"):
+        train.run("xo", "xo", batch_size=16, device="cpu", out=tmp_path)
+    from cucnn import cli
+    assert cli._strip_nproc(["train", "--nproc", "2", "--lr", "1", "--nproc=4"]) == \
+        ["train", "--lr", "1"]
+    assert cli.main(["train", "--nproc", "0"]) == 2
