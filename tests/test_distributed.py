@@ -222,6 +222,60 @@ def worker_unused(rank, world):
     return out
 
 
+class _WithBuffer(cucnn.nn.Module):
+    """A module with a running statistic, as BatchNorm keeps (feature-detected by DDP through
+    ``named_buffers``)."""
+
+    def __init__(self, rank):
+        super().__init__()
+        cucnn.manual_seed(rank)
+        self.lin = cucnn.nn.Linear(3, 2)
+        self.running = cucnn.tensor(np.full(4, 10.0 + rank))
+
+    def named_buffers(self):
+        yield "running", self.running
+
+    def forward(self, x):
+        if self.training:  # a statistic each rank updates from its own batch
+            self.running.data += x.numpy().mean()
+        return self.lin(x)
+
+
+def worker_buffers(rank, world):
+    model = _WithBuffer(rank)
+    out = {"at_construction": model.running.numpy().copy()}
+    ddp = dist.DistributedDataParallel(model)
+    out["after_wrap"] = model.running.numpy().copy()
+    out["weight"] = model.lin.weight.numpy().copy()
+    x = Tensor._wrap(np.full((2, 3), float(rank + 1), np.float32), "cpu")
+    ddp(x).sum().backward()
+    out["after_step1"] = model.running.numpy().copy()  # rank 0's + this rank's batch mean
+    ddp(x).sum().backward()
+    out["after_step2"] = model.running.numpy().copy()  # rank 0's again, + this rank's
+    return out
+
+
+def worker_all(rank, world):
+    """Every 2-rank check that needs no special set-up, in one pair of processes (starting a
+    rank costs about a second of CPU for importing torch; our CI machines have 2 cores)."""
+    out = {}
+    for name, fn, args in (("coll", worker_collectives, ()), ("sgd", worker_ddp, ("sgd", 0.05)),
+                           ("adam", worker_ddp, ("adam", 0.05)), ("nosync", worker_no_sync, ()),
+                           ("unused", worker_unused, ()), ("buffers", worker_buffers, ())):
+        out.update({f"{name}__{k}": v for k, v in fn(rank, world, *args).items()})
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    results = run_ranks(tmp_path_factory.mktemp("ranks"), worker_all)
+    _assert_ok(results)
+    def part(name):
+        return [{k.split("__", 1)[1]: v for k, v in out.items() if k.startswith(name + "__")}
+                for _, out, _, _ in results]
+    return part
+
+
 def worker_fail(rank, world, mode):
     t = cucnn.tensor([1.0, 2.0])
     dist.all_reduce(t)  # one collective that works
@@ -346,10 +400,8 @@ def test_sampler_and_loader_errors():
 # ---- tests on 2 processes ------------------------------------------------------------------------
 
 
-def test_collectives(tmp_path):
-    results = run_ranks(tmp_path, worker_collectives)
-    _assert_ok(results)
-    for r, (_, out, _, _) in enumerate(results):
+def test_collectives(two_ranks):
+    for r, out in enumerate(two_ranks("coll")):
         np.testing.assert_array_equal(out["sum"], 2 * np.arange(5) + 10)
         np.testing.assert_array_equal(out["avg"], [1.5, 1.5])
         np.testing.assert_array_equal(out["max"], [1.0, 0.0])
@@ -377,11 +429,9 @@ def _reference(opt_name):
 
 
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
-def test_ddp_matches_one_process(tmp_path, opt_name):
-    # a small bucket cap splits LeNet-5's 241 kB of gradients into several buckets
-    results = run_ranks(tmp_path, worker_ddp, opt_name, 0.05)
-    _assert_ok(results)
-    (_, r0, _, _), (_, r1, _, _) = results
+def test_ddp_matches_one_process(two_ranks, opt_name):
+    # a small bucket cap (0.05 MB) splits LeNet-5's 241 kB of gradients into several buckets
+    r0, r1 = two_ranks(opt_name)
     n_params = len(list(models.LeNet5().parameters()))
     assert int(r0["n_buckets"]) > 2 and int(r0["bytes"]) == 61706 * 4
     for step in range(STEPS):
@@ -413,10 +463,8 @@ def test_ddp_matches_one_process(tmp_path, opt_name):
     print(f"{opt_name}: worst relative difference to one process x 64: {worst}")
 
 
-def test_no_sync_accumulation(tmp_path):
-    results = run_ranks(tmp_path, worker_no_sync)
-    _assert_ok(results)
-    (_, r0, _, _), (_, r1, _, _) = results
+def test_no_sync_accumulation(two_ranks):
+    r0, r1 = two_ranks("nosync")
     x, y = _batch()
     model = _lenet()
     F.cross_entropy(model(Tensor._wrap(x, "cpu")), Tensor._wrap(y, "cpu")).backward()
@@ -434,10 +482,8 @@ def test_no_sync_accumulation(tmp_path):
         np.testing.assert_array_equal(r0[f"local_{i}"], p.grad.numpy())
 
 
-def test_unused_parameters(tmp_path):
-    results = run_ranks(tmp_path, worker_unused)
-    _assert_ok(results)
-    (_, r0, _, _), (_, r1, _, _) = results
+def test_unused_parameters(two_ranks):
+    r0, r1 = two_ranks("unused")
     for r in (r0, r1):
         assert "expected to have finished reduction" in str(r["error"])
         assert "b.weight" in str(r["error"]) and "find_unused_parameters=True" in str(r["error"])
@@ -551,3 +597,16 @@ def test_train_batch_must_split_across_processes(monkeypatch, tmp_path):
     assert cli._strip_nproc(["train", "--nproc", "2", "--lr", "1", "--nproc=4"]) == \
         ["train", "--lr", "1"]
     assert cli.main(["train", "--nproc", "0"]) == 2
+
+
+def test_buffers_and_parameters_broadcast_from_rank_0(two_ranks):
+    r0, r1 = two_ranks("buffers")
+    np.testing.assert_array_equal(r1["at_construction"], np.full(4, 11.0))
+    for r in (r0, r1):
+        np.testing.assert_array_equal(r["after_wrap"], np.full(4, 10.0))
+    np.testing.assert_array_equal(r0["weight"], r1["weight"])  # rank 1's own init replaced
+    # each forward starts from rank 0's buffer (10, then 11), then adds its own batch mean
+    np.testing.assert_array_equal(r0["after_step1"], np.full(4, 11.0))
+    np.testing.assert_array_equal(r1["after_step1"], np.full(4, 12.0))
+    np.testing.assert_array_equal(r0["after_step2"], np.full(4, 12.0))
+    np.testing.assert_array_equal(r1["after_step2"], np.full(4, 13.0))
