@@ -133,7 +133,14 @@ def worker_ddp(rank, world, opt_name, bucket_cap_mb):
     x, y = _batch()
     # every rank starts from different weights: DDP must broadcast rank 0's
     model = _lenet(seed=rank)
+    # a probe on every parameter that runs before DDP's own hook: how many buckets are already
+    # on the wire when a gradient is ready; at the last gradient of a step, all but one should be
+    launched, holder = [], []
+    for p in model.parameters():
+        p.register_post_accumulate_grad_hook(
+            lambda p: launched.append(sum(b.work is not None for b in holder[0].buckets)))
     ddp = dist.DistributedDataParallel(model, bucket_cap_mb=bucket_cap_mb)
+    holder.append(ddp)
     opt = _make_opt(opt_name, ddp.parameters())
     out = {"n_buckets": np.asarray(len(ddp.buckets)), "bytes": np.asarray(ddp.bytes_per_step)}
     share = slice(rank * 32, (rank + 1) * 32)
@@ -148,6 +155,10 @@ def worker_ddp(rank, world, opt_name, bucket_cap_mb):
         opt.step()
         for i, p in enumerate(_params(model)):
             out[f"step{step}_{i}"] = p
+    per_step = len(list(model.parameters()))
+    out["launched_early"] = np.asarray([max(launched[i:i + per_step])
+                                        for i in range(0, len(launched), per_step)])
+    out["n_buckets_after"] = np.asarray(len(ddp.buckets))
     return out
 
 
@@ -434,6 +445,10 @@ def test_ddp_matches_one_process(two_ranks, opt_name):
     r0, r1 = two_ranks(opt_name)
     n_params = len(list(models.LeNet5().parameters()))
     assert int(r0["n_buckets"]) > 2 and int(r0["bytes"]) == 61706 * 4
+    # from the second step on (buckets rebuilt in the order gradients came), every bucket but
+    # the last was on the wire before the backward produced its last gradient
+    n = int(r0["n_buckets_after"])
+    assert n > 2 and list(r0["launched_early"][1:]) == [n - 1] * (STEPS - 1)
     for step in range(STEPS):
         for i in range(n_params):
             key = f"step{step}_{i}"

@@ -20,9 +20,10 @@ each parameter has a post-accumulate-grad hook (``Tensor.register_post_accumulat
 that copies its gradient, divided by the world size, into its bucket's flat buffer; when a bucket
 is complete its all_reduce is launched asynchronously (``async_op=True``: gloo runs it on its own
 thread while NumPy, which releases the GIL, keeps computing the rest of the backward). Buckets
-hold the parameters in reverse registration order (roughly the order backward produces their
-gradients), up to ``bucket_cap_mb`` each, and are launched strictly in bucket order so every rank
-issues the same collectives in the same order.
+hold up to ``bucket_cap_mb`` each, at first in reverse registration order, and after the first
+backward in the order the gradients actually became ready (rank 0's order, broadcast), as
+PyTorch rebuilds them; they are launched strictly in bucket order so every rank issues the same
+collectives in the same order.
 
 The end of backward: the hook that completes the last bucket also waits for every bucket's work
 and hands the averaged gradients back to ``.grad`` (views of the bucket buffer, which is fresh each
@@ -308,10 +309,25 @@ class DistributedDataParallel:
         for p in params:
             broadcast(p, 0)
         self._sync_buffers()
-        # buckets in reverse registration order, the order backward tends to produce gradients
-        cap = int(bucket_cap_mb * 1024 * 1024)
+        # first buckets in reverse registration order (the order backward tends to produce
+        # gradients); after the first backward, rebuilt in the order gradients really came
+        self._params = params
+        self._build_buckets(list(reversed(params)))
+        self._ready_order = []  # indices into _params, in the order of the first backward
+        self._rebuilt = False
+        self._index = {id(p): i for i, p in enumerate(params)}
+        self._handles = [p.register_post_accumulate_grad_hook(self._on_grad) for p in params]
+        self._armed = False  # a forward prepared a reduction that backward has not finished
+        self._ready = set()  # ids of the parameters whose gradient is in its bucket
+        self._unused = set()  # ids of those the last forward did not reach
+        self._next_launch = 0
+        self.comm_seconds = 0.0  # time this rank's thread spent waiting for all_reduces
+        self.bytes_per_step = sum(b.nbytes for b in self.buckets)
+
+    def _build_buckets(self, ordered: list) -> None:
+        cap = int(self.bucket_cap_mb * 1024 * 1024)
         self.buckets, current, size = [], [], 0
-        for p in reversed(params):
+        for p in ordered:
             nbytes = p.numel() * p.dtype.itemsize
             if current and (size + nbytes > cap or p.dtype != current[0].dtype):
                 self.buckets.append(_Bucket(current, self.device))
@@ -324,13 +340,20 @@ class DistributedDataParallel:
         for b, bucket in enumerate(self.buckets):
             for i, p in enumerate(bucket.params):
                 self._where[id(p)] = (b, i)
-        self._handles = [p.register_post_accumulate_grad_hook(self._on_grad) for p in params]
-        self._armed = False  # a forward prepared a reduction that backward has not finished
-        self._ready = set()  # ids of the parameters whose gradient is in its bucket
-        self._unused = set()  # ids of those the last forward did not reach
-        self._next_launch = 0
-        self.comm_seconds = 0.0  # time this rank's thread spent waiting for all_reduces
-        self.bytes_per_step = sum(b.nbytes for b in self.buckets)
+
+    def _rebuild_buckets(self) -> None:
+        """PyTorch's bucket rebuild after the first iteration: buckets follow the order in which
+        gradients became ready, so the first bucket fills (and goes on the wire) early. Our
+        engine, for one, reaches the Linear weights (behind their transposes) last. Rank 0's
+        order is broadcast, so every rank builds the same buckets."""
+        self._rebuilt = True
+        order = self._ready_order
+        if len(order) != len(self._params):
+            return
+        arr = Tensor._wrap(_backend.xp_of(self.device).asarray(order, dtype=np.int64),
+                           self.device)
+        order = [int(i) for i in _backend.to_numpy(broadcast(arr, 0).data)]
+        self._build_buckets([self._params[i] for i in order])
 
     # -- attribute pass-through, so the wrapper stands in for the model
     def __getattr__(self, name):
@@ -363,7 +386,7 @@ class DistributedDataParallel:
 
     # -- forward
     def forward(self, *args, **kwargs):
-        if self._armed:
+        if self._armed and self._ready:  # a backward started reducing and did not finish
             unready = [n for n, p in self.module.named_parameters()
                        if id(p) in self._where and id(p) not in self._ready]
             self._armed = False
@@ -427,6 +450,8 @@ class DistributedDataParallel:
             raise RuntimeError("DistributedDataParallel: a parameter's gradient was marked "
                                "ready twice in one backward")
         self._ready.add(id(p))
+        if not self._rebuilt:
+            self._ready_order.append(self._index[id(p)])
         bucket = self.buckets[b]
         off, n = bucket.offsets[i], p.numel()
         dst = bucket.buffer[off:off + n]
@@ -481,6 +506,8 @@ class DistributedDataParallel:
                     p.grad.data = view
             bucket.work = None
         self._armed = False
+        if not self._rebuilt:
+            self._rebuild_buckets()
 
     @contextlib.contextmanager
     def no_sync(self):
