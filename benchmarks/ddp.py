@@ -169,6 +169,7 @@ def main(argv=None) -> int:
         print(f"benchmarks/ddp.py needs PyTorch: {dist.INSTALL_HINT}", file=sys.stderr)
         return 1
     env = _common.environment("cpu")
+    env["load_average_at_start"] = "%.1f %.1f %.1f" % os.getloadavg()  # a shared machine?
     rows = []
     for name in args.models:
         # the small cap: a quarter of the model's gradient bytes, so about four buckets
@@ -182,6 +183,7 @@ def main(argv=None) -> int:
                   f"comm {row['exposed_comm_ms']:.2f} ms  alone "
                   f"{row.get('all_reduce_alone_ms', 0):.2f} ms  {row.get('bytes_per_step', 0):,} B",
                   flush=True)
+    env["load_average_at_end"] = "%.1f %.1f %.1f" % os.getloadavg()
     md = markdown(env, rows, args)
     print(md)
     if args.out:
