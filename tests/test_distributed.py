@@ -119,7 +119,8 @@ def worker_collectives(rank, world):
     out["rank"], out["world"] = np.asarray(dist.get_rank()), np.asarray(dist.get_world_size())
     for bad in (lambda: dist.all_reduce(cucnn.tensor([1.0]), op="mean"),
                 lambda: dist.broadcast(cucnn.tensor([1.0]), src=world),
-                lambda: dist.all_reduce(np.ones(2))):
+                lambda: dist.all_reduce(np.ones(2)),
+                lambda: dist.all_reduce(cucnn.tensor([1, 2]), op="avg")):
         try:
             bad()
         except (ValueError, TypeError) as e:
@@ -420,7 +421,7 @@ def test_collectives(two_ranks):
         assert (int(out["rank"]), int(out["world"])) == (r, 2)
         errors = " | ".join(out["errors"])
         assert "op must be one of" in errors and "src must be a rank in [0, 1]" in errors \
-            and "must be a cucnn.Tensor" in errors
+            and "must be a cucnn.Tensor" in errors and "needs a floating tensor" in errors
 
 
 def _reference(opt_name):

@@ -218,11 +218,13 @@ def all_reduce(tensor: Tensor, op: str = "sum") -> Tensor:
     _, tdist = _torch()
     arr = _array_of(tensor, "all_reduce")
     rop = _reduce_op(op, "all_reduce")
+    if op == "avg" and arr.dtype.kind != "f":
+        raise TypeError(f"all_reduce: op 'avg' needs a floating tensor, got {arr.dtype}")
     _stream_sync(tensor.device)
     tdist.all_reduce(_as_torch(arr), op=rop)
     _after_collective(tensor.device)
     if op == "avg":
-        arr /= arr.dtype.type(get_world_size()) if arr.dtype.kind == "f" else get_world_size()
+        arr /= arr.dtype.type(get_world_size())
     return tensor
 
 

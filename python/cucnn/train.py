@@ -164,7 +164,7 @@ def _evaluate_split(model, dataset, device: str, rank: int, world: int) -> tuple
 
 class _StopFlag:
     """Ctrl-C (SIGINT) or SIGTERM on any rank stops every rank after the same step: the handler
-    only sets a flag, and each step all-reduces it (a max over ranks), so no rank is left in a
+    only sets a flag, and each step all-reduces it (a sum over ranks), so no rank is left in a
     collective the others never join and no rank stops in the middle of an optimizer step."""
 
     def __init__(self, device: str):
@@ -272,7 +272,8 @@ def _run(model_name, dataset, epochs, batch_size, optimizer, lr, device, seed, o
     epoch = start
     try:
         for epoch in range(start, epochs):
-            _random.manual_seed(seed * 1000 + epoch)  # dropout: the same masks after a resume
+            # dropout: the same masks after a resume; each rank its own (rank 0's as one process)
+            _random.manual_seed(seed * 1000 + epoch + 1_000_003 * rank)
             rec = {"epoch": epoch + 1}
             if sampler is not None:
                 sampler.set_epoch(epoch)
