@@ -626,3 +626,12 @@ def test_buffers_and_parameters_broadcast_from_rank_0(two_ranks):
     np.testing.assert_array_equal(r1["after_step1"], np.full(4, 12.0))
     np.testing.assert_array_equal(r0["after_step2"], np.full(4, 12.0))
     np.testing.assert_array_equal(r1["after_step2"], np.full(4, 13.0))
+
+
+def test_nproc_without_torch_names_the_extra(monkeypatch, capsys):
+    from cucnn import cli
+    for k in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setitem(sys.modules, "torch.distributed.run", None)
+    assert cli.main(["train", "--nproc", "2"]) == 1
+    assert 'pip install "cucnn[dist]"' in capsys.readouterr().err
