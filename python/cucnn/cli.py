@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random crops and flips of the training batches (default: on for the "
                    "models that ask for it, e.g. resnet20)")
+    t.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="data-parallel training on N local processes launched by torchrun's "
+                   "machinery (needs cucnn[dist]); --batch-size is the global batch. For several "
+                   "nodes run `torchrun ... -m cucnn.cli train ...` on each")
 
     s = sub.add_parser("summary", help="print a model's layers, output shapes and parameters")
     s.add_argument("--model", default="lenet5", choices=list(MODELS))
@@ -58,10 +62,58 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _strip_nproc(argv: list) -> list:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _launch(nproc: int, argv: list) -> int:
+    """``cucnn train --nproc N``: N local workers running ``python -m cucnn.cli train ...`` under
+    torchrun's elastic agent (standalone rendezvous on a free port), exactly as
+    ``torchrun --standalone --nproc-per-node N -m cucnn.cli train ...`` would."""
+    try:
+        from torch.distributed.elastic.multiprocessing import SignalException
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.run import parse_args, run
+    except ImportError:
+        print('cucnn train: error: --nproc needs PyTorch: pip install "cucnn[dist]"',
+              file=sys.stderr)
+        return 1
+    try:
+        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "cucnn.cli",
+                        *_strip_nproc(argv)]))
+    except SignalException as e:  # Ctrl-C: the agent passed it on, the workers saved and left
+        print(f"cucnn train: stopped by signal {e.sigval.name}", file=sys.stderr)
+        return 130
+    except ChildFailedError as e:
+        codes = {f.exitcode for f in e.failures.values()}
+        if codes == {130}:
+            return 130
+        print(f"cucnn train: a worker failed (exit codes {sorted(codes)}); its error is above",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     """Run the command; a failure is one line on stderr (``cucnn <command>: error: ...``, naming
     the file or argument) and a non-zero exit code, never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    if args.command == "train" and args.nproc is not None:
+        if args.nproc < 1:
+            print(f"cucnn train: error: --nproc must be at least 1, got {args.nproc}",
+                  file=sys.stderr)
+            return 2
+        if "RANK" not in os.environ:  # under torchrun already: this process is a worker
+            return _launch(args.nproc, argv)
     try:
         rc = _run(args)
         sys.stdout.flush()  # a closed pipe must fail here, not in the interpreter's exit

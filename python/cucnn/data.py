@@ -208,25 +208,31 @@ class DataLoader:
     ``cucnn.transforms.RandomCrop``) maps each batch of images, after the data set's own."""
 
     def __init__(self, dataset, batch_size: int = 1, shuffle: bool = False, seed: int = 0,
-                 drop_last: bool = False, transform=None):
+                 drop_last: bool = False, transform=None, sampler=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size <= 0:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset, self.batch_size = dataset, int(batch_size)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         if transform is not None and not callable(transform):
             raise TypeError(f"DataLoader: transform must be callable, got "
                             f"{type(transform).__name__}")
         self.transform = transform
+        self.sampler = sampler  # an iterable of indices (e.g. DistributedSampler) with a len
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
         n = len(self.dataset)
-        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        else:
+            order = self._rng.permutation(n) if self.shuffle else np.arange(n)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             if hasattr(self.dataset, "batch"):
@@ -323,6 +329,60 @@ def random_split(dataset, lengths, generator=None) -> list:
     order = rng.permutation(n)
     cuts = np.cumsum([0] + [int(x) for x in lengths])
     return [Subset(dataset, order[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+class DistributedSampler:
+    """The indices of one rank's share of ``dataset`` (PyTorch's DistributedSampler): with
+    ``shuffle``, a permutation drawn from ``seed + epoch`` (call ``set_epoch`` each epoch; every
+    rank draws the same one), then padded by repeating its first indices so that it divides evenly
+    (or, with ``drop_last``, cut to a multiple of ``num_replicas``), and rank ``r`` takes every
+    ``num_replicas``-th index from ``r``. Every rank gets ``len(self)`` indices, so every rank runs
+    the same number of batches. ``num_replicas`` and ``rank`` default to the process group's.
+    The permutation comes from NumPy's generator, so it differs from PyTorch's for the same seed;
+    the padding and striding are PyTorch's."""
+
+    def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None,
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False):
+        if num_replicas is None or rank is None:
+            from . import distributed  # imports torch: only when asked for the process group
+            num_replicas = distributed.get_world_size() if num_replicas is None else num_replicas
+            rank = distributed.get_rank() if rank is None else rank
+        for name, v in (("num_replicas", num_replicas), ("rank", rank), ("seed", seed)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"DistributedSampler: {name} must be an int, got "
+                                f"{type(v).__name__}")
+        if num_replicas < 1:
+            raise ValueError(f"DistributedSampler: num_replicas must be at least 1, got "
+                             f"{num_replicas}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"DistributedSampler: invalid rank {rank}, rank should be in the "
+                             f"interval [0, {num_replicas - 1}]")
+        self.dataset, self.num_replicas, self.rank = dataset, int(num_replicas), int(rank)
+        self.shuffle, self.seed, self.drop_last = bool(shuffle), int(seed), bool(drop_last)
+        self.epoch = 0
+        n = len(dataset)
+        if self.drop_last and n % self.num_replicas:
+            self.num_samples = n // self.num_replicas  # PyTorch: ceil((n - R) / R)
+        else:
+            self.num_samples = -(-n // self.num_replicas)
+        self.total_size = self.num_samples * self.num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw a different permutation this epoch (the same on every rank)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        n = len(self.dataset)
+        order = np.random.default_rng(self.seed + self.epoch).permutation(n) if self.shuffle \
+            else np.arange(n)
+        if self.drop_last:
+            order = order[:self.total_size]
+        elif self.total_size > n and n:
+            order = np.concatenate([order] * -(-self.total_size // n))[:self.total_size]
+        return iter(order[self.rank:self.total_size:self.num_replicas].tolist())
 
 
 # ---- the course's X and O images ------------------------------------------------------------------

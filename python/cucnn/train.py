@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -102,11 +103,16 @@ class Progress:
 
 
 def train_epoch(model, optimizer, dataset, device: str, batch_size: int, seed: int,
-                prefix: str = "train", stream=None, transform=None) -> dict:
+                prefix: str = "train", stream=None, sampler=None, should_stop=None,
+                transform=None) -> dict:
     """One pass over ``dataset`` in a shuffled order fixed by ``seed``; returns loss, accuracy,
-    seconds and images per second."""
+    seconds and images per second. Data-parallel runs pass this rank's ``sampler`` (then
+    ``batch_size`` is per rank and the figures are summed over ranks) and ``should_stop``, asked
+    after each step, which raises KeyboardInterrupt at the same step on every rank."""
     model.train()
-    loader = data.DataLoader(dataset, batch_size, shuffle=True, seed=seed, transform=transform)
+    loader = data.DataLoader(dataset, batch_size, shuffle=True, seed=seed, transform=transform) \
+        if sampler is None else \
+        data.DataLoader(dataset, batch_size, sampler=sampler, transform=transform)
     bar = Progress(len(loader), prefix, stream)
     seen, loss_sum, correct = 0, 0.0, 0
     t0 = time.perf_counter()
@@ -126,7 +132,13 @@ def train_epoch(model, optimizer, dataset, device: str, batch_size: int, seed: i
         rate = seen / (time.perf_counter() - t0)
         stats = f"loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}% {rate:,.0f} img/s"
         bar.update(i + 1, stats)
+        if should_stop is not None and should_stop():
+            raise KeyboardInterrupt
     seconds = time.perf_counter() - t0
+    if sampler is not None and sampler.num_replicas > 1:  # the whole batch's figures
+        loss_sum, correct, seen = _sum_across_ranks([loss_sum, correct, seen], device)
+        stats = f"loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}% " \
+            f"{seen / seconds:,.0f} img/s (all ranks)"
     result = {"train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
               "seconds": seconds, "images_per_s": seen / seconds if seconds else 0.0}
     bar.close(len(loader), stats)
@@ -151,6 +163,45 @@ def check_input_shape(model_name: str, dataset: str, ds) -> None:
     if got != shape and model_name != "fully_conv":
         raise ValueError(f"model {model_name} takes inputs of shape {shape}, but {dataset} "
                          f"images are {got} (the model expects {shape[1]}x{shape[2]} inputs)")
+
+
+# ---- data parallelism (cucnn.distributed; torchrun or `cucnn train --nproc N`) -------------------
+
+
+def _sum_across_ranks(values, device: str) -> list:
+    from . import distributed
+    xp = _backend.xp_of(device)
+    t = Tensor._wrap(xp.asarray(values, dtype=np.float64), device)
+    return [float(v) for v in _backend.to_numpy(distributed.all_reduce(t).data)]
+
+
+def _evaluate_split(model, dataset, device: str, rank: int, world: int) -> tuple:
+    """``evaluate`` with every rank taking every world-th image, summed over ranks."""
+    if world == 1:
+        return evaluate(model, dataset, device)
+    part = dataset.subset(slice(rank, None, world))
+    loss, acc = evaluate(model, part, device) if len(part) else (0.0, 0.0)
+    loss_sum, correct, n = _sum_across_ranks([loss * len(part), acc * len(part), len(part)],
+                                             device)
+    return (loss_sum / n, correct / n) if n else (math.nan, math.nan)
+
+
+class _StopFlag:
+    """Ctrl-C (SIGINT) or SIGTERM on any rank stops every rank after the same step: the handler
+    only sets a flag, and each step all-reduces it (a sum over ranks), so no rank is left in a
+    collective the others never join and no rank stops in the middle of an optimizer step."""
+
+    def __init__(self, device: str):
+        import signal
+        self.device, self.flag = device, 0.0
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum, frame):
+        self.flag = 1.0
+
+    def __call__(self) -> bool:
+        return _sum_across_ranks([self.flag], self.device)[0] > 0
 
 
 def make_optimizer(name: str, params, lr: float):
@@ -185,6 +236,26 @@ def run(model_name: str = "lenet5", dataset: str = "fashion-mnist", epochs: int 
     stream = stream or sys.stderr
     device = auto_device() if device == "auto" else _backend.check_device(device)
     _backend.keep_host_memory()  # see its docstring: 40% of a cpu step otherwise
+    from . import distributed
+    rank, world = 0, 1
+    if distributed.launched_by_torchrun():  # `torchrun -m cucnn.cli train` or `--nproc N`
+        if batch_size % int(os.environ["WORLD_SIZE"]):
+            raise ValueError(f"--batch-size {batch_size} (the global batch) must be a multiple "
+                             f"of the number of processes, {os.environ['WORLD_SIZE']}")
+        distributed.init_process_group(device=device)
+        rank, world = distributed.get_rank(), distributed.get_world_size()
+        if rank:
+            stream = open(os.devnull, "w")  # rank 0 reports, writes metrics, checkpoints, plots
+    try:
+        return _run(model_name, dataset, epochs, batch_size, optimizer, lr, device, seed, out,
+                    data_root, val_size, limit, resume, plots, stream, rank, world)
+    finally:
+        if world > 1 or distributed.launched_by_torchrun():
+            distributed.destroy_process_group()
+
+
+def _run(model_name, dataset, epochs, batch_size, optimizer, lr, device, seed, out, data_root,
+         val_size, limit, resume, plots, stream, rank=0, world=1) -> dict:
     if model_name not in models.MODELS:
         raise ValueError(f"unknown model {model_name!r}; choose one of {', '.join(models.MODELS)}")
     out = Path(out)
@@ -203,6 +274,8 @@ def run(model_name: str = "lenet5", dataset: str = "fashion-mnist", epochs: int 
                "train_size": len(train_set), "val_size": len(val_set) if val_set else 0,
                "test_size": len(test_set), "epochs": [],
                "augmentation": repr(transform) if transform is not None else None}
+    if world > 1:
+        metrics["processes"] = world  # batch_size is the global batch, split across them
     start = 0
     if resume:
         if not ckpt_path.is_file():
@@ -220,9 +293,18 @@ def run(model_name: str = "lenet5", dataset: str = "fashion-mnist", epochs: int 
         print(f"resuming {model_name} from {ckpt_path} after epoch {start}", file=stream)
     print(f"training {model_name} ({metrics['parameters']:,} parameters) on {dataset} "
           f"({len(train_set):,} train, {metrics['val_size']:,} validation, {len(test_set):,} test) "
-          f"on device {device}", file=stream)
+          f"on device {device}" + (f", {world} processes x batch {batch_size // world}"
+                                   if world > 1 else ""), file=stream)
+    net, sampler, should_stop = model, None, None
+    if world > 1:
+        from . import distributed
+        net = distributed.DistributedDataParallel(model)  # after a resume: rank 0's weights
+        sampler = data.DistributedSampler(train_set, world, rank, shuffle=True, seed=seed)
+        should_stop = _StopFlag(device)
 
     def save(epoch, **extra):
+        if rank:
+            return
         checkpoint.save(ckpt_path, model, opt, arch=model_name, epoch=epoch, dataset=dataset,
                         **extra)
         metrics_path.write_text(json.dumps(metrics, indent=2))
@@ -230,13 +312,17 @@ def run(model_name: str = "lenet5", dataset: str = "fashion-mnist", epochs: int 
     epoch = start
     try:
         for epoch in range(start, epochs):
-            _random.manual_seed(seed * 1000 + epoch)  # dropout: the same masks after a resume
+            # dropout: the same masks after a resume; each rank its own (rank 0's as one process)
+            _random.manual_seed(seed * 1000 + epoch + 1_000_003 * rank)
             rec = {"epoch": epoch + 1}
-            rec.update(train_epoch(model, opt, train_set, device, batch_size,
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            rec.update(train_epoch(net, opt, train_set, device, batch_size // world,
                                    seed * 1000 + epoch, f"epoch {epoch + 1}/{epochs}", stream,
-                                   transform))
+                                   sampler, should_stop, transform))
             if val_set is not None:
-                rec["val_loss"], rec["val_acc"] = evaluate(model, val_set, device)
+                rec["val_loss"], rec["val_acc"] = _evaluate_split(model, val_set, device, rank,
+                                                                  world)
                 print(f"  validation: loss {rec['val_loss']:.4f} acc {100 * rec['val_acc']:.2f}%",
                       file=stream)
             metrics["epochs"].append(rec)
@@ -247,12 +333,13 @@ def run(model_name: str = "lenet5", dataset: str = "fashion-mnist", epochs: int 
               f"{ckpt_path} (epoch {epoch + 1} restarts with --resume)", file=stream)
         metrics["interrupted"] = True
         return metrics
-    metrics["test_loss"], metrics["test_acc"] = evaluate(model, test_set, device)
+    metrics["test_loss"], metrics["test_acc"] = _evaluate_split(model, test_set, device, rank,
+                                                                world)
     metrics["train_seconds"] = sum(e["seconds"] for e in metrics["epochs"])
     print(f"test: loss {metrics['test_loss']:.4f} acc {100 * metrics['test_acc']:.2f}%",
           file=stream)
     save(epochs)
-    if plots:
+    if plots and rank == 0:
         from . import viz
         written = viz.write_all(out, model, metrics, test_set, device)
         if written:
