@@ -43,7 +43,7 @@ import os
 import numpy as np
 
 from . import _backend
-from .tensor import Tensor, _topological, is_grad_enabled
+from .tensor import AccumulateGrad, Tensor, _topological, is_grad_enabled
 
 INSTALL_HINT = 'pip install "cucnn[dist]"'
 _REDUCE_OPS = ("sum", "avg", "product", "min", "max")
@@ -431,10 +431,9 @@ class DistributedDataParallel:
                 if t.grad_fn is None:
                     reached.add(id(t))
                     continue
-                for node in _topological(t.grad_fn):
-                    for a in node.inputs:
-                        if isinstance(a, Tensor) and a.grad_fn is None:
-                            reached.add(id(a))
+                for node in _topological(t.grad_fn):  # the graph's leaves are its sinks
+                    if isinstance(node, AccumulateGrad):
+                        reached.add(id(node.variable))
             for bucket in self.buckets:
                 for p in bucket.params:
                     if id(p) not in reached:

@@ -248,14 +248,14 @@ def run(model_name: str = "lenet5", dataset: str = "fashion-mnist", epochs: int 
             stream = open(os.devnull, "w")  # rank 0 reports, writes metrics, checkpoints, plots
     try:
         return _run(model_name, dataset, epochs, batch_size, optimizer, lr, device, seed, out,
-                    data_root, val_size, limit, resume, plots, stream, rank, world)
+                    data_root, val_size, limit, resume, plots, stream, rank, world, augment)
     finally:
         if world > 1 or distributed.launched_by_torchrun():
             distributed.destroy_process_group()
 
 
 def _run(model_name, dataset, epochs, batch_size, optimizer, lr, device, seed, out, data_root,
-         val_size, limit, resume, plots, stream, rank=0, world=1) -> dict:
+         val_size, limit, resume, plots, stream, rank=0, world=1, augment=None) -> dict:
     if model_name not in models.MODELS:
         raise ValueError(f"unknown model {model_name!r}; choose one of {', '.join(models.MODELS)}")
     out = Path(out)
