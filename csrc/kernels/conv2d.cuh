@@ -173,6 +173,7 @@ struct Strided {
 template <int ROWS>
 struct StridedSlots {
   using Map = Strided<ROWS>;
+  static constexpr int kSlots = Map::kSlots;
   int64_t k0;
   Cursor3 cur0, gap;  // gap: the digits of kGap
   __device__ void init_slots(int64_t k_begin, int MID, int LO) {
@@ -252,13 +253,16 @@ struct FwdLoadB {
     valid = n < s.K;
     row = w + (valid ? n : 0) * crs;
     k = k0 + (t % kThreadsPerRow) * kSlots;
-    vec = kSlots == 4 && crs % 4 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
+    vec = kSlots % 4 == 0 && crs % 4 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
   }
   __device__ void load(const ConvShape&, int64_t kend, float* r) const {
-    if constexpr (kSlots == 4) {
-      if (vec && valid && k + 3 < kend) {  // k is a multiple of 4: aligned
-        const float4 v = *reinterpret_cast<const float4*>(row + k);
-        r[0] = v.x; r[1] = v.y; r[2] = v.z; r[3] = v.w;
+    if constexpr (kSlots % 4 == 0) {
+      if (vec && valid && k + kSlots - 1 < kend) {  // k is a multiple of 4: aligned
+#pragma unroll
+        for (int i = 0; i < kSlots; i += 4) {
+          const float4 v = *reinterpret_cast<const float4*>(row + k + i);
+          r[i] = v.x; r[i + 1] = v.y; r[i + 2] = v.z; r[i + 3] = v.w;
+        }
         return;
       }
     }
@@ -272,9 +276,10 @@ struct FwdLoadB {
   }
 };
 
-// dgrad A: dy gathered; rows are input pixels m = (n, h, w), K is (k, r, s)
-template <int BM>
-struct DgradLoadA : StridedSlots<BM> {
+// dgrad A: dy gathered; rows are input pixels m = (n, h, w), K is (k, r, s). kUnit: both strides
+// are 1, and the loop has no division or modulo at all (the strided variant keeps them).
+template <int BM, bool kUnit>
+struct DgradLoadAT : StridedSlots<BM> {
   using Base = StridedSlots<BM>;
   using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
   const float* base;  // dy at image n
@@ -299,13 +304,15 @@ struct DgradLoadA : StridedSlots<BM> {
       const int ph = hp - c.mid * s.dh, pw = wp - c.lo * s.dw;
       if (!valid || k >= kend || ph < 0 || pw < 0) return;
       int p = ph, q = pw;
-      if (s.sh != 1) {  // only output rows on the stride grid read this pixel
-        if (ph % s.sh) return;
-        p = ph / s.sh;
-      }
-      if (s.sw != 1) {
-        if (pw % s.sw) return;
-        q = pw / s.sw;
+      if constexpr (!kUnit) {  // only output rows on the stride grid read this pixel
+        if (s.sh != 1) {
+          if (ph % s.sh) return;
+          p = ph / s.sh;
+        }
+        if (s.sw != 1) {
+          if (pw % s.sw) return;
+          q = pw / s.sw;
+        }
       }
       if (p < s.P && q < s.Q) r[i] = base[(static_cast<int64_t>(c.hi) * s.P + p) * s.Q + q];
     });
@@ -314,6 +321,10 @@ struct DgradLoadA : StridedSlots<BM> {
     advance_slots(step, s.R, s.S);
   }
 };
+template <int BM>
+using DgradLoadA = DgradLoadAT<BM, false>;
+template <int BM>
+using DgradLoadA1 = DgradLoadAT<BM, true>;
 
 // dgrad B: w as a (K*R*S) x C matrix: B[(k, r, s)][c] = w[k, c, r, s]
 template <int BN>
@@ -342,30 +353,43 @@ struct DgradLoadB : StridedSlots<BN> {
   }
 };
 
-// wgrad A: dy as a K x (N*P*Q) matrix: A[k][(n, p, q)] = dy[n, k, p, q]
+// wgrad A: dy as a K x (N*P*Q) matrix: A[k][(n, p, q)] = dy[n, k, p, q]. "K-major" mapping: thread
+// t reads reduction index t % kConvBK of the filter rows t / kConvBK + 16 i, so each half-warp reads
+// 16 consecutive (p, q) of one filter (64 contiguous bytes, not 16 lone floats P*Q apart), and all
+// slots of a thread share one cursor: their addresses differ by the constant 16*P*Q.
 template <int BM>
-struct WgradLoadA : StridedSlots<BM> {
-  using Base = StridedSlots<BM>;
-  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
-  const float* base;  // dy at filter k of image 0
-  bool valid;
-  // slot cursors: (n, p, q)
+struct WgradLoadA {
+  static constexpr int kRowsPerPass = kConvThreads / kConvBK;  // 16
+  static constexpr int kSlots = BM / kRowsPerPass;
+  const float* base;  // dy at the thread's first filter row, image 0
+  int64_t k, image, row_step;
+  int rows;  // slots whose row is < M
+  Cursor3 cur;  // (n, p, q) of k
   __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
     const int t = static_cast<int>(threadIdx.x);
-    const int64_t m = m0 + Map::row(t);
-    valid = m < M;
-    base = dy + (valid ? m : 0) * static_cast<int64_t>(s.P) * s.Q;
-    init_slots(k0, s.P, s.Q);
+    const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
+    const int64_t row0 = m0 + t / kConvBK;
+    rows = row0 < M ? static_cast<int>((M - row0 + kRowsPerPass - 1) / kRowsPerPass) : 0;
+    base = dy + (row0 < M ? row0 : 0) * pq;
+    k = k0 + t % kConvBK;
+    cur.init(k, s.P, s.Q);
+    image = static_cast<int64_t>(s.K) * pq;
+    row_step = kRowsPerPass * pq;
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    const int64_t image = static_cast<int64_t>(s.K) * s.P * s.Q;
-    for_slots(s.P, s.Q, [&](int i, int64_t k, const Cursor3& c) {
-      r[i] = valid && k < kend ? base[c.hi * image + static_cast<int64_t>(c.mid) * s.Q + c.lo]
-                               : 0.0f;
-    });
+    const bool in = k < kend;
+    const float* p = base + (cur.hi * image + static_cast<int64_t>(cur.mid) * s.Q + cur.lo);
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) r[i] = in && i < rows ? p[i * row_step] : 0.0f;
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    advance_slots(step, s.P, s.Q);
+    k += kConvBK;
+    cur.advance(step, s.P, s.Q);
+  }
+  __device__ void store(float* smem, const float* r) const {
+    const int t = static_cast<int>(threadIdx.x);
+    for (int i = 0; i < kSlots; ++i)
+      smem[(t % kConvBK) * (BM + 4) + t / kConvBK + kRowsPerPass * i] = r[i];
   }
 };
 
@@ -403,24 +427,30 @@ struct WgradLoadB : StridedSlots<BN> {
 };
 
 // --- epilogues ---
+// With split-K (blockIdx.z > 0 exists) each split writes its partial sums to its own slice of a
+// workspace laid out like the output, zstride floats apart; conv2d_split_reduce_kernel then adds
+// the slices in split order and applies the bias and ReLU.
 
 struct FwdStore {  // y[n, k, p, q] = acc + bias[k], optionally ReLU
   float* y;
   const float* bias;
   int relu;
+  int64_t zstride;  // 0 without split-K
   __device__ void operator()(const ConvShape& s, int64_t m, int k, float acc) const {
     const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
     const int64_t n = m / pq;
     if (bias) acc += bias[k];
-    y[(n * s.K + k) * pq + (m - n * pq)] = relu && acc < 0.0f ? 0.0f : acc;
+    y[static_cast<int64_t>(blockIdx.z) * zstride + (n * s.K + k) * pq + (m - n * pq)] =
+        relu && acc < 0.0f ? 0.0f : acc;
   }
 };
 struct DgradStore {  // dx[n, c, h, w]
   float* dx;
+  int64_t zstride;  // 0 without split-K
   __device__ void operator()(const ConvShape& s, int64_t m, int c, float acc) const {
     const int64_t hw = static_cast<int64_t>(s.H) * s.W;
     const int64_t n = m / hw;
-    dx[(n * s.C + c) * hw + (m - n * hw)] = acc;
+    dx[static_cast<int64_t>(blockIdx.z) * zstride + (n * s.C + c) * hw + (m - n * hw)] = acc;
   }
 };
 struct WgradStore {  // workspace[split][k][(c, r, s)]
@@ -431,17 +461,49 @@ struct WgradStore {  // workspace[split][k][(c, r, s)]
   }
 };
 
+// Thread-fragment layout of a T-wide register micro-tile over a 16-thread dimension of the block
+// tile. T a multiple of 4: the fragment is T/4 float4 groups 64 floats apart (group g of thread i
+// at g*64 + 4*i), so each 128-bit shared load of a warp reads 16 consecutive float4 — no bank
+// conflicts — and the output writes of a group are contiguous. T = 1 or 2: contiguous.
+template <int T>
+struct Frag {
+  static __device__ __forceinline__ int at(int i, int j) {
+    if constexpr (T % 4 == 0) return (j / 4) * 64 + i * 4 + j % 4;
+    else return i * T + j;
+  }
+  static __device__ __forceinline__ void load(float (&f)[T], const float* row, int i) {
+    if constexpr (T % 4 == 0) {
+#pragma unroll
+      for (int g = 0; g < T / 4; ++g) {
+        const float4 v = *reinterpret_cast<const float4*>(row + g * 64 + i * 4);
+        f[4 * g] = v.x; f[4 * g + 1] = v.y; f[4 * g + 2] = v.z; f[4 * g + 3] = v.w;
+      }
+    } else if constexpr (T == 2) {
+      const float2 v = *reinterpret_cast<const float2*>(row + i * 2);
+      f[0] = v.x; f[1] = v.y;
+    } else {
+#pragma unroll
+      for (int j = 0; j < T; ++j) f[j] = row[i * T + j];
+    }
+  }
+};
+
 // C[M x N] = A[M x Kdim] * B[Kdim x N] over this block's split of Kdim.
-// Grid (ceil(M/BM), ceil(N/BN), splits); block 256; dynamic shared memory conv_gemm_smem(BM, BN).
+// Grid (ceil(M/BM), ceil(N/BN), splits); block 256 = 16 x 16 threads, thread (tx, ty) a
+// (BM/16) x (BN/16) micro-tile (8 x 8 in the 128 x 128 tile); dynamic shared memory
+// conv_gemm_smem(BM, BN). A and B slices are double-buffered in shared memory (one barrier per
+// BK slice) and the fragments in registers (the loads of step kk+1 are issued before the FMAs of
+// step kk).
 template <int BM, int BN, class LoadA, class LoadB, class Store>
 __global__ void __launch_bounds__(kConvThreads)
     conv_gemm_kernel(ConvShape s, const float* a_src, const float* b_src, Store store, int64_t M,
                      int N, int64_t Kdim, int64_t k_per_split, Cursor3 step) {
   constexpr int TM = BM / 16, TN = BN / 16;
-  constexpr int SA = BM * kConvBK / kConvThreads, SB = BN * kConvBK / kConvThreads;
+  constexpr int SA = LoadA::kSlots, SB = LoadB::kSlots;
+  constexpr int LA = BM + 4, LB = BN + 4;  // padded row lengths (float4 alignment kept)
   SIMT_DYNAMIC_SHARED(float, smem);
-  float* As = smem;                            // [2][kConvBK][BM + 4]
-  float* Bs = smem + 2 * kConvBK * (BM + 4);   // [2][kConvBK][BN + 4]
+  float* As = smem;                  // [2][kConvBK][LA]
+  float* Bs = smem + 2 * kConvBK * LA;  // [2][kConvBK][LB]
 
   const int t = static_cast<int>(threadIdx.x);
   const int tx = t % 16, ty = t / 16;  // tx spans M (contiguous output writes), ty spans N
@@ -456,7 +518,9 @@ __global__ void __launch_bounds__(kConvThreads)
   lb.init(s, b_src, n0, k_begin);
   float ra[SA], rb[SB];
   float acc[TM][TN];
+#pragma unroll
   for (int i = 0; i < TM; ++i)
+#pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
   const int64_t tiles = k_end > k_begin ? (k_end - k_begin + kConvBK - 1) / kConvBK : 0;
@@ -476,54 +540,122 @@ __global__ void __launch_bounds__(kConvThreads)
       la.load(s, k_end, ra);
       lb.load(s, k_end, rb);
     }
-    const float* as = As + cur * kConvBK * (BM + 4);
-    const float* bs = Bs + cur * kConvBK * (BN + 4);
+    const float* as = As + cur * kConvBK * LA;
+    const float* bs = Bs + cur * kConvBK * LB;
+    float fa[2][TM], fb[2][TN];
+    Frag<TM>::load(fa[0], as, tx);
+    Frag<TN>::load(fb[0], bs, ty);
 #pragma unroll
     for (int kk = 0; kk < kConvBK; ++kk) {
-      float a[TM], b[TN];
-#pragma unroll
-      for (int i = 0; i < TM; i += 4) {
-        const float4 v = *reinterpret_cast<const float4*>(as + kk * (BM + 4) + tx * TM + i);
-        a[i] = v.x; a[i + 1] = v.y; a[i + 2] = v.z; a[i + 3] = v.w;
+      if (kk + 1 < kConvBK) {  // the next step's fragments, while this step's FMAs run
+        Frag<TM>::load(fa[(kk + 1) & 1], as + (kk + 1) * LA, tx);
+        Frag<TN>::load(fb[(kk + 1) & 1], bs + (kk + 1) * LB, ty);
       }
-#pragma unroll
-      for (int j = 0; j < TN; ++j) b[j] = bs[kk * (BN + 4) + ty * TN + j];
 #pragma unroll
       for (int i = 0; i < TM; ++i)
 #pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(fa[kk & 1][i], fb[kk & 1][j], acc[i][j]);
     }
     if (more) {  // the other buffer was last read one slice ago, before the previous barrier
-      la.store(As + (cur ^ 1) * kConvBK * (BM + 4), ra);
-      lb.store(Bs + (cur ^ 1) * kConvBK * (BN + 4), rb);
+      la.store(As + (cur ^ 1) * kConvBK * LA, ra);
+      lb.store(Bs + (cur ^ 1) * kConvBK * LB, rb);
     }
     __syncthreads();  // the next slice is complete, and everyone is done with this one
   }
+#pragma unroll
   for (int i = 0; i < TM; ++i) {
-    const int64_t m = m0 + tx * TM + i;
+    const int64_t m = m0 + Frag<TM>::at(tx, i);
     if (m >= M) continue;
+#pragma unroll
     for (int j = 0; j < TN; ++j) {
-      const int n = n0 + ty * TN + j;
+      const int n = n0 + Frag<TN>::at(ty, j);
       if (n < N) store(s, m, n, acc[i][j]);
     }
   }
 }
 
-// dw = sum over splits of the workspace, in split order (deterministic).
-__global__ void conv2d_wgrad_reduce_kernel(float* dw, const float* ws, int64_t n, int splits) {
+// out = sum over splits of the workspace, in split order (deterministic); then, for the forward
+// pass, + bias[k] (k = i / pq % K) and ReLU.
+__global__ void conv2d_split_reduce_kernel(float* out, const float* ws, int64_t n, int splits,
+                                           const float* bias, int64_t pq, int K, int relu) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
     float acc = 0.0f;
     for (int z = 0; z < splits; ++z) acc += ws[z * n + i];
-    dw[i] = acc;
+    if (bias) acc += bias[i / pq % K];
+    out[i] = relu && acc < 0.0f ? 0.0f : acc;
   }
+}
+
+// ---- the tile and split chooser -------------------------------------------------------------------
+
+constexpr int kConvSMs = 132;  // H100/H200 SXM; the plan is a function of the shape alone
+
+// A block tile of a GEMM kernel: its size, the micro-tile of one thread (tm x tn outputs), and the
+// blocks one SM holds at once (from ptxas's registers and the shared memory; see the table below).
+struct ConvTile {
+  int bm, bn, tm, tn, blocks_per_sm;
+};
+struct ConvPlan {
+  int tile;         // index into the candidate table
+  int splits;       // split-K factor (1: none)
+  int64_t blocks;   // ceil(M/bm) * ceil(N/bn) * splits
+  int64_t k_per_split;
+};
+
+// The one tile/split chooser (the tensor-core path passes its own table and BK). For each
+// candidate tile and split factor z it estimates the time as
+//   waves * blocks_per_sm * (bm * bn * K-length per split) / efficiency + reduction traffic,
+// waves = ceil(blocks * z / (sms * blocks_per_sm)): a partly filled wave costs a whole one, which
+// is what makes small grids split K (or take a smaller tile) until they fill the GPU at the
+// kernel's occupancy. efficiency = tm*tn / (tm + tn), the FMAs per float read from shared memory
+// (8x8: 4, 4x4: 2, 16x1: 0.94). The reduction costs 2 floats of memory traffic per output per
+// split, weighted as 36 FMAs a float (an H200 SM does 128 FMAs per clock and moves about 3.5
+// floats). Splits need at least min_slices BK-slices each and at most max_splits (1: no split-K).
+// Ties go to fewer splits, then the earlier tile. Deterministic: the same shape, the same plan.
+inline ConvPlan conv_plan(int64_t M, int64_t N, int64_t Kdim, const ConvTile* tiles, int ntiles,
+                          int bk, int min_slices, int max_splits, int sms = kConvSMs) {
+  ConvPlan best{0, 1, 0, 0};
+  double best_cost = -1.0;
+  const int64_t slices = simt::ceil_div<int64_t>(Kdim > 0 ? Kdim : 1, bk);
+  for (int i = 0; i < ntiles; ++i) {
+    const ConvTile& t = tiles[i];
+    const int64_t blocks = simt::ceil_div<int64_t>(M, t.bm) * simt::ceil_div<int64_t>(N, t.bn);
+    if (blocks == 0) continue;
+    const double eff = static_cast<double>(t.tm) * t.tn / (t.tm + t.tn);
+    for (int z = 1; z <= max_splits; ++z) {
+      const int64_t per = simt::ceil_div<int64_t>(slices, z);  // slices per split
+      if (z > 1 && (per < min_slices || simt::ceil_div<int64_t>(slices, per) < z)) break;
+      const int64_t total = blocks * z;
+      const int64_t wave = static_cast<int64_t>(sms) * t.blocks_per_sm;
+      const double waves = static_cast<double>(simt::ceil_div<int64_t>(total, wave));
+      double cost = waves * t.blocks_per_sm * (static_cast<double>(t.bm) * t.bn * per * bk) / eff;
+      if (z > 1) cost += 72.0 * z * static_cast<double>(M) * N / sms;
+      if (best_cost < 0 || cost < best_cost) {
+        best_cost = cost;
+        best = ConvPlan{i, z, total, per * bk};
+      }
+    }
+  }
+  if (best_cost < 0) best.k_per_split = slices * bk;
+  return best;
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
 
 constexpr int kConvNaiveBlock = 128;
 constexpr int kConvBiasBlock = 256;
+
+// The fp32 tiles. blocks_per_sm from ptxas -v for sm_90 (registers per thread, 65536 a SM, whole
+// warps' worth) and the shared memory (conv_gemm_smem; 228 KB a SM), capped at 2048 threads; see
+// the ptxas figures in the issue note. The 64-row tiles with 1 or 2 columns per thread exist for
+// narrow GEMMs (LeNet's 6 and 16 filters, a 1-filter head) that must still fill 132 SMs.
+constexpr ConvTile kConvTiles[] = {
+    {128, 128, 8, 8, 2}, {128, 64, 8, 4, 2}, {64, 128, 4, 8, 2}, {64, 64, 4, 4, 4},
+    {128, 32, 8, 2, 3},  {64, 32, 4, 2, 5},  {256, 16, 16, 1, 3}, {64, 16, 4, 1, 6},
+};
+constexpr int kConvNumTiles = sizeof(kConvTiles) / sizeof(kConvTiles[0]);
 
 inline size_t conv_gemm_smem(int bm, int bn) {
   return 2 * kConvBK * static_cast<size_t>(bm + 4 + bn + 4) * sizeof(float);
@@ -538,28 +670,100 @@ inline Cursor3 conv_step(int MID, int LO) {
   return c;
 }
 
+// A test hook: force every pass's tile (index into kConvTiles) and split factor (clamped to what
+// the reduction length and the pass allow), so every tile and split path is checked on small
+// shapes. tile < 0: the chooser decides (the default).
+struct ConvPlanOverride {
+  int tile = -1, splits = 1;
+};
+inline ConvPlanOverride& conv_plan_override() {
+  static ConvPlanOverride o;
+  return o;
+}
+inline ConvPlan conv_plan_apply_override(ConvPlan p, int64_t M, int64_t N, int64_t Kdim,
+                                         int max_splits) {
+  const ConvPlanOverride& o = conv_plan_override();
+  if (o.tile < 0 || o.tile >= kConvNumTiles) return p;
+  const int64_t slices = simt::ceil_div<int64_t>(Kdim > 0 ? Kdim : 1, kConvBK);
+  int64_t z = o.splits < 1 ? 1 : o.splits > max_splits ? max_splits : o.splits;
+  const int64_t per = simt::ceil_div<int64_t>(slices, z);
+  z = simt::ceil_div<int64_t>(slices, per);  // no empty split
+  const ConvTile& t = kConvTiles[o.tile];
+  return ConvPlan{o.tile, static_cast<int>(z),
+                  simt::ceil_div<int64_t>(M, t.bm) * simt::ceil_div<int64_t>(N, t.bn) * z,
+                  per * kConvBK};
+}
+
+// The passes' plans. Forward and dgrad split K only when given a workspace (max_splits > 1);
+// wgrad always may, with splits of at least 8 slices (its reduction is long).
+constexpr int kConvMaxSplits = 64;
+inline ConvPlan conv2d_gemm_plan(int64_t M, int64_t N, int64_t Kdim, int min_slices,
+                                 int max_splits) {
+  return conv_plan_apply_override(
+      conv_plan(M, N, Kdim, kConvTiles, kConvNumTiles, kConvBK, min_slices, max_splits), M, N,
+      Kdim, max_splits);
+}
+inline ConvPlan conv2d_forward_plan(const ConvShape& s, int max_splits = kConvMaxSplits) {
+  return conv2d_gemm_plan(static_cast<int64_t>(s.N) * s.P * s.Q, s.K,
+                          static_cast<int64_t>(s.C) * s.R * s.S, 2, max_splits);
+}
+inline ConvPlan conv2d_dgrad_plan(const ConvShape& s, int max_splits = kConvMaxSplits) {
+  return conv2d_gemm_plan(static_cast<int64_t>(s.N) * s.H * s.W, s.C,
+                          static_cast<int64_t>(s.K) * s.R * s.S, 2, max_splits);
+}
+inline ConvPlan conv2d_wgrad_plan(const ConvShape& s) {
+  return conv2d_gemm_plan(s.K, static_cast<int64_t>(s.C) * s.R * s.S,
+                          static_cast<int64_t>(s.N) * s.P * s.Q, 8, 256);
+}
+
 template <template <int> class LA, template <int> class LB, class Store>
-void conv_gemm_launch(int64_t M, int N, int64_t Kdim, int splits, const ConvShape& s,
+void conv_gemm_launch(const ConvPlan& plan, int64_t M, int N, int64_t Kdim, const ConvShape& s,
                       const float* a, const float* b, Store store, Cursor3 step,
                       cudaStream_t stream) {
-  const int64_t per_split =
-      simt::ceil_div<int64_t>(simt::ceil_div<int64_t>(Kdim, splits), kConvBK) * kConvBK;
-  // Narrow problems (LeNet's 6 and 16 filters) waste most of a 64-wide tile: use taller ones.
   auto go = [&](auto bm_c, auto bn_c) {
     constexpr int BM = decltype(bm_c)::value, BN = decltype(bn_c)::value;
     const dim3 grid(static_cast<unsigned>(simt::ceil_div<int64_t>(M, BM)),
-                    static_cast<unsigned>(simt::ceil_div(N, BN)), static_cast<unsigned>(splits));
+                    static_cast<unsigned>(simt::ceil_div(N, BN)),
+                    static_cast<unsigned>(plan.splits));
     simt::launch(conv_gemm_kernel<BM, BN, LA<BM>, LB<BN>, Store>, grid, dim3(kConvThreads),
-                 conv_gemm_smem(BM, BN), stream, s, a, b, store, M, N, Kdim, per_split, step);
+                 conv_gemm_smem(BM, BN), stream, s, a, b, store, M, N, Kdim, plan.k_per_split,
+                 step);
   };
-  if (N <= 16) go(std::integral_constant<int, 256>{}, std::integral_constant<int, 16>{});
-  else if (N <= 32) go(std::integral_constant<int, 128>{}, std::integral_constant<int, 32>{});
-  else go(std::integral_constant<int, 64>{}, std::integral_constant<int, 64>{});
+  using std::integral_constant;
+  switch (plan.tile) {  // the order of kConvTiles
+    case 0: go(integral_constant<int, 128>{}, integral_constant<int, 128>{}); break;
+    case 1: go(integral_constant<int, 128>{}, integral_constant<int, 64>{}); break;
+    case 2: go(integral_constant<int, 64>{}, integral_constant<int, 128>{}); break;
+    case 3: go(integral_constant<int, 64>{}, integral_constant<int, 64>{}); break;
+    case 4: go(integral_constant<int, 128>{}, integral_constant<int, 32>{}); break;
+    case 5: go(integral_constant<int, 64>{}, integral_constant<int, 32>{}); break;
+    case 6: go(integral_constant<int, 256>{}, integral_constant<int, 16>{}); break;
+    default: go(integral_constant<int, 64>{}, integral_constant<int, 16>{}); break;
+  }
+}
+
+inline void conv2d_split_reduce(float* out, const float* ws, int64_t n, int splits,
+                                const float* bias, int64_t pq, int K, bool relu,
+                                cudaStream_t stream) {
+  simt::launch(conv2d_split_reduce_kernel, dim3(grid_stride_blocks(n, kConvBiasBlock)),
+               dim3(kConvBiasBlock), 0, stream, out, ws, n, splits, bias, pq, K, relu ? 1 : 0);
+}
+
+// Floats of workspace conv2d_forward needs for its split-K plan (0: no split).
+inline int64_t conv2d_forward_workspace(const ConvShape& s) {
+  const ConvPlan p = conv2d_forward_plan(s);
+  return p.splits > 1 ? p.splits * static_cast<int64_t>(s.N) * s.K * s.P * s.Q : 0;
+}
+inline int64_t conv2d_dgrad_workspace(const ConvShape& s) {
+  const ConvPlan p = conv2d_dgrad_plan(s);
+  return p.splits > 1 ? p.splits * static_cast<int64_t>(s.N) * s.C * s.H * s.W : 0;
 }
 
 // y = conv2d(x, w) + bias (bias may be null), ReLU when relu. x (N,C,H,W), w (K,C,R,S), y (N,K,P,Q).
+// workspace: conv2d_forward_workspace(s) floats, or null (then no split-K).
 inline void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
-                           const ConvShape& s, bool relu, int version, cudaStream_t stream) {
+                           const ConvShape& s, bool relu, int version, cudaStream_t stream,
+                           float* workspace = nullptr) {
   const int64_t M = static_cast<int64_t>(s.N) * s.P * s.Q;
   if (M == 0 || s.K == 0) return;
   if (version == 0) {
@@ -570,13 +774,24 @@ inline void conv2d_forward(float* y, const float* x, const float* w, const float
     return;
   }
   const int64_t Kdim = static_cast<int64_t>(s.C) * s.R * s.S;
-  conv_gemm_launch<FwdLoadA, FwdLoadB>(M, s.K, Kdim, 1, s, x, w, FwdStore{y, bias, relu ? 1 : 0},
-                                       conv_step(s.R, s.S), stream);
+  const ConvPlan plan = conv2d_forward_plan(s, workspace ? kConvMaxSplits : 1);
+  if (plan.splits == 1) {
+    conv_gemm_launch<FwdLoadA, FwdLoadB>(plan, M, s.K, Kdim, s, x, w,
+                                         FwdStore{y, bias, relu ? 1 : 0, 0},
+                                         conv_step(s.R, s.S), stream);
+    return;
+  }
+  const int64_t n = M * s.K;
+  conv_gemm_launch<FwdLoadA, FwdLoadB>(plan, M, s.K, Kdim, s, x, w,
+                                       FwdStore{workspace, nullptr, 0, n}, conv_step(s.R, s.S),
+                                       stream);
+  conv2d_split_reduce(y, workspace, n, plan.splits, bias, static_cast<int64_t>(s.P) * s.Q, s.K,
+                      relu, stream);
 }
 
-// dx from dy and w. dx (N,C,H,W).
+// dx from dy and w. dx (N,C,H,W). workspace: conv2d_dgrad_workspace(s) floats, or null.
 inline void conv2d_backward_data(float* dx, const float* dy, const float* w, const ConvShape& s,
-                                 int version, cudaStream_t stream) {
+                                 int version, cudaStream_t stream, float* workspace = nullptr) {
   const int64_t M = static_cast<int64_t>(s.N) * s.H * s.W;
   if (M == 0 || s.C == 0) return;
   if (version == 0) {
@@ -587,23 +802,22 @@ inline void conv2d_backward_data(float* dx, const float* dy, const float* w, con
     return;
   }
   const int64_t Kdim = static_cast<int64_t>(s.K) * s.R * s.S;
-  conv_gemm_launch<DgradLoadA, DgradLoadB>(M, s.C, Kdim, 1, s, dy, w, DgradStore{dx},
-                                           conv_step(s.R, s.S), stream);
+  const ConvPlan plan = conv2d_dgrad_plan(s, workspace ? kConvMaxSplits : 1);
+  const int64_t n = M * s.C;
+  const DgradStore store{plan.splits == 1 ? dx : workspace, plan.splits == 1 ? 0 : n};
+  if (s.sh == 1 && s.sw == 1)
+    conv_gemm_launch<DgradLoadA1, DgradLoadB>(plan, M, s.C, Kdim, s, dy, w, store,
+                                              conv_step(s.R, s.S), stream);
+  else
+    conv_gemm_launch<DgradLoadA, DgradLoadB>(plan, M, s.C, Kdim, s, dy, w, store,
+                                             conv_step(s.R, s.S), stream);
+  if (plan.splits > 1)
+    conv2d_split_reduce(dx, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
 
-// How many splits wgrad uses: enough blocks to fill a GPU (about two waves on 132 SMs), each
-// split at least 8 K-slices long. A function of the shape alone, so results are reproducible.
-inline int conv2d_wgrad_splits(const ConvShape& s) {
-  const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
-  const int64_t N = static_cast<int64_t>(s.C) * s.R * s.S;
-  const int bm = N <= 16 ? 256 : N <= 32 ? 128 : 64, bn = N <= 16 ? 16 : N <= 32 ? 32 : 64;
-  const int64_t tiles = simt::ceil_div<int64_t>(s.K, bm) * simt::ceil_div<int64_t>(N, bn);
-  int64_t splits = simt::ceil_div<int64_t>(264, tiles);
-  const int64_t max_splits = simt::ceil_div<int64_t>(Kdim, 8 * kConvBK);
-  if (splits > max_splits) splits = max_splits;
-  if (splits > 256) splits = 256;
-  return static_cast<int>(splits < 1 ? 1 : splits);
-}
+// How many splits wgrad uses (conv2d_wgrad_plan): a function of the shape alone, so results are
+// reproducible. 1 for an empty problem.
+inline int conv2d_wgrad_splits(const ConvShape& s) { return conv2d_wgrad_plan(s).splits; }
 
 // Floats of workspace conv2d_backward_weight needs (version 1; version 0 needs none).
 inline int64_t conv2d_wgrad_workspace(const ConvShape& s) {
@@ -621,12 +835,11 @@ inline void conv2d_backward_weight(float* dw, float* workspace, const float* dy,
                  dim3(kConvNaiveBlock), 0, stream, dw, dy, x, s);
     return;
   }
-  const int splits = conv2d_wgrad_splits(s);
+  const ConvPlan plan = conv2d_wgrad_plan(s);
   const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
-  conv_gemm_launch<WgradLoadA, WgradLoadB>(s.K, s.C * s.R * s.S, Kdim, splits, s, dy, x,
+  conv_gemm_launch<WgradLoadA, WgradLoadB>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
                                            WgradStore{workspace}, conv_step(s.P, s.Q), stream);
-  simt::launch(conv2d_wgrad_reduce_kernel, dim3(grid_stride_blocks(n, kConvBiasBlock)),
-               dim3(kConvBiasBlock), 0, stream, dw, workspace, n, splits);
+  conv2d_split_reduce(dw, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
 
 // db[k] = sum of dy[:, k, :, :]. db (K,).

@@ -142,8 +142,10 @@ def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1, cols
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
     P, Q = output_size(x.shape[2:], w.shape[2:], stride, pads, dilation)
     y = _backend.empty(device, (x.shape[0], w.shape[0], max(P, 0), max(Q, 0)))
+    n = mod.conv2d_forward_workspace(x.shape, w.shape, stride, pads, dilation) if version else 0
+    workspace = _backend.empty(device, (n,)) if n else None  # NaN on sim: unwritten partials show
     mod.conv2d_forward(x, w, None if b is None else xp.ascontiguousarray(b), y, stride, pads,
-                       dilation, bool(relu), version, _backend.stream(device))
+                       dilation, bool(relu), version, _backend.stream(device), workspace)
     return y
 
 
@@ -153,8 +155,10 @@ def backward_data(device, dy, w, x_shape, stride, pads, dilation, version=1):
     if mod is None:
         return backward_data_oracle(xp, dy, w, x_shape, stride, pads, dilation)
     dx = _backend.empty(device, x_shape)
+    n = mod.conv2d_dgrad_workspace(x_shape, w.shape, stride, pads, dilation) if version else 0
+    workspace = _backend.empty(device, (n,)) if n else None
     mod.conv2d_backward_data(xp.ascontiguousarray(dy), xp.ascontiguousarray(w), dx, stride, pads,
-                             dilation, version, _backend.stream(device))
+                             dilation, version, _backend.stream(device), workspace)
     return dx
 
 
