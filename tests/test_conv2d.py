@@ -155,7 +155,7 @@ def test_conv2d_errors(device):
         F.conv2d(x, w, dilation=(1, -1))
     with pytest.raises(ValueError, match="padding must be >= 0, got -1"):
         F.conv2d(x, w, padding=-1)
-    with pytest.raises(ValueError, match="padding must be an int, a pair, 'valid' or 'same', got 'full'"):
+    with pytest.raises(ValueError, match=r"padding must be an int, a pair, a 4-tuple \(top, bottom, left, right\), 'valid' or 'same', got 'full'"):
         F.conv2d(x, w, padding="full")
     with pytest.raises(TypeError, match="stride must be an int or a pair of ints, got float"):
         F.conv2d(x, w, stride=1.5)
