@@ -239,7 +239,7 @@ def test_every_tile_and_split_against_oracle(tile, splits):
 
 def test_plans_fill_the_gpu():
     """The chooser launches at least 132 blocks (splitting K where the grid is small) for the
-    forward pass of every conv of LeNet-5, the Go policy net and VGG-16 at batch 64."""
+    three passes of every conv of LeNet-5, the Go policy net and VGG-16 at batch 64."""
     m = cucnn._backend.sim_module()
     layers = [((64, 1, 28, 28), (6, 1, 5, 5), 2), ((64, 6, 14, 14), (16, 6, 5, 5), 0),
               ((64, 48, 19, 19), (192, 48, 5, 5), 2), ((64, 192, 19, 19), (192, 192, 3, 3), 1),
@@ -251,7 +251,7 @@ def test_plans_fill_the_gpu():
             C = K
         H //= 2
     for xs, ws, p in layers:
-        for ps in ("forward", "dgrad"):
+        for ps in ("forward", "dgrad", "wgrad"):
             bm, bn, blocks, splits = m.conv2d_plan(ps, xs, ws, (1, 1), (p,) * 4, (1, 1))
             assert blocks >= 132, (ps, xs, ws, bm, bn, blocks, splits)
             assert blocks % splits == 0

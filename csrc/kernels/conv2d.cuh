@@ -613,11 +613,14 @@ struct ConvPlan {
 // (8x8: 4, 4x4: 2, 16x1: 0.94). The reduction costs 2 floats of memory traffic per output per
 // split, weighted as 36 FMAs a float (an H200 SM does 128 FMAs per clock and moves about 3.5
 // floats). Splits need at least min_slices BK-slices each and at most max_splits (1: no split-K).
-// Ties go to fewer splits, then the earlier tile. Deterministic: the same shape, the same plan.
+// A plan that launches a full wave at its occupancy beats one that does not, and one that gives
+// every SM a block beats one that leaves SMs idle; then the lower cost wins; ties go to fewer
+// splits, then the earlier tile. Deterministic: the same shape, the same plan.
 inline ConvPlan conv_plan(int64_t M, int64_t N, int64_t Kdim, const ConvTile* tiles, int ntiles,
                           int bk, int min_slices, int max_splits, int sms = kConvSMs) {
   ConvPlan best{0, 1, 0, 0};
   double best_cost = -1.0;
+  int best_fill = -1;
   const int64_t slices = simt::ceil_div<int64_t>(Kdim > 0 ? Kdim : 1, bk);
   for (int i = 0; i < ntiles; ++i) {
     const ConvTile& t = tiles[i];
@@ -626,14 +629,18 @@ inline ConvPlan conv_plan(int64_t M, int64_t N, int64_t Kdim, const ConvTile* ti
     const double eff = static_cast<double>(t.tm) * t.tn / (t.tm + t.tn);
     for (int z = 1; z <= max_splits; ++z) {
       const int64_t per = simt::ceil_div<int64_t>(slices, z);  // slices per split
-      if (z > 1 && (per < min_slices || simt::ceil_div<int64_t>(slices, per) < z)) break;
+      if (z > 1 && per < min_slices) break;                   // shorter as z grows
+      if (simt::ceil_div<int64_t>(slices, per) < z) continue;  // an empty split
       const int64_t total = blocks * z;
       const int64_t wave = static_cast<int64_t>(sms) * t.blocks_per_sm;
       const double waves = static_cast<double>(simt::ceil_div<int64_t>(total, wave));
       double cost = waves * t.blocks_per_sm * (static_cast<double>(t.bm) * t.bn * per * bk) / eff;
       if (z > 1) cost += 72.0 * z * static_cast<double>(M) * N / sms;
-      if (best_cost < 0 || cost < best_cost) {
+      // fill 2: a full wave at the kernel's occupancy; 1: a block for every SM; 0: neither
+      const int fill = total >= wave ? 2 : total >= sms ? 1 : 0;
+      if (best_cost < 0 || fill > best_fill || (fill == best_fill && cost < best_cost)) {
         best_cost = cost;
+        best_fill = fill;
         best = ConvPlan{i, z, total, per * bk};
       }
     }
@@ -647,13 +654,16 @@ inline ConvPlan conv_plan(int64_t M, int64_t N, int64_t Kdim, const ConvTile* ti
 constexpr int kConvNaiveBlock = 128;
 constexpr int kConvBiasBlock = 256;
 
-// The fp32 tiles. blocks_per_sm from ptxas -v for sm_90 (registers per thread, 65536 a SM, whole
-// warps' worth) and the shared memory (conv_gemm_smem; 228 KB a SM), capped at 2048 threads; see
-// the ptxas figures in the issue note. The 64-row tiles with 1 or 2 columns per thread exist for
-// narrow GEMMs (LeNet's 6 and 16 filters, a 1-filter head) that must still fill 132 SMs.
+// The fp32 tiles. blocks_per_sm: the fewest over the three passes of
+// min(65536 / (registers * 256), 228 KB / shared memory), registers from ptxas -v for sm_90
+// (CUDA 13.0, 2026-11-29): 128x128 153-171 (1 block; capping it at 128 registers for 2 blocks
+// spills), 128x64 115-125 and 64x128 111-121 (2), 64x64 64-80 (3), 128x32 73-80 (3),
+// 64x32 63-65 (3), 256x16 82-119 (2), 64x16 48-63 (4). The 64-row tiles with 1 or 2 columns per
+// thread exist for narrow GEMMs (LeNet's 6 and 16 filters, a 1-filter head) that must still fill
+// 132 SMs.
 constexpr ConvTile kConvTiles[] = {
-    {128, 128, 8, 8, 2}, {128, 64, 8, 4, 2}, {64, 128, 4, 8, 2}, {64, 64, 4, 4, 4},
-    {128, 32, 8, 2, 3},  {64, 32, 4, 2, 5},  {256, 16, 16, 1, 3}, {64, 16, 4, 1, 6},
+    {128, 128, 8, 8, 1}, {128, 64, 8, 4, 2}, {64, 128, 4, 8, 2}, {64, 64, 4, 4, 3},
+    {128, 32, 8, 2, 3},  {64, 32, 4, 2, 3},  {256, 16, 16, 1, 2}, {64, 16, 4, 1, 4},
 };
 constexpr int kConvNumTiles = sizeof(kConvTiles) / sizeof(kConvTiles[0]);
 
