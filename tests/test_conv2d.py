@@ -411,7 +411,7 @@ def test_dgrad_with_infinite_weights_is_a_documented_difference():
     falls outside the output, so 0 * inf = NaN reaches input cells no infinite tap touches; the
     cpu oracle (col2im) and the naive version 0 skip those taps and keep them finite. Cells an
     infinite tap does reach agree. Masking every FMA would cost the loop; the difference is
-    documented (README, conv2d.cuh) and pinned here."""
+    documented (conv2d.cuh) and pinned here."""
     w = np.ones((1, 1, 3, 3), np.float32)
     w[0, 0, 0, 0] = np.inf
     dy = np.ones((1, 1, 3, 3), np.float32)

@@ -13,19 +13,34 @@
 //   dgrad     N*H*W pixels   C           K*R*S           dy gathered            w
 //   wgrad     K              C*R*S       N*P*Q (split)   dy                     x gathered
 //
-// The kernel: a BM x BN output tile per block of 256 threads, each thread a (BM/16) x (BN/16)
-// register micro-tile; BK = 16 slices of A and B staged in shared memory, double-buffered: the next
-// slice is fetched into registers while the current one is multiplied, so global latency hides
-// behind the FMAs, and one barrier per slice suffices. Every load slot keeps a cursor over its
-// reduction index (c, r, s or n, p, q) that advances by BK with carries, so the inner loop has no
-// integer division; the (n, p, q) of a thread's output row is decoded once. Weight slices are read
-// with float4 loads where rows are 16-byte aligned. The forward epilogue adds the bias and,
-// optionally, applies ReLU.
+// The kernel: a BM x BN output tile per block of 256 threads (16 x 16), each thread a (BM/16) x
+// (BN/16) register micro-tile: 8 x 8 in the 128 x 128 tile, 8 x 4 / 4 x 8 in 128 x 64 / 64 x 128,
+// 4 x 4 in 64 x 64, and 1- or 2-column tiles (256 x 16, 64 x 16, 128 x 32, 64 x 32) for narrow
+// GEMMs. A thread's fragment is float4 groups 64 floats apart (Frag), so every 128-bit shared load
+// of a warp reads 16 consecutive float4 (conflict-free); fragments are double-buffered in
+// registers (step kk+1 loaded while step kk's FMAs run). BK = 16 slices of A and B are staged in
+// shared memory, double-buffered: the next slice is fetched into registers while the current one
+// is multiplied, so global latency hides behind the FMAs, and one barrier per slice suffices. Every
+// load slot keeps a cursor over its reduction index (c, r, s or n, p, q) that advances by BK with
+// carries, so the inner loop has no integer division; the (n, p, q) of a thread's output row is
+// decoded once. Stride-1 dgrad is its own instantiation with no division or modulo in the loop;
+// wgrad reads dy K-major (16 consecutive (p, q) per half-warp). Weight slices are read with float4
+// loads where rows are 16-byte aligned. The forward epilogue adds the bias and, optionally,
+// applies ReLU.
 //
-// wgrad's reduction (N*P*Q, 100,352 for a ResNet-50 layer at batch 32) is split over blockIdx.z
-// into a workspace, then conv2d_wgrad_reduce_kernel adds the partial sums in split order: no float
-// atomics anywhere, results bitwise identical run to run and across SIMT orders. The bias gradient
-// is a block reduction per filter, also in a fixed order.
+// One chooser, conv_plan, picks the tile and the split-K factor of every pass from the GEMM shape,
+// the tiles' occupancy and 132 SMs (see there). Split K (wgrad always may; forward and dgrad when
+// the caller passes a workspace) writes partial sums per split into a workspace and
+// conv2d_split_reduce_kernel adds them in split order (then the bias and ReLU for the forward
+// pass): no float atomics anywhere, results bitwise identical run to run and across SIMT orders.
+// The bias gradient is a block reduction per filter, also in a fixed order.
+//
+// Known difference: the implicit-GEMM dgrad gathers dy with zeros where a filter tap falls outside
+// the output, so with an infinite weight 0 * inf = NaN reaches input cells no infinite tap touches;
+// the array-code oracle (cpu) and the naive version 0 skip those taps (tests/test_conv2d.py pins it).
+//
+// Empty problems (no filters, no channels, an empty batch) launch nothing or run empty
+// reductions; the plan of an empty GEMM is one split (no division by a zero tile count).
 //
 // Versions: 0 naive direct kernels, one thread per output element (kept for tests and the
 // benchmarks); 1 the tiled implicit GEMM.
