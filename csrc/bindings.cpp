@@ -620,11 +620,12 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
   m.def("conv2d_dgrad_workspace", &conv2d_dgrad_workspace, py::arg("x_shape"),
         py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         "floats of split-K workspace conv2d_backward_data uses (0: no split)");
-  m.def("conv2d_force_plan", [](int tile, int splits) {
-    cucnn::conv_plan_override() = cucnn::ConvPlanOverride{tile, splits};
-  }, py::arg("tile"), py::arg("splits") = 1,
+  m.def("conv2d_force_plan", [](int tile, int splits, bool force64) {
+    cucnn::conv_plan_override() = cucnn::ConvPlanOverride{tile, splits, force64};
+  }, py::arg("tile"), py::arg("splits") = 1, py::arg("force64") = false,
         "test hook: every conv pass uses tile number `tile` of the fp32 table and `splits` "
-        "split-K factor (clamped); tile -1 restores the chooser");
+        "split-K factor (clamped), and the 64-bit-offset gathers when force64; tile -1 (and "
+        "force64 False) restores the defaults");
   m.def("conv2d_plan", &conv2d_plan, py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         "(tile M, tile N, blocks, splits) the fp32 kernels launch for 'forward'/'dgrad'/'wgrad'");

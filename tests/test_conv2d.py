@@ -203,15 +203,16 @@ def _all_passes(x, w, b, dy, g):
 
 
 @pytest.mark.parametrize("tile", range(8))
-@pytest.mark.parametrize("splits", [1, 3])
-def test_every_tile_and_split_against_oracle(tile, splits):
+@pytest.mark.parametrize("splits,force64", [(1, False), (3, False), (2, True)])
+def test_every_tile_and_split_against_oracle(tile, splits, force64):
     """conv2d_force_plan pins the block tile (the kConvTiles order: 128x128, 128x64, 64x128, 64x64,
-    128x32, 64x32, 256x16, 64x16) and the split-K factor of all three passes; each must match the
-    float64 oracle, and the forward/dgrad split-K reduction must not leave a NaN-filled workspace
-    partial unread. Reverse order must give the same bits."""
+    128x32, 64x32, 256x16, 64x16), the split-K factor of all three passes and, with force64, the
+    64-bit-offset gathers that tensors of 2**31 elements or more take (too large to run here);
+    each must match the float64 oracle, and the forward/dgrad split-K reduction must not leave a
+    NaN-filled workspace partial unread. Reverse order must give the same bits."""
     m = cucnn._backend.sim_module()
     rng = np.random.default_rng(10 + tile)
-    m.conv2d_force_plan(tile, splits)
+    m.conv2d_force_plan(tile, splits, force64)
     try:
         for xs, ws, *g in _TILE_SHAPES:
             x = nasty(rng, xs).astype(np.float32)
@@ -234,7 +235,7 @@ def test_every_tile_and_split_against_oracle(tile, splits):
             for k in got:
                 np.testing.assert_array_equal(again[k], got[k])
     finally:
-        m.conv2d_force_plan(-1)
+        m.conv2d_force_plan(-1, 1, False)
 
 
 def test_plans_fill_the_gpu():

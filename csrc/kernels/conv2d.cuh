@@ -189,6 +189,8 @@ template <int ROWS>
 struct StridedSlots {
   using Map = Strided<ROWS>;
   static constexpr int kSlots = Map::kSlots;
+  static constexpr bool kTable = false;
+  using Entry = int;  // no table
   int64_t k0;
   Cursor3 cur0, gap;  // gap: the digits of kGap
   __device__ void init_slots(int64_t k_begin, int MID, int LO) {
@@ -218,36 +220,153 @@ struct StridedSlots {
   }
 };
 
-// forward A: im2col of x; rows are output pixels m = (n, p, q), K is (c, r, s)
-template <int BM>
-struct FwdLoadA : StridedSlots<BM> {
-  using Base = StridedSlots<BM>;
-  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
-  const float* base;  // x at image n
-  int ih0, iw0;
-  bool valid;
-  // slot cursors: (c, r, s)
-  __device__ void init(const ConvShape& s, const float* x, int64_t m0, int64_t k0, int64_t M) {
+// ---- gathers through a per-slice tap table ("optimized" iterators) ----
+// Every thread of a block gathers the same BK reduction indices k in a slice; what k means for the
+// gather (a channel/filter offset, a row and a column displacement, and whether k is in range) is
+// the same for all of them. So threads 0..15 decode the slice's 16 k-values once (each keeps one
+// cursor, advanced by BK with carries: no division) into a shared table, two slices ahead of use,
+// and each load slot costs a table read (a warp-wide broadcast), two adds, two unsigned compares
+// and an add for the address. A thread's own row (its output pixel, or its filter tap for wgrad)
+// is decoded once: row displacements h0/w0, a base offset and the column limit (0 for a row past
+// M, which fails every compare). Offsets are Index: int when conv_index32(s) holds, else int64.
+template <class Index>
+struct alignas(16) TapEntry {
+  Index off;      // added to the row's base offset
+  int dr, ds;     // added to the row's h0 / w0
+  int hlim;       // the row limit (0 when k is past the split's end: the compare always fails)
+};
+
+template <int ROWS, class Index>
+struct TableGather {
+  using Map = Strided<ROWS>;
+  using Entry = TapEntry<Index>;
+  static constexpr int kSlots = Map::kSlots;
+  static constexpr bool kTable = true;
+  const float* src;
+  Index base;
+  int h0, w0, wlim;
+  Cursor3 dcur;  // decoder (threads < kConvBK): the digits of dk
+  int64_t dk;
+  __device__ void init_decoder(int64_t k_begin, int MID, int LO) {
+    dk = k_begin + static_cast<int>(threadIdx.x) % kConvBK;
+    dcur.init(dk, MID, LO);
+  }
+  __device__ void decode_advance(const Cursor3& step, int MID, int LO) {
+    dk += kConvBK;
+    dcur.advance(step, MID, LO);
+  }
+  __device__ __forceinline__ void load(const Entry* table, float* r) const {
     const int t = static_cast<int>(threadIdx.x);
-    const int64_t m = m0 + Map::row(t);
-    valid = m < M;
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const Entry e = table[Map::kk(t, i)];
+      const unsigned h = static_cast<unsigned>(h0 + e.dr), w = static_cast<unsigned>(w0 + e.ds);
+      const bool in = h < static_cast<unsigned>(e.hlim) && w < static_cast<unsigned>(wlim);
+      r[i] = in ? src[base + e.off] : 0.0f;
+    }
+  }
+  __device__ void store(float* smem, const float* r) const {
+    const int t = static_cast<int>(threadIdx.x);
+    for (int i = 0; i < kSlots; ++i) smem[Map::kk(t, i) * (ROWS + 4) + Map::row(t)] = r[i];
+  }
+};
+
+// forward A through the table: rows are output pixels m = (n, p, q), K is (c, r, s).
+// h0 = p*sh - pt, w0 = q*sw - pl, base = n*C*H*W + h0*W + w0; entry of (c, r, s):
+// off = c*H*W + r*dh*W + s*dw, dr = r*dh, ds = s*dw, limit H.
+template <int BM, class Index>
+struct FwdLoadAT : TableGather<BM, Index> {
+  using Base = TableGather<BM, Index>;
+  using typename Base::Entry;
+  using Base::src, Base::base, Base::h0, Base::w0, Base::wlim, Base::dcur, Base::dk;
+  __device__ void init(const ConvShape& s, const float* x, int64_t m0, int64_t k0, int64_t M) {
+    const int64_t m = m0 + Base::Map::row(static_cast<int>(threadIdx.x));
+    const bool valid = m < M;
     const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
     const int64_t n = valid ? m / pq : 0;
     const int rem = static_cast<int>(valid ? m - n * pq : 0);
-    ih0 = rem / s.Q * s.sh - s.pt;
-    iw0 = rem % s.Q * s.sw - s.pl;
-    base = x + n * s.C * static_cast<int64_t>(s.H) * s.W;
-    init_slots(k0, s.R, s.S);
+    h0 = rem / s.Q * s.sh - s.pt;
+    w0 = rem % s.Q * s.sw - s.pl;
+    wlim = valid ? s.W : 0;
+    base = static_cast<Index>(n * s.C * static_cast<int64_t>(s.H) * s.W +
+                              static_cast<int64_t>(h0) * s.W + w0);
+    src = x;
+    this->init_decoder(k0, s.R, s.S);
   }
-  __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    for_slots(s.R, s.S, [&](int i, int64_t k, const Cursor3& c) {
-      const int ih = ih0 + c.mid * s.dh, iw = iw0 + c.lo * s.dw;
-      const bool in = valid && k < kend && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-      r[i] = in ? base[(static_cast<int64_t>(c.hi) * s.H + ih) * s.W + iw] : 0.0f;
-    });
+  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
+    const bool ok = dk < kend;
+    const int dr = dcur.mid * s.dh, ds = dcur.lo * s.dw;
+    const int64_t off = static_cast<int64_t>(dcur.hi) * s.H * s.W + static_cast<int64_t>(dr) * s.W + ds;
+    return Entry{static_cast<Index>(ok ? off : 0), ok ? dr : 0, ok ? ds : 0, ok ? s.H : 0};
   }
-  __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    advance_slots(step, s.R, s.S);
+  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
+    Base::decode_advance(step, s.R, s.S);
+  }
+};
+
+// dgrad A for stride 1 through the table: rows are input pixels m = (n, h, w), K is (k, r, s).
+// h0 = h + pt, w0 = w + pl, base = n*K*P*Q + h0*Q + w0; entry of (k, r, s): off = k*P*Q -
+// r*dh*Q - s*dw, dr = -r*dh, ds = -s*dw, limit P (row p = h + pt - r*dh; column limit Q).
+template <int BM, class Index>
+struct DgradLoadA1T : TableGather<BM, Index> {
+  using Base = TableGather<BM, Index>;
+  using typename Base::Entry;
+  using Base::src, Base::base, Base::h0, Base::w0, Base::wlim, Base::dcur, Base::dk;
+  __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
+    const int64_t m = m0 + Base::Map::row(static_cast<int>(threadIdx.x));
+    const bool valid = m < M;
+    const int64_t hw = static_cast<int64_t>(s.H) * s.W;
+    const int64_t n = valid ? m / hw : 0;
+    const int rem = static_cast<int>(valid ? m - n * hw : 0);
+    h0 = rem / s.W + s.pt;
+    w0 = rem % s.W + s.pl;
+    wlim = valid ? s.Q : 0;
+    base = static_cast<Index>(n * s.K * static_cast<int64_t>(s.P) * s.Q +
+                              static_cast<int64_t>(h0) * s.Q + w0);
+    src = dy;
+    this->init_decoder(k0, s.R, s.S);
+  }
+  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
+    const bool ok = dk < kend;
+    const int dr = dcur.mid * s.dh, ds = dcur.lo * s.dw;
+    const int64_t off = static_cast<int64_t>(dcur.hi) * s.P * s.Q - static_cast<int64_t>(dr) * s.Q - ds;
+    return Entry{static_cast<Index>(ok ? off : 0), ok ? -dr : 0, ok ? -ds : 0, ok ? s.P : 0};
+  }
+  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
+    Base::decode_advance(step, s.R, s.S);
+  }
+};
+
+// wgrad B through the table: x gathered as an (N*P*Q) x (C*R*S) matrix; rows are filter taps
+// j = (c, r, s), K is (n, p, q). h0 = r*dh - pt, w0 = s*dw - pl, base = c*H*W + h0*W + w0; entry
+// of (n, p, q): off = n*C*H*W + p*sh*W + q*sw, dr = p*sh, ds = q*sw, limit H.
+template <int BN, class Index>
+struct WgradLoadBT : TableGather<BN, Index> {
+  using Base = TableGather<BN, Index>;
+  using typename Base::Entry;
+  using Base::src, Base::base, Base::h0, Base::w0, Base::wlim, Base::dcur, Base::dk;
+  __device__ void init(const ConvShape& s, const float* x, int n0, int64_t k0) {
+    const int j = n0 + Base::Map::row(static_cast<int>(threadIdx.x));
+    const int rs = s.R * s.S;
+    const bool valid = j < s.C * rs;
+    const int c = valid ? j / rs : 0, r = valid ? j % rs / s.S : 0, q = valid ? j % s.S : 0;
+    h0 = r * s.dh - s.pt;
+    w0 = q * s.dw - s.pl;
+    wlim = valid ? s.W : 0;
+    base = static_cast<Index>(static_cast<int64_t>(c) * s.H * s.W + static_cast<int64_t>(h0) * s.W +
+                              w0);
+    src = x;
+    this->init_decoder(k0, s.P, s.Q);
+  }
+  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
+    const bool ok = dk < kend;
+    const int dr = dcur.mid * s.sh, ds = dcur.lo * s.sw;
+    const int64_t off = static_cast<int64_t>(dcur.hi) * s.C * s.H * s.W +
+                        static_cast<int64_t>(dr) * s.W + ds;
+    return Entry{static_cast<Index>(ok ? off : 0), ok ? dr : 0, ok ? ds : 0, ok ? s.H : 0};
+  }
+  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
+    Base::decode_advance(step, s.P, s.Q);
   }
 };
 
@@ -257,6 +376,8 @@ struct FwdLoadA : StridedSlots<BM> {
 template <int BN>
 struct FwdLoadB {
   static constexpr int kSlots = BN * kConvBK / kConvThreads;
+  static constexpr bool kTable = false;
+  using Entry = int;  // no table
   static constexpr int kThreadsPerRow = kConvBK / kSlots;
   const float* row;  // w at filter n
   bool valid, vec;
@@ -338,8 +459,6 @@ struct DgradLoadAT : StridedSlots<BM> {
 };
 template <int BM>
 using DgradLoadA = DgradLoadAT<BM, false>;
-template <int BM>
-using DgradLoadA1 = DgradLoadAT<BM, true>;
 
 // dgrad B: w as a (K*R*S) x C matrix: B[(k, r, s)][c] = w[k, c, r, s]
 template <int BN>
@@ -376,6 +495,8 @@ template <int BM>
 struct WgradLoadA {
   static constexpr int kRowsPerPass = kConvThreads / kConvBK;  // 16
   static constexpr int kSlots = BM / kRowsPerPass;
+  static constexpr bool kTable = false;
+  using Entry = int;  // no table
   const float* base;  // dy at the thread's first filter row, image 0
   int64_t k, image, row_step;
   int rows;  // slots whose row is < M
@@ -405,39 +526,6 @@ struct WgradLoadA {
     const int t = static_cast<int>(threadIdx.x);
     for (int i = 0; i < kSlots; ++i)
       smem[(t % kConvBK) * (BM + 4) + t / kConvBK + kRowsPerPass * i] = r[i];
-  }
-};
-
-// wgrad B: x gathered as an (N*P*Q) x (C*R*S) matrix: B[(n, p, q)][(c, r, s)]
-template <int BN>
-struct WgradLoadB : StridedSlots<BN> {
-  using Base = StridedSlots<BN>;
-  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
-  const float* base;  // x at channel c of image 0
-  int roff, soff;     // r*dh - pt, s*dw - pl
-  bool valid;
-  // slot cursors: (n, p, q)
-  __device__ void init(const ConvShape& s, const float* x, int n0, int64_t k0) {
-    const int t = static_cast<int>(threadIdx.x);
-    const int j = n0 + Map::row(t);
-    const int rs = s.R * s.S;
-    valid = j < s.C * rs;
-    const int c = valid ? j / rs : 0, r = valid ? j % rs / s.S : 0, q = valid ? j % s.S : 0;
-    roff = r * s.dh - s.pt;
-    soff = q * s.dw - s.pl;
-    base = x + static_cast<int64_t>(c) * s.H * s.W;
-    init_slots(k0, s.P, s.Q);
-  }
-  __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    const int64_t image = static_cast<int64_t>(s.C) * s.H * s.W;
-    for_slots(s.P, s.Q, [&](int i, int64_t k, const Cursor3& c) {
-      const int ih = c.mid * s.sh + roff, iw = c.lo * s.sw + soff;
-      const bool in = valid && k < kend && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-      r[i] = in ? base[c.hi * image + static_cast<int64_t>(ih) * s.W + iw] : 0.0f;
-    });
-  }
-  __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    advance_slots(step, s.P, s.Q);
   }
 };
 
@@ -503,6 +591,30 @@ struct Frag {
   }
 };
 
+// The kernel's view of a loader: table loaders read the slice's tap table, the others step their
+// own cursors.
+constexpr int kConvTableBytes = 2 * 2 * kConvBK * 32;  // A and B tables, double-buffered
+template <class L>
+__device__ __forceinline__ void conv_gather(const L& l, const ConvShape& s, int64_t kend, float* r,
+                                            const unsigned char* table) {
+  if constexpr (L::kTable) l.load(reinterpret_cast<const typename L::Entry*>(table), r);
+  else l.load(s, kend, r);
+}
+template <class L>
+__device__ __forceinline__ void conv_step_loader(L& l, const ConvShape& s, const Cursor3& step) {
+  if constexpr (!L::kTable) l.advance(s, step);
+}
+// Threads < kConvBK write the entries of the slice the decoders point at; all advance.
+template <class L>
+__device__ __forceinline__ void conv_fill_table(L& l, const ConvShape& s, int64_t kend,
+                                                const Cursor3& step, unsigned char* table) {
+  if constexpr (L::kTable) {
+    if (threadIdx.x < kConvBK)
+      reinterpret_cast<typename L::Entry*>(table)[threadIdx.x] = l.decode(s, kend);
+    l.decode_advance(s, step);
+  }
+}
+
 // C[M x N] = A[M x Kdim] * B[Kdim x N] over this block's split of Kdim.
 // Grid (ceil(M/BM), ceil(N/BN), splits); block 256 = 16 x 16 threads, thread (tx, ty) a
 // (BM/16) x (BN/16) micro-tile (8 x 8 in the 128 x 128 tile); dynamic shared memory
@@ -519,6 +631,9 @@ __global__ void __launch_bounds__(kConvThreads)
   SIMT_DYNAMIC_SHARED(float, smem);
   float* As = smem;                  // [2][kConvBK][LA]
   float* Bs = smem + 2 * kConvBK * LA;  // [2][kConvBK][LB]
+  // tap tables [2][kConvBK] of A then of B (32 bytes an entry at most)
+  unsigned char* TA = reinterpret_cast<unsigned char*>(Bs + 2 * kConvBK * LB);
+  unsigned char* TB = TA + 2 * kConvBK * 32;
 
   const int t = static_cast<int>(threadIdx.x);
   const int tx = t % 16, ty = t / 16;  // tx spans M (contiguous output writes), ty spans N
@@ -539,9 +654,15 @@ __global__ void __launch_bounds__(kConvThreads)
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
   const int64_t tiles = k_end > k_begin ? (k_end - k_begin + kConvBK - 1) / kConvBK : 0;
+  const int tsz = kConvBK * 32;  // bytes of one table buffer
+  conv_fill_table(la, s, k_end, step, TA);  // slices 0 and 1
+  conv_fill_table(lb, s, k_end, step, TB);
+  conv_fill_table(la, s, k_end, step, TA + tsz);
+  conv_fill_table(lb, s, k_end, step, TB + tsz);
+  __syncthreads();  // the tables of slices 0 and 1 are written
   if (tiles > 0) {
-    la.load(s, k_end, ra);
-    lb.load(s, k_end, rb);
+    conv_gather(la, s, k_end, ra, TA);
+    conv_gather(lb, s, k_end, rb, TB);
     la.store(As, ra);
     lb.store(Bs, rb);
   }
@@ -550,10 +671,10 @@ __global__ void __launch_bounds__(kConvThreads)
     const int cur = static_cast<int>(tile & 1);
     const bool more = tile + 1 < tiles;
     if (more) {  // fetch the next slice into registers while this one is multiplied
-      la.advance(s, step);
-      lb.advance(s, step);
-      la.load(s, k_end, ra);
-      lb.load(s, k_end, rb);
+      conv_step_loader(la, s, step);
+      conv_step_loader(lb, s, step);
+      conv_gather(la, s, k_end, ra, TA + (cur ^ 1) * tsz);
+      conv_gather(lb, s, k_end, rb, TB + (cur ^ 1) * tsz);
     }
     const float* as = As + cur * kConvBK * LA;
     const float* bs = Bs + cur * kConvBK * LB;
@@ -574,6 +695,10 @@ __global__ void __launch_bounds__(kConvThreads)
     if (more) {  // the other buffer was last read one slice ago, before the previous barrier
       la.store(As + (cur ^ 1) * kConvBK * LA, ra);
       lb.store(Bs + (cur ^ 1) * kConvBK * LB, rb);
+    }
+    if (tile + 2 < tiles) {  // slice tile+2's tables, into the buffers slice tile's loads read
+      conv_fill_table(la, s, k_end, step, TA + cur * tsz);
+      conv_fill_table(lb, s, k_end, step, TB + cur * tsz);
     }
     __syncthreads();  // the next slice is complete, and everyone is done with this one
   }
@@ -683,7 +808,7 @@ constexpr ConvTile kConvTiles[] = {
 constexpr int kConvNumTiles = sizeof(kConvTiles) / sizeof(kConvTiles[0]);
 
 inline size_t conv_gemm_smem(int bm, int bn) {
-  return 2 * kConvBK * static_cast<size_t>(bm + 4 + bn + 4) * sizeof(float);
+  return 2 * kConvBK * static_cast<size_t>(bm + 4 + bn + 4) * sizeof(float) + kConvTableBytes;
 }
 
 // The step of a load cursor when K advances by kConvBK, as digits of radices (-, MID, LO).
@@ -700,6 +825,7 @@ inline Cursor3 conv_step(int MID, int LO) {
 // shapes. tile < 0: the chooser decides (the default).
 struct ConvPlanOverride {
   int tile = -1, splits = 1;
+  bool force64 = false;  // the 64-bit offset instantiations even for small tensors
 };
 inline ConvPlanOverride& conv_plan_override() {
   static ConvPlanOverride o;
@@ -718,6 +844,30 @@ inline ConvPlan conv_plan_apply_override(ConvPlan p, int64_t M, int64_t N, int64
                   simt::ceil_div<int64_t>(M, t.bm) * simt::ceil_div<int64_t>(N, t.bn) * z,
                   per * kConvBK};
 }
+
+// 32-bit gather offsets: every base + offset a table gather forms, valid or not, stays within
+// +-(x elements + dy elements + 4 * row extent * column extent), the extents bounding any row or
+// column index (padding, stride and dilation included). Otherwise the int64 instantiations.
+inline bool conv_index32(const ConvShape& s) {
+  if (conv_plan_override().force64) return false;
+  const int64_t eh = s.pt + static_cast<int64_t>(s.P) * s.sh + static_cast<int64_t>(s.R) * s.dh + s.H;
+  const int64_t ew = s.pl + static_cast<int64_t>(s.Q) * s.sw + static_cast<int64_t>(s.S) * s.dw + s.W;
+  const int64_t x = static_cast<int64_t>(s.N) * s.C * s.H * s.W;
+  const int64_t y = static_cast<int64_t>(s.N) * s.K * s.P * s.Q;
+  return x + y + 4 * eh * (ew + 1) < INT32_MAX;
+}
+template <int BM>
+using FwdLoadA32 = FwdLoadAT<BM, int>;
+template <int BM>
+using FwdLoadA64 = FwdLoadAT<BM, int64_t>;
+template <int BM>
+using DgradLoadA1_32 = DgradLoadA1T<BM, int>;
+template <int BM>
+using DgradLoadA1_64 = DgradLoadA1T<BM, int64_t>;
+template <int BN>
+using WgradLoadB32 = WgradLoadBT<BN, int>;
+template <int BN>
+using WgradLoadB64 = WgradLoadBT<BN, int64_t>;
 
 // The passes' plans. Forward and dgrad split K only when given a workspace (max_splits > 1);
 // wgrad always may, with splits of at least 8 slices (its reduction is long).
@@ -800,16 +950,16 @@ inline void conv2d_forward(float* y, const float* x, const float* w, const float
   }
   const int64_t Kdim = static_cast<int64_t>(s.C) * s.R * s.S;
   const ConvPlan plan = conv2d_forward_plan(s, workspace ? kConvMaxSplits : 1);
-  if (plan.splits == 1) {
-    conv_gemm_launch<FwdLoadA, FwdLoadB>(plan, M, s.K, Kdim, s, x, w,
-                                         FwdStore{y, bias, relu ? 1 : 0, 0},
-                                         conv_step(s.R, s.S), stream);
-    return;
-  }
   const int64_t n = M * s.K;
-  conv_gemm_launch<FwdLoadA, FwdLoadB>(plan, M, s.K, Kdim, s, x, w,
-                                       FwdStore{workspace, nullptr, 0, n}, conv_step(s.R, s.S),
-                                       stream);
+  const FwdStore store = plan.splits == 1 ? FwdStore{y, bias, relu ? 1 : 0, 0}
+                                          : FwdStore{workspace, nullptr, 0, n};
+  if (conv_index32(s))
+    conv_gemm_launch<FwdLoadA32, FwdLoadB>(plan, M, s.K, Kdim, s, x, w, store,
+                                           conv_step(s.R, s.S), stream);
+  else
+    conv_gemm_launch<FwdLoadA64, FwdLoadB>(plan, M, s.K, Kdim, s, x, w, store,
+                                           conv_step(s.R, s.S), stream);
+  if (plan.splits == 1) return;
   conv2d_split_reduce(y, workspace, n, plan.splits, bias, static_cast<int64_t>(s.P) * s.Q, s.K,
                       relu, stream);
 }
@@ -830,9 +980,12 @@ inline void conv2d_backward_data(float* dx, const float* dy, const float* w, con
   const ConvPlan plan = conv2d_dgrad_plan(s, workspace ? kConvMaxSplits : 1);
   const int64_t n = M * s.C;
   const DgradStore store{plan.splits == 1 ? dx : workspace, plan.splits == 1 ? 0 : n};
-  if (s.sh == 1 && s.sw == 1)
-    conv_gemm_launch<DgradLoadA1, DgradLoadB>(plan, M, s.C, Kdim, s, dy, w, store,
-                                              conv_step(s.R, s.S), stream);
+  if (s.sh == 1 && s.sw == 1 && conv_index32(s))
+    conv_gemm_launch<DgradLoadA1_32, DgradLoadB>(plan, M, s.C, Kdim, s, dy, w, store,
+                                                 conv_step(s.R, s.S), stream);
+  else if (s.sh == 1 && s.sw == 1)
+    conv_gemm_launch<DgradLoadA1_64, DgradLoadB>(plan, M, s.C, Kdim, s, dy, w, store,
+                                                 conv_step(s.R, s.S), stream);
   else
     conv_gemm_launch<DgradLoadA, DgradLoadB>(plan, M, s.C, Kdim, s, dy, w, store,
                                              conv_step(s.R, s.S), stream);
@@ -862,8 +1015,12 @@ inline void conv2d_backward_weight(float* dw, float* workspace, const float* dy,
   }
   const ConvPlan plan = conv2d_wgrad_plan(s);
   const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
-  conv_gemm_launch<WgradLoadA, WgradLoadB>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
-                                           WgradStore{workspace}, conv_step(s.P, s.Q), stream);
+  if (conv_index32(s))
+    conv_gemm_launch<WgradLoadA, WgradLoadB32>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
+                                               WgradStore{workspace}, conv_step(s.P, s.Q), stream);
+  else
+    conv_gemm_launch<WgradLoadA, WgradLoadB64>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
+                                               WgradStore{workspace}, conv_step(s.P, s.Q), stream);
   conv2d_split_reduce(dw, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
 
