@@ -296,7 +296,8 @@ struct FwdLoadAT : TableGather<BM, Index> {
   __device__ Entry decode(const ConvShape& s, int64_t kend) const {
     const bool ok = dk < kend;
     const int dr = dcur.mid * s.dh, ds = dcur.lo * s.dw;
-    const int64_t off = static_cast<int64_t>(dcur.hi) * s.H * s.W + static_cast<int64_t>(dr) * s.W + ds;
+    const int64_t off =
+        static_cast<int64_t>(dcur.hi) * s.H * s.W + static_cast<int64_t>(dr) * s.W + ds;
     return Entry{static_cast<Index>(ok ? off : 0), ok ? dr : 0, ok ? ds : 0, ok ? s.H : 0};
   }
   __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
@@ -329,7 +330,8 @@ struct DgradLoadA1T : TableGather<BM, Index> {
   __device__ Entry decode(const ConvShape& s, int64_t kend) const {
     const bool ok = dk < kend;
     const int dr = dcur.mid * s.dh, ds = dcur.lo * s.dw;
-    const int64_t off = static_cast<int64_t>(dcur.hi) * s.P * s.Q - static_cast<int64_t>(dr) * s.Q - ds;
+    const int64_t off =
+        static_cast<int64_t>(dcur.hi) * s.P * s.Q - static_cast<int64_t>(dr) * s.Q - ds;
     return Entry{static_cast<Index>(ok ? off : 0), ok ? -dr : 0, ok ? -ds : 0, ok ? s.P : 0};
   }
   __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
@@ -371,16 +373,17 @@ struct WgradLoadBT : TableGather<BN, Index> {
 };
 
 // forward B: the weights as a (C*R*S) x K matrix, i.e. w rows read along K. "Contiguous"
-// mapping: each thread loads SLOTS consecutive K-values of one filter, one float4 when SLOTS == 4
-// and rows are 16-byte aligned.
-template <int BN>
-struct FwdLoadB {
+// mapping: each thread loads SLOTS consecutive K-values of one filter. kVec (the launcher's choice
+// when C*R*S % 4 == 0 and w is 16-byte aligned): as float4s, each predicated on its own (split
+// ends are multiples of 4 then), so the loop holds no scalar path.
+template <int BN, bool kVec>
+struct FwdLoadBT {
   static constexpr int kSlots = BN * kConvBK / kConvThreads;
   static constexpr bool kTable = false;
   using Entry = int;  // no table
   static constexpr int kThreadsPerRow = kConvBK / kSlots;
   const float* row;  // w at filter n
-  bool valid, vec;
+  bool valid;
   int64_t k, crs;
   __device__ void init(const ConvShape& s, const float* w, int n0, int64_t k0) {
     const int t = static_cast<int>(threadIdx.x);
@@ -389,20 +392,23 @@ struct FwdLoadB {
     valid = n < s.K;
     row = w + (valid ? n : 0) * crs;
     k = k0 + (t % kThreadsPerRow) * kSlots;
-    vec = kSlots % 4 == 0 && crs % 4 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
   }
   __device__ void load(const ConvShape&, int64_t kend, float* r) const {
-    if constexpr (kSlots % 4 == 0) {
-      if (vec && valid && k + kSlots - 1 < kend) {  // k is a multiple of 4: aligned
+    // how many of this thread's slots are inside the split (one 64-bit compare, then 32-bit ones)
+    const int64_t rem = kend - k;
+    const int lim = !valid || rem <= 0 ? 0 : rem < kSlots ? static_cast<int>(rem) : kSlots;
+    const float* p = row + k;
+    if constexpr (kVec && kSlots % 4 == 0) {  // k is a multiple of 4: aligned
 #pragma unroll
-        for (int i = 0; i < kSlots; i += 4) {
-          const float4 v = *reinterpret_cast<const float4*>(row + k + i);
-          r[i] = v.x; r[i + 1] = v.y; r[i + 2] = v.z; r[i + 3] = v.w;
-        }
-        return;
+      for (int i = 0; i < kSlots; i += 4) {
+        const float4 v =
+            i < lim ? *reinterpret_cast<const float4*>(p + i) : make_float4(0, 0, 0, 0);
+        r[i] = v.x; r[i + 1] = v.y; r[i + 2] = v.z; r[i + 3] = v.w;
       }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kSlots; ++i) r[i] = i < lim ? p[i] : 0.0f;
     }
-    for (int i = 0; i < kSlots; ++i) r[i] = valid && k + i < kend ? row[k + i] : 0.0f;
   }
   __device__ void advance(const ConvShape&, const Cursor3&) { k += kConvBK; }
   __device__ void store(float* smem, const float* r) const {
@@ -460,37 +466,42 @@ struct DgradLoadAT : StridedSlots<BM> {
 template <int BM>
 using DgradLoadA = DgradLoadAT<BM, false>;
 
-// dgrad B: w as a (K*R*S) x C matrix: B[(k, r, s)][c] = w[k, c, r, s]
-template <int BN>
-struct DgradLoadB : StridedSlots<BN> {
-  using Base = StridedSlots<BN>;
-  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
-  const float* col;  // w at channel c
-  bool valid;
-  // slot cursors: (k, r, s)
-  int64_t crs;
+// dgrad B through the table: w as a (K*R*S) x C matrix, B[(k, r, s)][c] = w[k, c, r, s]. The
+// thread's column c gives src = w + c*R*S; the entry of (k, r, s) is off = k*C*R*S + r*S + s, and
+// hlim says whether k is inside the split (no bounds otherwise).
+template <int BN, class Index>
+struct DgradLoadBT : TableGather<BN, Index> {
+  using Base = TableGather<BN, Index>;
+  using typename Base::Entry;
+  using Base::src, Base::wlim, Base::dcur, Base::dk;
   __device__ void init(const ConvShape& s, const float* w, int n0, int64_t k0) {
+    const int c = n0 + Base::Map::row(static_cast<int>(threadIdx.x));
+    wlim = c < s.C ? 1 : 0;
+    src = w + static_cast<int64_t>(wlim ? c : 0) * s.R * s.S;
+    this->init_decoder(k0, s.R, s.S);
+  }
+  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
+    const bool ok = dk < kend;
+    const int64_t off = static_cast<int64_t>(dcur.hi) * s.C * s.R * s.S + dcur.mid * s.S + dcur.lo;
+    return Entry{static_cast<Index>(ok ? off : 0), 0, 0, ok ? 1 : 0};
+  }
+  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
+    Base::decode_advance(step, s.R, s.S);
+  }
+  __device__ __forceinline__ void load(const Entry* table, float* r) const {
     const int t = static_cast<int>(threadIdx.x);
-    const int c = n0 + Map::row(t);
-    valid = c < s.C;
-    col = w + static_cast<int64_t>(valid ? c : 0) * s.R * s.S;
-    crs = static_cast<int64_t>(s.C) * s.R * s.S;
-    init_slots(k0, s.R, s.S);
-  }
-  __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    for_slots(s.R, s.S, [&](int i, int64_t k, const Cursor3& c) {
-      r[i] = valid && k < kend ? col[c.hi * crs + c.mid * s.S + c.lo] : 0.0f;
-    });
-  }
-  __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    advance_slots(step, s.R, s.S);
+#pragma unroll
+    for (int i = 0; i < Base::kSlots; ++i) {
+      const Entry e = table[Base::Map::kk(t, i)];
+      r[i] = (e.hlim & wlim) ? src[e.off] : 0.0f;
+    }
   }
 };
 
 // wgrad A: dy as a K x (N*P*Q) matrix: A[k][(n, p, q)] = dy[n, k, p, q]. "K-major" mapping: thread
-// t reads reduction index t % kConvBK of the filter rows t / kConvBK + 16 i, so each half-warp reads
-// 16 consecutive (p, q) of one filter (64 contiguous bytes, not 16 lone floats P*Q apart), and all
-// slots of a thread share one cursor: their addresses differ by the constant 16*P*Q.
+// t reads reduction index t % kConvBK of the filter rows t / kConvBK + 16 i, so each half-warp
+// reads 16 consecutive (p, q) of one filter (64 contiguous bytes, not 16 lone floats P*Q apart),
+// and all slots of a thread share one cursor: their addresses differ by the constant 16*P*Q.
 template <int BM>
 struct WgradLoadA {
   static constexpr int kRowsPerPass = kConvThreads / kConvBK;  // 16
@@ -621,8 +632,10 @@ __device__ __forceinline__ void conv_fill_table(L& l, const ConvShape& s, int64_
 // conv_gemm_smem(BM, BN). A and B slices are double-buffered in shared memory (one barrier per
 // BK slice) and the fragments in registers (the loads of step kk+1 are issued before the FMAs of
 // step kk).
+// The small tiles ask for 3 blocks an SM (85 registers): left alone, ptxas capped one of them
+// at 64 registers and spilled.
 template <int BM, int BN, class LoadA, class LoadB, class Store>
-__global__ void __launch_bounds__(kConvThreads)
+__global__ void __launch_bounds__(kConvThreads, BM * BN <= 64 * 64 ? 3 : 1)
     conv_gemm_kernel(ConvShape s, const float* a_src, const float* b_src, Store store, int64_t M,
                      int N, int64_t Kdim, int64_t k_per_split, Cursor3 step) {
   constexpr int TM = BM / 16, TN = BN / 16;
@@ -728,7 +741,7 @@ __global__ void conv2d_split_reduce_kernel(float* out, const float* ws, int64_t 
   }
 }
 
-// ---- the tile and split chooser -------------------------------------------------------------------
+// ---- the tile and split chooser ------------------------------------------------------------------
 
 constexpr int kConvSMs = 132;  // H100/H200 SXM; the plan is a function of the shape alone
 
@@ -846,16 +859,23 @@ inline ConvPlan conv_plan_apply_override(ConvPlan p, int64_t M, int64_t N, int64
 }
 
 // 32-bit gather offsets: every base + offset a table gather forms, valid or not, stays within
-// +-(x elements + dy elements + 4 * row extent * column extent), the extents bounding any row or
+// +-(x + dy + w elements + 4 * row extent * column extent), the extents bounding any row or
 // column index (padding, stride and dilation included). Otherwise the int64 instantiations.
 inline bool conv_index32(const ConvShape& s) {
   if (conv_plan_override().force64) return false;
-  const int64_t eh = s.pt + static_cast<int64_t>(s.P) * s.sh + static_cast<int64_t>(s.R) * s.dh + s.H;
-  const int64_t ew = s.pl + static_cast<int64_t>(s.Q) * s.sw + static_cast<int64_t>(s.S) * s.dw + s.W;
+  const int64_t eh =
+      s.pt + static_cast<int64_t>(s.P) * s.sh + static_cast<int64_t>(s.R) * s.dh + s.H;
+  const int64_t ew =
+      s.pl + static_cast<int64_t>(s.Q) * s.sw + static_cast<int64_t>(s.S) * s.dw + s.W;
   const int64_t x = static_cast<int64_t>(s.N) * s.C * s.H * s.W;
   const int64_t y = static_cast<int64_t>(s.N) * s.K * s.P * s.Q;
-  return x + y + 4 * eh * (ew + 1) < INT32_MAX;
+  const int64_t w = static_cast<int64_t>(s.K) * s.C * s.R * s.S;
+  return x + y + w + 4 * eh * (ew + 1) < INT32_MAX;
 }
+template <int BN>
+using FwdLoadBV = FwdLoadBT<BN, true>;
+template <int BN>
+using FwdLoadBS = FwdLoadBT<BN, false>;
 template <int BM>
 using FwdLoadA32 = FwdLoadAT<BM, int>;
 template <int BM>
@@ -864,6 +884,10 @@ template <int BM>
 using DgradLoadA1_32 = DgradLoadA1T<BM, int>;
 template <int BM>
 using DgradLoadA1_64 = DgradLoadA1T<BM, int64_t>;
+template <int BN>
+using DgradLoadB32 = DgradLoadBT<BN, int>;
+template <int BN>
+using DgradLoadB64 = DgradLoadBT<BN, int64_t>;
 template <int BN>
 using WgradLoadB32 = WgradLoadBT<BN, int>;
 template <int BN>
@@ -953,12 +977,16 @@ inline void conv2d_forward(float* y, const float* x, const float* w, const float
   const int64_t n = M * s.K;
   const FwdStore store = plan.splits == 1 ? FwdStore{y, bias, relu ? 1 : 0, 0}
                                           : FwdStore{workspace, nullptr, 0, n};
-  if (conv_index32(s))
-    conv_gemm_launch<FwdLoadA32, FwdLoadB>(plan, M, s.K, Kdim, s, x, w, store,
-                                           conv_step(s.R, s.S), stream);
+  const bool vec = Kdim % 4 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
+  const Cursor3 step = conv_step(s.R, s.S);
+  if (conv_index32(s) && vec)
+    conv_gemm_launch<FwdLoadA32, FwdLoadBV>(plan, M, s.K, Kdim, s, x, w, store, step, stream);
+  else if (conv_index32(s))
+    conv_gemm_launch<FwdLoadA32, FwdLoadBS>(plan, M, s.K, Kdim, s, x, w, store, step, stream);
+  else if (vec)
+    conv_gemm_launch<FwdLoadA64, FwdLoadBV>(plan, M, s.K, Kdim, s, x, w, store, step, stream);
   else
-    conv_gemm_launch<FwdLoadA64, FwdLoadB>(plan, M, s.K, Kdim, s, x, w, store,
-                                           conv_step(s.R, s.S), stream);
+    conv_gemm_launch<FwdLoadA64, FwdLoadBS>(plan, M, s.K, Kdim, s, x, w, store, step, stream);
   if (plan.splits == 1) return;
   conv2d_split_reduce(y, workspace, n, plan.splits, bias, static_cast<int64_t>(s.P) * s.Q, s.K,
                       relu, stream);
@@ -980,15 +1008,18 @@ inline void conv2d_backward_data(float* dx, const float* dy, const float* w, con
   const ConvPlan plan = conv2d_dgrad_plan(s, workspace ? kConvMaxSplits : 1);
   const int64_t n = M * s.C;
   const DgradStore store{plan.splits == 1 ? dx : workspace, plan.splits == 1 ? 0 : n};
-  if (s.sh == 1 && s.sw == 1 && conv_index32(s))
-    conv_gemm_launch<DgradLoadA1_32, DgradLoadB>(plan, M, s.C, Kdim, s, dy, w, store,
-                                                 conv_step(s.R, s.S), stream);
-  else if (s.sh == 1 && s.sw == 1)
-    conv_gemm_launch<DgradLoadA1_64, DgradLoadB>(plan, M, s.C, Kdim, s, dy, w, store,
-                                                 conv_step(s.R, s.S), stream);
+  const Cursor3 step = conv_step(s.R, s.S);
+  const bool unit = s.sh == 1 && s.sw == 1, i32 = conv_index32(s);
+  if (unit && i32)
+    conv_gemm_launch<DgradLoadA1_32, DgradLoadB32>(plan, M, s.C, Kdim, s, dy, w, store, step,
+                                                   stream);
+  else if (unit)
+    conv_gemm_launch<DgradLoadA1_64, DgradLoadB64>(plan, M, s.C, Kdim, s, dy, w, store, step,
+                                                   stream);
+  else if (i32)
+    conv_gemm_launch<DgradLoadA, DgradLoadB32>(plan, M, s.C, Kdim, s, dy, w, store, step, stream);
   else
-    conv_gemm_launch<DgradLoadA, DgradLoadB>(plan, M, s.C, Kdim, s, dy, w, store,
-                                             conv_step(s.R, s.S), stream);
+    conv_gemm_launch<DgradLoadA, DgradLoadB64>(plan, M, s.C, Kdim, s, dy, w, store, step, stream);
   if (plan.splits > 1)
     conv2d_split_reduce(dx, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
