@@ -177,48 +177,8 @@ struct Strided {
   }
 };
 
-// --- operand loaders: init once per thread, then load / advance per K-slice ---
-// Each writes its slice into smem laid out [kConvBK][ROWS + 4] (the pad keeps float4 alignment).
-
-// The bookkeeping every strided loader shares: the reduction index k of the thread's first slot
-// and its cursor over the radices (-, MID, LO). The other slots lie kGap further along K each, so
-// their cursors are stepped from the first inside the load loop rather than kept: one cursor in
-// registers instead of kSlots (16 in the 256-row tiles), which is what kept the tall tiles at
-// 190 registers a thread.
-template <int ROWS>
-struct StridedSlots {
-  using Map = Strided<ROWS>;
-  static constexpr int kSlots = Map::kSlots;
-  static constexpr bool kTable = false;
-  using Entry = int;  // no table
-  int64_t k0;
-  Cursor3 cur0, gap;  // gap: the digits of kGap
-  __device__ void init_slots(int64_t k_begin, int MID, int LO) {
-    k0 = k_begin + Map::kk(static_cast<int>(threadIdx.x), 0);
-    cur0.init(k0, MID, LO);
-    gap.init(Map::kGap, MID, LO);
-  }
-  __device__ void advance_slots(const Cursor3& step, int MID, int LO) {
-    k0 += kConvBK;
-    cur0.advance(step, MID, LO);
-  }
-  // f(i, k, cursor) for each slot i, in order.
-  template <class F>
-  __device__ __forceinline__ void for_slots(int MID, int LO, F&& f) const {
-    Cursor3 c = cur0;
-    int64_t k = k0;
-#pragma unroll
-    for (int i = 0; i < Map::kSlots; ++i) {
-      f(i, k, c);
-      c.advance(gap, MID, LO);
-      k += Map::kGap;
-    }
-  }
-  __device__ void store(float* smem, const float* r) const {
-    const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < Map::kSlots; ++i) smem[Map::kk(t, i) * (ROWS + 4) + Map::row(t)] = r[i];
-  }
-};
+// --- operand loaders: init once per thread, then gather a K-slice into registers and store it
+// to smem laid out [kConvBK][ROWS + 4] (the pad keeps float4 alignment) ---
 
 // ---- gathers through a per-slice tap table ("optimized" iterators) ----
 // Every thread of a block gathers the same BK reduction indices k in a slice; what k means for the
@@ -418,53 +378,76 @@ struct FwdLoadBT {
   }
 };
 
-// dgrad A: dy gathered; rows are input pixels m = (n, h, w), K is (k, r, s). kUnit: both strides
-// are 1, and the loop has no division or modulo at all (the strided variant keeps them).
-template <int BM, bool kUnit>
-struct DgradLoadAT : StridedSlots<BM> {
-  using Base = StridedSlots<BM>;
-  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
-  const float* base;  // dy at image n
-  int hp, wp;         // h + pt, w + pl
-  bool valid;
-  // slot cursors: (k, r, s)
+// dgrad A for any stride through a table: input pixel (h, w) reads dy at p = (h + pt - r*dh) / sh
+// when sh divides it. With hp = h + pt = h0*sh + phase_h (decoded once per thread) and r*dh =
+// q_r*sh + rem_r (decoded per slice, in the table), the tap is live iff phase_h == rem_r, and then
+// p = h0 - q_r: the per-slot gather compares phases and adds, with no division or modulo (the
+// 16 decoding threads divide once per slice). Same for the columns.
+template <class Index>
+struct alignas(16) PhaseEntry {
+  Index off;       // k*P*Q - q_r*Q - q_s
+  int dr, ds;      // -q_r, -q_s
+  int hlim;        // P, or 0 when k is past the split's end
+  int phr, phs;    // rem_r, rem_s
+};
+template <int BM, class Index>
+struct DgradLoadAST {
+  using Map = Strided<BM>;
+  using Entry = PhaseEntry<Index>;
+  static constexpr int kSlots = Map::kSlots;
+  static constexpr bool kTable = true;
+  const float* src;
+  Index base;
+  int h0, w0, wlim, phh, phw;
+  Cursor3 dcur;
+  int64_t dk;
   __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
-    const int t = static_cast<int>(threadIdx.x);
-    const int64_t m = m0 + Map::row(t);
-    valid = m < M;
+    const int64_t m = m0 + Map::row(static_cast<int>(threadIdx.x));
+    const bool valid = m < M;
     const int64_t hw = static_cast<int64_t>(s.H) * s.W;
     const int64_t n = valid ? m / hw : 0;
     const int rem = static_cast<int>(valid ? m - n * hw : 0);
-    hp = rem / s.W + s.pt;
-    wp = rem % s.W + s.pl;
-    base = dy + n * s.K * static_cast<int64_t>(s.P) * s.Q;
-    init_slots(k0, s.R, s.S);
+    const int hp = rem / s.W + s.pt, wp = rem % s.W + s.pl;
+    h0 = hp / s.sh;
+    phh = hp % s.sh;
+    w0 = wp / s.sw;
+    phw = wp % s.sw;
+    wlim = valid ? s.Q : 0;
+    base = static_cast<Index>(n * s.K * static_cast<int64_t>(s.P) * s.Q +
+                              static_cast<int64_t>(h0) * s.Q + w0);
+    src = dy;
+    dk = k0 + static_cast<int>(threadIdx.x) % kConvBK;
+    dcur.init(dk, s.R, s.S);
   }
-  __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    for_slots(s.R, s.S, [&](int i, int64_t k, const Cursor3& c) {
-      r[i] = 0.0f;
-      const int ph = hp - c.mid * s.dh, pw = wp - c.lo * s.dw;
-      if (!valid || k >= kend || ph < 0 || pw < 0) return;
-      int p = ph, q = pw;
-      if constexpr (!kUnit) {  // only output rows on the stride grid read this pixel
-        if (s.sh != 1) {
-          if (ph % s.sh) return;
-          p = ph / s.sh;
-        }
-        if (s.sw != 1) {
-          if (pw % s.sw) return;
-          q = pw / s.sw;
-        }
-      }
-      if (p < s.P && q < s.Q) r[i] = base[(static_cast<int64_t>(c.hi) * s.P + p) * s.Q + q];
-    });
+  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
+    const bool ok = dk < kend;
+    const int rd = dcur.mid * s.dh, sd = dcur.lo * s.dw;
+    const int qr = rd / s.sh, qs = sd / s.sw;
+    const int64_t off = static_cast<int64_t>(dcur.hi) * s.P * s.Q -
+                        static_cast<int64_t>(qr) * s.Q - qs;
+    return Entry{static_cast<Index>(ok ? off : 0), -qr, -qs, ok ? s.P : 0, rd - qr * s.sh,
+                 sd - qs * s.sw};
   }
-  __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    advance_slots(step, s.R, s.S);
+  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
+    dk += kConvBK;
+    dcur.advance(step, s.R, s.S);
+  }
+  __device__ __forceinline__ void load(const Entry* table, float* r) const {
+    const int t = static_cast<int>(threadIdx.x);
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const Entry e = table[Map::kk(t, i)];
+      const unsigned p = static_cast<unsigned>(h0 + e.dr), q = static_cast<unsigned>(w0 + e.ds);
+      const bool in = e.phr == phh && e.phs == phw && p < static_cast<unsigned>(e.hlim) &&
+                      q < static_cast<unsigned>(wlim);
+      r[i] = in ? src[base + e.off] : 0.0f;
+    }
+  }
+  __device__ void store(float* smem, const float* r) const {
+    const int t = static_cast<int>(threadIdx.x);
+    for (int i = 0; i < kSlots; ++i) smem[Map::kk(t, i) * (BM + 4) + Map::row(t)] = r[i];
   }
 };
-template <int BM>
-using DgradLoadA = DgradLoadAT<BM, false>;
 
 // dgrad B through the table: w as a (K*R*S) x C matrix, B[(k, r, s)][c] = w[k, c, r, s]. The
 // thread's column c gives src = w + c*R*S; the entry of (k, r, s) is off = k*C*R*S + r*S + s, and
@@ -884,6 +867,10 @@ template <int BM>
 using DgradLoadA1_32 = DgradLoadA1T<BM, int>;
 template <int BM>
 using DgradLoadA1_64 = DgradLoadA1T<BM, int64_t>;
+template <int BM>
+using DgradLoadAS32 = DgradLoadAST<BM, int>;
+template <int BM>
+using DgradLoadAS64 = DgradLoadAST<BM, int64_t>;
 template <int BN>
 using DgradLoadB32 = DgradLoadBT<BN, int>;
 template <int BN>
@@ -1017,9 +1004,11 @@ inline void conv2d_backward_data(float* dx, const float* dy, const float* w, con
     conv_gemm_launch<DgradLoadA1_64, DgradLoadB64>(plan, M, s.C, Kdim, s, dy, w, store, step,
                                                    stream);
   else if (i32)
-    conv_gemm_launch<DgradLoadA, DgradLoadB32>(plan, M, s.C, Kdim, s, dy, w, store, step, stream);
+    conv_gemm_launch<DgradLoadAS32, DgradLoadB32>(plan, M, s.C, Kdim, s, dy, w, store, step,
+                                                  stream);
   else
-    conv_gemm_launch<DgradLoadA, DgradLoadB64>(plan, M, s.C, Kdim, s, dy, w, store, step, stream);
+    conv_gemm_launch<DgradLoadAS64, DgradLoadB64>(plan, M, s.C, Kdim, s, dy, w, store, step,
+                                                  stream);
   if (plan.splits > 1)
     conv2d_split_reduce(dx, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
