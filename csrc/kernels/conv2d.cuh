@@ -615,10 +615,10 @@ __device__ __forceinline__ void conv_fill_table(L& l, const ConvShape& s, int64_
 // conv_gemm_smem(BM, BN). A and B slices are double-buffered in shared memory (one barrier per
 // BK slice) and the fragments in registers (the loads of step kk+1 are issued before the FMAs of
 // step kk).
-// The small tiles ask for 3 blocks an SM (85 registers): left alone, ptxas capped one of them
-// at 64 registers and spilled.
+// The tiles of at most 64 x 64 ask for 3 blocks an SM (85 registers): left alone, ptxas capped
+// one of them at 64 registers and spilled.
 template <int BM, int BN, class LoadA, class LoadB, class Store>
-__global__ void __launch_bounds__(kConvThreads, BM * BN <= 64 * 64 ? 3 : 1)
+__global__ void __launch_bounds__(kConvThreads, BM <= 64 && BN <= 64 ? 3 : 1)
     conv_gemm_kernel(ConvShape s, const float* a_src, const float* b_src, Store store, int64_t M,
                      int N, int64_t Kdim, int64_t k_per_split, Cursor3 step) {
   constexpr int TM = BM / 16, TN = BN / 16;
@@ -790,16 +790,16 @@ inline ConvPlan conv_plan(int64_t M, int64_t N, int64_t Kdim, const ConvTile* ti
 constexpr int kConvNaiveBlock = 128;
 constexpr int kConvBiasBlock = 256;
 
-// The fp32 tiles. blocks_per_sm: the fewest over the three passes of
+// The fp32 tiles. blocks_per_sm: the fewest over the passes' instantiations of
 // min(65536 / (registers * 256), 228 KB / shared memory), registers from ptxas -v for sm_90
-// (CUDA 13.0, 2026-11-29): 128x128 153-171 (1 block; capping it at 128 registers for 2 blocks
-// spills), 128x64 115-125 and 64x128 111-121 (2), 64x64 64-80 (3), 128x32 73-80 (3),
-// 64x32 63-65 (3), 256x16 82-119 (2), 64x16 48-63 (4). The 64-row tiles with 1 or 2 columns per
-// thread exist for narrow GEMMs (LeNet's 6 and 16 filters, a 1-filter head) that must still fill
-// 132 SMs.
+// (CUDA 13.0, 2026-11-29, every pass, int32 and int64 gathers): 128x128 163-167 (1 block; capping
+// it at 128 registers for 2 blocks spills), 128x64 119-127 and 64x128 115-127 (2), 64x64 79-80
+// (3), 128x32 102-117 (2), 64x32 79-80 (3), 256x16 112-129 (1), 64x16 78-80 (3). The 64-row tiles
+// with 1 or 2 columns per thread exist for narrow GEMMs (LeNet's 6 and 16 filters, a 1-filter
+// head) that must still fill 132 SMs.
 constexpr ConvTile kConvTiles[] = {
     {128, 128, 8, 8, 1}, {128, 64, 8, 4, 2}, {64, 128, 4, 8, 2}, {64, 64, 4, 4, 3},
-    {128, 32, 8, 2, 3},  {64, 32, 4, 2, 3},  {256, 16, 16, 1, 2}, {64, 16, 4, 1, 4},
+    {128, 32, 8, 2, 2},  {64, 32, 4, 2, 3},  {256, 16, 16, 1, 1}, {64, 16, 4, 1, 3},
 };
 constexpr int kConvNumTiles = sizeof(kConvTiles) / sizeof(kConvTiles[0]);
 
