@@ -155,7 +155,8 @@ def test_conv2d_errors(device):
         F.conv2d(x, w, dilation=(1, -1))
     with pytest.raises(ValueError, match="padding must be >= 0, got -1"):
         F.conv2d(x, w, padding=-1)
-    with pytest.raises(ValueError, match=r"padding must be an int, a pair, a 4-tuple \(top, bottom, left, right\), 'valid' or 'same', got 'full'"):
+    with pytest.raises(ValueError, match=r"padding must be an int, a pair, a 4-tuple \(top, bottom, "
+                                         r"left, right\), 'valid' or 'same', got 'full'"):
         F.conv2d(x, w, padding="full")
     with pytest.raises(TypeError, match="stride must be an int or a pair of ints, got float"):
         F.conv2d(x, w, stride=1.5)
@@ -187,7 +188,7 @@ def test_conv2d_binding_errors():
         m.conv2d_backward_data(y, w, x, (1, 1), (0, -1, 0, 0), (1, 1))
 
 
-# ---- the tiled kernels: every tile, with and without split-K ----------------------------------------
+# ---- the tiled kernels: every tile, with and without split-K -------------------------------------
 
 _TILE_SHAPES = [  # (x shape, w shape, stride, pads, dilation): unaligned sizes, strides, dilation
     ((2, 5, 11, 9), (7, 5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
@@ -260,7 +261,7 @@ def test_plans_fill_the_gpu():
     assert m.conv2d_plan("forward", (64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0,) * 4, (1, 1))[3] > 1
 
 
-# ---- groups, explicit asymmetric padding, empty shapes, size limits ---------------------------------
+# ---- groups, explicit asymmetric padding, empty shapes, size limits ------------------------------
 
 
 def _ref64(x, w, b, stride, padding, dilation, groups, dy):

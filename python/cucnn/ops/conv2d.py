@@ -1,10 +1,12 @@
 """conv2d and linear (kernels: csrc/kernels/conv2d.cuh).
 
-Cross-correlation as deep-learning libraries compute it, NCHW, with PyTorch's arguments. Padding is
-an int, a pair, "valid", or "same" as Keras/TensorFlow define it for any stride (output
-ceil(H / stride), the odd pixel of padding at the bottom/right); at stride 1 that is PyTorch's
-"same". ``linear`` is a 1x1 convolution of x viewed as (N, F, 1, 1), so dense layers run on the
-same kernels — a fully connected layer is a 1x1 convolution.
+Cross-correlation as deep-learning libraries compute it, NCHW, with PyTorch's arguments (groups
+included: one convolution per group). Padding is an int, a pair, an explicit (top, bottom, left,
+right), "valid", or "same" as Keras/TensorFlow define it for any stride (output ceil(H / stride),
+the odd pixel of padding at the bottom/right); at stride 1 that is PyTorch's "same". The
+arguments are validated once into a ConvGeometry (_geometry.py). ``linear`` is a 1x1 convolution
+of x viewed as (N, F, 1, 1), so dense layers run on the same kernels — a fully connected layer is
+a 1x1 convolution.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from . import _geometry
 from ._geometry import ConvGeometry
 from ._spec import Case, OpSpec, int_pair, nasty, register
 
-# ---- geometry (one place: _geometry.py, shared with pooling) ----------------------------------------
+# ---- geometry (one place: _geometry.py, shared with pooling) -------------------------------------
 
 
 def _pair(v, name: str, minimum: int) -> tuple:
