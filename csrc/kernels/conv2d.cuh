@@ -20,13 +20,15 @@
 // of a warp reads 16 consecutive float4 (conflict-free); fragments are double-buffered in
 // registers (step kk+1 loaded while step kk's FMAs run). BK = 16 slices of A and B are staged in
 // shared memory, double-buffered: the next slice is fetched into registers while the current one
-// is multiplied, so global latency hides behind the FMAs, and one barrier per slice suffices. Every
-// load slot keeps a cursor over its reduction index (c, r, s or n, p, q) that advances by BK with
-// carries, so the inner loop has no integer division; the (n, p, q) of a thread's output row is
-// decoded once. Stride-1 dgrad is its own instantiation with no division or modulo in the loop;
-// wgrad reads dy K-major (16 consecutive (p, q) per half-warp). Weight slices are read with float4
-// loads where rows are 16-byte aligned. The forward epilogue adds the bias and, optionally,
-// applies ReLU.
+// is multiplied, so global latency hides behind the FMAs, and one barrier per slice suffices.
+// Gathers go through per-slice tap tables (TableGather): 16 threads decode the slice's reduction
+// indices (c, r, s / k, r, s / n, p, q) with carry-stepped cursors into shared memory, two slices
+// ahead, and each load slot costs a broadcast read, two adds, two unsigned compares and an address
+// add — no division or modulo in any slot's gather, strided dgrad included (phase compare; its 16
+// decoding threads divide once per slice). Offsets are 32-bit when the tensors allow
+// (conv_index32), else the int64 instantiations run. Each thread's output row is decoded once. wgrad reads dy K-major (16 consecutive (p, q) per half-warp); forward reads the
+// weights as predicated float4s where rows are 16-byte aligned. The forward epilogue adds the
+// bias and, optionally, applies ReLU.
 //
 // One chooser, conv_plan, picks the tile and the split-K factor of every pass from the GEMM shape,
 // the tiles' occupancy and 132 SMs (see there). Split K (wgrad always may; forward and dgrad when
