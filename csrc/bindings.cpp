@@ -336,17 +336,38 @@ cucnn::ConvShape conv_shape(const std::vector<int64_t>& xs, const std::vector<in
   s.sw = narrow_int(stride.second, "stride");
   s.pt = narrow_int(pt, "padding");
   s.pl = narrow_int(pl, "padding");
+  narrow_int(pb, "padding");
+  narrow_int(pr, "padding");
   s.dh = narrow_int(dilation.first, "dilation");
   s.dw = narrow_int(dilation.second, "dilation");
-  if (static_cast<int64_t>(s.C) * s.R * s.S > INT_MAX || static_cast<int64_t>(s.P) * s.Q > INT_MAX)
-    throw py::value_error("convolution too large: C*R*S and P*Q must fit in 32 bits");
+  // The kernels index one image plane, one filter and the padded extent in 32-bit ints.
+  if (static_cast<int64_t>(s.C) * s.R * s.S > INT_MAX || static_cast<int64_t>(s.P) * s.Q > INT_MAX ||
+      static_cast<int64_t>(s.H) * s.W > INT_MAX || static_cast<int64_t>(s.K) * s.R * s.S > INT_MAX)
+    throw py::value_error("convolution too large: C*R*S, K*R*S, H*W and P*Q must each be at most " +
+                          std::to_string(INT_MAX) + " (32-bit indices)");
+  if (hp > INT_MAX || wp > INT_MAX || eh > INT_MAX || ew > INT_MAX)
+    throw py::value_error("convolution too large: the padded input (" + std::to_string(hp) + "x" +
+                          std::to_string(wp) + ") and the dilated kernel must be at most " +
+                          std::to_string(INT_MAX) + " a side (32-bit indices)");
   return s;
 }
 
 std::vector<int64_t> out_shape(const cucnn::ConvShape& s) { return {s.N, s.K, s.P, s.Q}; }
 
+// The workspace argument of forward / dgrad: None (no split-K) or at least `need` floats.
+float* split_workspace(py::object ws_, int64_t need, const char* query) {
+  if (ws_.is_none()) return nullptr;
+  Array ws = out(ws_, "workspace");
+  expect_dtype(ws, "workspace", "float32");
+  if (ws.size() < need)
+    throw py::value_error("workspace must hold at least " + std::to_string(need) + " floats (" +
+                          query + "), got " + std::to_string(ws.size()));
+  return need > 0 ? f32(ws) : nullptr;
+}
+
 void conv2d_forward(py::handle x_, py::handle w_, py::object bias_, py::handle y_, Pair stride,
-                    Pads pads, Pair dilation, bool relu, int version, std::uintptr_t stream) {
+                    Pads pads, Pair dilation, bool relu, int version, std::uintptr_t stream,
+                    py::object ws_) {
   expect_version(version, 1);
   Array x = in(x_, "x"), w = in(w_, "weight"), y = out(y_, "y");
   expect_dtype(x, "x", "float32");
@@ -361,12 +382,14 @@ void conv2d_forward(py::handle x_, py::handle w_, py::object bias_, py::handle y
     expect_shape(b, "bias", {s.K}, "(one per filter)");
     bias = f32(b);
   }
+  float* ws = split_workspace(ws_, version == 0 ? 0 : cucnn::conv2d_forward_workspace(s),
+                              "conv2d_forward_workspace");
   py::gil_scoped_release release;
-  cucnn::conv2d_forward(f32(y), f32(x), f32(w), bias, s, relu, version, as_stream(stream));
+  cucnn::conv2d_forward(f32(y), f32(x), f32(w), bias, s, relu, version, as_stream(stream), ws);
 }
 
 void conv2d_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair stride, Pads pads,
-                          Pair dilation, int version, std::uintptr_t stream) {
+                          Pair dilation, int version, std::uintptr_t stream, py::object ws_) {
   expect_version(version, 1);
   Array dy = in(dy_, "dy"), w = in(w_, "weight"), dx = out(dx_, "dx");
   expect_dtype(dy, "dy", "float32");
@@ -374,13 +397,38 @@ void conv2d_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair st
   expect_dtype(dx, "dx", "float32");
   const auto s = conv_shape(dx.shape, w.shape, stride, pads, dilation);
   expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  float* ws = split_workspace(ws_, version == 0 ? 0 : cucnn::conv2d_dgrad_workspace(s),
+                              "conv2d_dgrad_workspace");
   py::gil_scoped_release release;
-  cucnn::conv2d_backward_data(f32(dx), f32(dy), f32(w), s, version, as_stream(stream));
+  cucnn::conv2d_backward_data(f32(dx), f32(dy), f32(w), s, version, as_stream(stream), ws);
 }
 
 int64_t conv2d_wgrad_workspace(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
                                Pair stride, Pads pads, Pair dilation) {
   return cucnn::conv2d_wgrad_workspace(conv_shape(x_shape, w_shape, stride, pads, dilation));
+}
+
+// Split-K workspace (floats) of forward / dgrad, and the plan of a pass (for tests and reports):
+// (block tile M, block tile N, blocks launched including splits, splits).
+int64_t conv2d_forward_workspace(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
+                                 Pair stride, Pads pads, Pair dilation) {
+  return cucnn::conv2d_forward_workspace(conv_shape(x_shape, w_shape, stride, pads, dilation));
+}
+int64_t conv2d_dgrad_workspace(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
+                               Pair stride, Pads pads, Pair dilation) {
+  return cucnn::conv2d_dgrad_workspace(conv_shape(x_shape, w_shape, stride, pads, dilation));
+}
+std::tuple<int, int, int64_t, int> conv2d_plan(const std::string& pass, std::vector<int64_t> x_shape,
+                                               std::vector<int64_t> w_shape, Pair stride, Pads pads,
+                                               Pair dilation) {
+  const auto s = conv_shape(x_shape, w_shape, stride, pads, dilation);
+  cucnn::ConvPlan p;
+  if (pass == "forward") p = cucnn::conv2d_forward_plan(s);
+  else if (pass == "dgrad") p = cucnn::conv2d_dgrad_plan(s);
+  else if (pass == "wgrad") p = cucnn::conv2d_wgrad_plan(s);
+  else throw py::value_error("pass must be 'forward', 'dgrad' or 'wgrad', got '" + pass + "'");
+  const cucnn::ConvTile& t = cucnn::kConvTiles[p.tile];
+  return {t.bm, t.bn, p.blocks, p.splits};
 }
 
 void conv2d_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, py::handle ws_,
@@ -785,10 +833,28 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
         py::arg("y"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("relu") = false, py::arg("version") = 1, py::arg("stream") = 0,
-        "y = conv2d(x, weight) + bias (optionally ReLU); padding is (top, bottom, left, right)");
+        py::arg("workspace") = py::none(),
+        "y = conv2d(x, weight) + bias (optionally ReLU); padding is (top, bottom, left, right); "
+        "workspace: conv2d_forward_workspace floats for split-K, or None (no split)");
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("dy"), py::arg("weight"),
         py::arg("dx"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        py::arg("version") = 1, py::arg("stream") = 0, "dx of conv2d");
+        py::arg("version") = 1, py::arg("stream") = 0, py::arg("workspace") = py::none(),
+        "dx of conv2d; workspace: conv2d_dgrad_workspace floats for split-K, or None");
+  m.def("conv2d_forward_workspace", &conv2d_forward_workspace, py::arg("x_shape"),
+        py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "floats of split-K workspace conv2d_forward uses (0: no split)");
+  m.def("conv2d_dgrad_workspace", &conv2d_dgrad_workspace, py::arg("x_shape"),
+        py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "floats of split-K workspace conv2d_backward_data uses (0: no split)");
+  m.def("conv2d_force_plan", [](int tile, int splits, bool force64) {
+    cucnn::conv_plan_override() = cucnn::ConvPlanOverride{tile, splits, force64};
+  }, py::arg("tile"), py::arg("splits") = 1, py::arg("force64") = false,
+        "test hook: every conv pass uses tile number `tile` of the fp32 table and `splits` "
+        "split-K factor (clamped), and the 64-bit-offset gathers when force64; tile -1 (and "
+        "force64 False) restores the defaults");
+  m.def("conv2d_plan", &conv2d_plan, py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "(tile M, tile N, blocks, splits) the fp32 kernels launch for 'forward'/'dgrad'/'wgrad'");
   m.def("conv2d_wgrad_workspace", &conv2d_wgrad_workspace, py::arg("x_shape"),
         py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         "floats of workspace conv2d_backward_weight needs");

@@ -10,6 +10,7 @@ import scipy.signal
 import cucnn
 import cucnn.functional as F
 from cucnn.ops import conv2d as conv
+from cucnn.ops._spec import nasty
 from cucnn.testing import assert_close, gradcheck
 
 
@@ -154,7 +155,8 @@ def test_conv2d_errors(device):
         F.conv2d(x, w, dilation=(1, -1))
     with pytest.raises(ValueError, match="padding must be >= 0, got -1"):
         F.conv2d(x, w, padding=-1)
-    with pytest.raises(ValueError, match="padding must be an int, a pair, 'valid' or 'same', got 'full'"):
+    with pytest.raises(ValueError, match=r"padding must be an int, a pair, a 4-tuple \(top, bottom, "
+                                         r"left, right\), 'valid' or 'same', got 'full'"):
         F.conv2d(x, w, padding="full")
     with pytest.raises(TypeError, match="stride must be an int or a pair of ints, got float"):
         F.conv2d(x, w, stride=1.5)
@@ -184,3 +186,244 @@ def test_conv2d_binding_errors():
         m.conv2d_backward_weight(y, x, w, np.zeros(1, np.float32), *g)
     with pytest.raises(ValueError, match=r"padding must be >= 0"):
         m.conv2d_backward_data(y, w, x, (1, 1), (0, -1, 0, 0), (1, 1))
+
+
+# ---- the tiled kernels: every tile, with and without split-K -------------------------------------
+
+_TILE_SHAPES = [  # (x shape, w shape, stride, pads, dilation): unaligned sizes, strides, dilation
+    ((2, 5, 11, 9), (7, 5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
+    ((1, 3, 13, 10), (5, 3, 3, 2), (2, 1), (1, 0, 2, 1), (1, 1)),
+    ((2, 4, 12, 11), (3, 4, 3, 3), (1, 2), (2, 2, 1, 1), (2, 1)),
+]
+
+
+def _all_passes(x, w, b, dy, g):
+    return {"y": conv.forward("sim", x, w, b, *g, relu=True),
+            "dx": conv.backward_data("sim", dy, w, x.shape, *g),
+            "dw": conv.backward_weight("sim", dy, x, w.shape, *g)}
+
+
+@pytest.mark.parametrize("tile", range(8))
+@pytest.mark.parametrize("splits,force64", [(1, False), (3, False), (2, True)])
+def test_every_tile_and_split_against_oracle(tile, splits, force64):
+    """conv2d_force_plan pins the block tile (the kConvTiles order: 128x128, 128x64, 64x128, 64x64,
+    128x32, 64x32, 256x16, 64x16), the split-K factor of all three passes and, with force64, the
+    64-bit-offset gathers that tensors of 2**31 elements or more take (too large to run here);
+    each must match the float64 oracle, and the forward/dgrad split-K reduction must not leave a
+    NaN-filled workspace partial unread. Reverse order must give the same bits."""
+    m = cucnn._backend.sim_module()
+    rng = np.random.default_rng(10 + tile)
+    m.conv2d_force_plan(tile, splits, force64)
+    try:
+        for xs, ws, *g in _TILE_SHAPES:
+            x = nasty(rng, xs).astype(np.float32)
+            w = (nasty(rng, ws) / np.sqrt(np.prod(ws[1:]))).astype(np.float32)
+            b = nasty(rng, ws[:1]).astype(np.float32)
+            P, Q = conv.output_size(xs[2:], ws[2:], g[0], g[1], g[2])
+            dy = nasty(rng, (xs[0], ws[0], P, Q)).astype(np.float32)
+            if splits > 1 and tile == 0:
+                assert m.conv2d_forward_workspace(xs, ws, *g) > 0
+            got = _all_passes(x, w, b, dy, g)
+            x64, w64, b64, dy64 = (a.astype(np.float64) for a in (x, w, b, dy))
+            assert_close(got["y"], np.maximum(conv.forward_oracle(np, x64, w64, b64, *g), 0),
+                         reduce_len=int(np.prod(ws[1:])), name="y")
+            assert_close(got["dx"], conv.backward_data_oracle(np, dy64, w64, xs, *g),
+                         reduce_len=ws[0] * ws[2] * ws[3], name="dx")
+            assert_close(got["dw"], conv.backward_weight_oracle(np, dy64, x64, ws, *g),
+                         reduce_len=xs[0] * P * Q, name="dw")
+            with cucnn.sim.order("reverse"):
+                again = _all_passes(x, w, b, dy, g)
+            for k in got:
+                np.testing.assert_array_equal(again[k], got[k])
+    finally:
+        m.conv2d_force_plan(-1, 1, False)
+
+
+def test_plans_fill_the_gpu():
+    """The chooser launches at least 132 blocks (splitting K where the grid is small) for the
+    three passes of every conv of LeNet-5, the Go policy net and VGG-16 at batch 64."""
+    m = cucnn._backend.sim_module()
+    layers = [((64, 1, 28, 28), (6, 1, 5, 5), 2), ((64, 6, 14, 14), (16, 6, 5, 5), 0),
+              ((64, 48, 19, 19), (192, 48, 5, 5), 2), ((64, 192, 19, 19), (192, 192, 3, 3), 1),
+              ((64, 192, 19, 19), (1, 192, 1, 1), 0)]
+    H, C = 224, 3
+    for K, reps in [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]:
+        for _ in range(reps):
+            layers.append(((64, C, H, H), (K, C, 3, 3), 1))
+            C = K
+        H //= 2
+    for xs, ws, p in layers:
+        for ps in ("forward", "dgrad", "wgrad"):
+            bm, bn, blocks, splits = m.conv2d_plan(ps, xs, ws, (1, 1), (p,) * 4, (1, 1))
+            assert blocks >= 132, (ps, xs, ws, bm, bn, blocks, splits)
+            assert blocks % splits == 0
+    # LeNet conv2 (M = 6400, N = 16): 25 blocks of the old 256x16 tile; now split to fill the GPU
+    assert m.conv2d_plan("forward", (64, 6, 14, 14), (16, 6, 5, 5), (1, 1), (0,) * 4, (1, 1))[3] > 1
+
+
+# ---- groups, explicit asymmetric padding, empty shapes, size limits ------------------------------
+
+
+def _ref64(x, w, b, stride, padding, dilation, groups, dy):
+    """float64 reference on cpu: the oracle per group, through autograd."""
+    xt, wt, bt = t64(x), t64(w), t64(b)
+    y = F.conv2d(xt, wt, bt, stride, padding, dilation, groups)
+    (y * cucnn.tensor(dy, dtype=np.float64)).sum().backward()
+    return y.numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+@pytest.mark.parametrize("groups,K,padding,stride", [(3, 6, 1, 1), (6, 12, (1, 0, 2, 1), 2),
+                                                     (2, 4, "same", 1)])
+def test_groups_and_asymmetric_padding(device, groups, K, padding, stride):
+    rng = np.random.default_rng(20 + groups)
+    C = 6
+    x = nasty(rng, (2, C, 7, 8)).astype(np.float32)
+    w = nasty(rng, (K, C // groups, 3, 3)).astype(np.float32)
+    b = nasty(rng, (K,)).astype(np.float32)
+    xt = cucnn.tensor(x, device=device, requires_grad=True)
+    wt = cucnn.tensor(w, device=device, requires_grad=True)
+    bt = cucnn.tensor(b, device=device, requires_grad=True)
+    y = F.conv2d(xt, wt, bt, stride, padding, 1, groups)
+    dy = nasty(rng, y.shape).astype(np.float32)
+    (y * cucnn.tensor(dy, device=device)).sum().backward()
+    ry, rdx, rdw, rdb = _ref64(x, w, b, stride, padding, 1, groups, dy)
+    assert_close(y.numpy(), ry, reduce_len=C // groups * 9, name="y")
+    assert_close(xt.grad.numpy(), rdx, reduce_len=K // groups * 9, name="dx")
+    assert_close(wt.grad.numpy(), rdw, reduce_len=y.shape[0] * y.shape[2] * y.shape[3], name="dw")
+    assert_close(bt.grad.numpy(), rdb, reduce_len=int(np.prod(y.shape)) // K, name="db")
+
+
+def test_groups_and_padding_match_torch():
+    torch = pytest.importorskip("torch", reason="the PyTorch comparison needs torch")
+    rng = np.random.default_rng(30)
+    x, w = rng.standard_normal((2, 6, 9, 7)), rng.standard_normal((6, 2, 3, 2))
+    y = F.conv2d(t64(x, False), t64(w, False), None, (2, 1), (1, 2, 0, 3), 1, 3).numpy()
+    xp = torch.nn.functional.pad(torch.tensor(x), (0, 3, 1, 2))  # (left, right, top, bottom)
+    ref = torch.nn.functional.conv2d(xp, torch.tensor(w), stride=(2, 1), groups=3).numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck_grouped_conv2d():
+    rng = np.random.default_rng(31)
+    x, w, b = t64(rng.standard_normal((1, 4, 6, 5))), t64(rng.standard_normal((6, 2, 3, 3))), \
+        t64(rng.standard_normal(6))
+    gradcheck(lambda a, c, d: F.conv2d(a, c, d, 1, (0, 1, 2, 0), 1, 2), [x, w, b])
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_nn_conv2d_groups_and_padding(device):
+    cucnn.manual_seed(0)
+    layer = cucnn.nn.Conv2d(4, 8, 3, padding=(0, 1, 2, 0), groups=4, device=device)
+    assert layer.weight.shape == (8, 1, 3, 3)
+    assert "groups=4" in repr(layer)
+    y = layer(cucnn.tensor(np.ones((1, 4, 5, 5), np.float32), device=device))
+    assert y.shape == (1, 8, 4, 5)
+    with pytest.raises(ValueError, match=r"in_channels \(4\) and out_channels \(6\) must be "
+                                         r"divisible by groups \(4\)"):
+        cucnn.nn.Conv2d(4, 6, 3, groups=4)
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_zero_channels_give_bias_only_outputs(device):
+    """PyTorch 2.13 returns a malformed (N, 0, P, Q) output here; the definition (an empty sum)
+    gives y = bias, dx and dw empty, db = the sum of dy. The kernels run empty reductions."""
+    x = cucnn.tensor(np.zeros((2, 0, 5, 5), np.float32), device=device, requires_grad=True)
+    w = cucnn.tensor(np.zeros((4, 0, 3, 3), np.float32), device=device, requires_grad=True)
+    b = cucnn.tensor(np.arange(4, dtype=np.float32), device=device, requires_grad=True)
+    y = F.conv2d(x, w, b)
+    np.testing.assert_array_equal(y.numpy(), np.broadcast_to(np.arange(4.0).reshape(1, 4, 1, 1),
+                                                             (2, 4, 3, 3)))
+    y.sum().backward()
+    assert x.grad.shape == (2, 0, 5, 5) and w.grad.shape == (4, 0, 3, 3)
+    np.testing.assert_array_equal(b.grad.numpy(), np.full(4, 18.0))
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_zero_filters_and_zero_kernel_raise(device):
+    """As PyTorch: a weight with no filters or a zero-size kernel is an error (ValueError here).
+    linear with 0 out_features stays legal (PyTorch allows it) and runs the K = 0 kernels, which
+    once divided by a zero tile count (SIGFPE) when planning wgrad's split."""
+    x = cucnn.tensor(np.zeros((2, 3, 8, 8)), device=device)
+    with pytest.raises(ValueError, match=r"expected weight to have at least 1 filter"):
+        F.conv2d(x, cucnn.tensor(np.zeros((0, 3, 3, 3)), device=device))
+    with pytest.raises(ValueError, match=r"weight must have a kernel of at least 1x1, got shape "
+                                         r"\(4, 3, 0, 3\)"):
+        F.conv2d(x, cucnn.tensor(np.zeros((4, 3, 0, 3)), device=device))
+    a = cucnn.tensor(np.ones((5, 7), np.float32), device=device, requires_grad=True)
+    wl = cucnn.tensor(np.ones((0, 7), np.float32), device=device, requires_grad=True)
+    y = F.linear(a, wl)
+    assert y.shape == (5, 0)
+    y.sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), np.zeros((5, 7)))
+    assert wl.grad.shape == (0, 7)
+
+
+def test_zero_size_problems_in_the_bindings():
+    m = cucnn._backend.sim_module()
+    g = ((1, 1), (1, 1, 1, 1), (1, 1))
+    for xs, ws in [((2, 3, 5, 5), (0, 3, 3, 3)), ((2, 0, 5, 5), (4, 0, 3, 3)),
+                   ((0, 3, 5, 5), (4, 3, 3, 3))]:
+        for q in (m.conv2d_wgrad_workspace, m.conv2d_forward_workspace, m.conv2d_dgrad_workspace):
+            assert q(xs, ws, *g) >= 0
+    with pytest.raises(ValueError, match="weight must have a kernel of at least 1x1"):
+        m.conv2d_wgrad_workspace((2, 3, 5, 5), (4, 3, 0, 3), *g)
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_groups_errors(device):
+    x = cucnn.tensor(np.zeros((2, 4, 8, 8)), device=device)
+    with pytest.raises(ValueError, match=r"expected weight's 3 filters \(dimension 0\) to be "
+                                         r"divisible by groups=2"):
+        F.conv2d(x, cucnn.tensor(np.zeros((3, 2, 3, 3)), device=device), groups=2)
+    with pytest.raises(ValueError, match=r"expected input with 6 channels to match weight "
+                                         r"\(4, 3, 3, 3\) with groups=2, got 4"):
+        F.conv2d(x, cucnn.tensor(np.zeros((4, 3, 3, 3)), device=device), groups=2)
+    with pytest.raises(ValueError, match="groups must be >= 1, got 0"):
+        F.conv2d(x, cucnn.tensor(np.zeros((4, 4, 3, 3)), device=device), groups=0)
+    with pytest.raises(TypeError, match="groups must be an int, got float"):
+        F.conv2d(x, cucnn.tensor(np.zeros((4, 4, 3, 3)), device=device), groups=2.0)
+    with pytest.raises(ValueError, match=r"padding must be >= 0, got \(0, -1\)"):
+        F.conv2d(x, cucnn.tensor(np.zeros((4, 4, 3, 3)), device=device), padding=(1, 1, 0, -1))
+
+
+def test_sizes_beyond_32_bit_indices_are_argument_errors():
+    """The kernels index a plane, a filter and the padded extent with 32-bit ints: such sizes are
+    a clear ValueError before anything is allocated (checked on shapes; no 8 GiB tensor)."""
+    from cucnn.ops._geometry import ConvGeometry
+    x = cucnn.tensor(np.zeros((1, 1, 4, 4), np.float32), device="sim")
+    w = cucnn.tensor(np.zeros((1, 1, 3, 3), np.float32), device="sim")
+    with pytest.raises(ValueError, match=r"padding must be at most 2147483647 \(32-bit indices\)"):
+        F.conv2d(x, w, padding=2**40)
+    with pytest.raises(ValueError, match=r"an input plane H\*W is 4294967296, more than the "
+                                         r"kernels' 32-bit indices allow"):
+        ConvGeometry.from_shapes((1, 1, 2**16, 2**16), (1, 1, 1, 1))
+    with pytest.raises(ValueError, match="the padded input height"):
+        ConvGeometry.from_shapes((1, 1, 2**31 - 10, 1), (1, 1, 1, 1), padding=(8, 8, 0, 0))
+    m = cucnn._backend.sim_module()
+    g = ((1, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match=r"H\*W and P\*Q must each be at most 2147483647"):
+        m.conv2d_wgrad_workspace((1, 1, 2**16, 2**16), (1, 1, 1, 1), *g)
+    with pytest.raises(ValueError, match="must be at most 2147483647"):
+        m.conv2d_wgrad_workspace((1, 1, 4, 4), (1, 1, 3, 3), (1, 1), (0, 2**40, 0, 0), (1, 1))
+
+
+def test_dgrad_with_infinite_weights_is_a_documented_difference():
+    """The implicit-GEMM dgrad (sim/cuda, version 1) gathers dy with zeros where a filter tap
+    falls outside the output, so 0 * inf = NaN reaches input cells no infinite tap touches; the
+    cpu oracle (col2im) and the naive version 0 skip those taps and keep them finite. Cells an
+    infinite tap does reach agree. Masking every FMA would cost the loop; the difference is
+    documented (conv2d.cuh) and pinned here."""
+    w = np.ones((1, 1, 3, 3), np.float32)
+    w[0, 0, 0, 0] = np.inf
+    dy = np.ones((1, 1, 3, 3), np.float32)
+    g = ((1, 1), (0, 0, 0, 0), (1, 1))
+    cpu = conv.backward_data("cpu", dy, w, (1, 1, 5, 5), *g)
+    sim = conv.backward_data("sim", dy, w, (1, 1, 5, 5), *g)
+    naive = conv.backward_data("sim", dy, w, (1, 1, 5, 5), *g, version=0)
+    reached = np.zeros((5, 5), bool)
+    reached[:3, :3] = True  # dx[h, w] reads tap (0, 0) from dy[h, w]
+    assert np.all(np.isinf(cpu[0, 0][reached])) and np.all(np.isinf(sim[0, 0][reached]))
+    assert np.all(np.isfinite(cpu[0, 0][~reached]))
+    np.testing.assert_array_equal(naive, cpu)
+    assert np.all(np.isnan(sim[0, 0][~reached]))

@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def test_no_kernel_spills_on_sm90():
     rows = kernel_report.parse(kernel_report.compile_report(ROOT, "sm_90"))
     names = " ".join(r["name"] for r in rows)
-    for family in ("conv_gemm_kernel", "conv2d_wgrad_reduce_kernel", "max_pool2d_forward_kernel",
+    for family in ("conv_gemm_kernel", "conv2d_split_reduce_kernel", "max_pool2d_forward_kernel",
                    "avg_pool2d_backward_kernel", "softmax_forward_warp_kernel",
                    "cross_entropy_forward_kernel", "activation_forward_kernel"):
         assert family in names, family

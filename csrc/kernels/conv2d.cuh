@@ -13,19 +13,36 @@
 //   dgrad     N*H*W pixels   C           K*R*S           dy gathered            w
 //   wgrad     K              C*R*S       N*P*Q (split)   dy                     x gathered
 //
-// The kernel: a BM x BN output tile per block of 256 threads, each thread a (BM/16) x (BN/16)
-// register micro-tile; BK = 16 slices of A and B staged in shared memory, double-buffered: the next
-// slice is fetched into registers while the current one is multiplied, so global latency hides
-// behind the FMAs, and one barrier per slice suffices. Every load slot keeps a cursor over its
-// reduction index (c, r, s or n, p, q) that advances by BK with carries, so the inner loop has no
-// integer division; the (n, p, q) of a thread's output row is decoded once. Weight slices are read
-// with float4 loads where rows are 16-byte aligned. The forward epilogue adds the bias and,
-// optionally, applies ReLU.
+// The kernel: a BM x BN output tile per block of 256 threads (16 x 16), each thread a (BM/16) x
+// (BN/16) register micro-tile: 8 x 8 in the 128 x 128 tile, 8 x 4 / 4 x 8 in 128 x 64 / 64 x 128,
+// 4 x 4 in 64 x 64, and 1- or 2-column tiles (256 x 16, 64 x 16, 128 x 32, 64 x 32) for narrow
+// GEMMs. A thread's fragment is float4 groups 64 floats apart (Frag), so every 128-bit shared load
+// of a warp reads 16 consecutive float4 (conflict-free); fragments are double-buffered in
+// registers (step kk+1 loaded while step kk's FMAs run). BK = 16 slices of A and B are staged in
+// shared memory, double-buffered: the next slice is fetched into registers while the current one
+// is multiplied, so global latency hides behind the FMAs, and one barrier per slice suffices.
+// Gathers go through per-slice tap tables (TableGather): 16 threads decode the slice's reduction
+// indices (c, r, s / k, r, s / n, p, q) with carry-stepped cursors into shared memory, two slices
+// ahead, and each load slot costs a broadcast read, two adds, two unsigned compares and an address
+// add — no division or modulo in any slot's gather, strided dgrad included (phase compare; its 16
+// decoding threads divide once per slice). Offsets are 32-bit when the tensors allow
+// (conv_index32), else the int64 instantiations run. Each thread's output row is decoded once. wgrad reads dy K-major (16 consecutive (p, q) per half-warp); forward reads the
+// weights as predicated float4s where rows are 16-byte aligned. The forward epilogue adds the
+// bias and, optionally, applies ReLU.
 //
-// wgrad's reduction (N*P*Q, 100,352 for a ResNet-50 layer at batch 32) is split over blockIdx.z
-// into a workspace, then conv2d_wgrad_reduce_kernel adds the partial sums in split order: no float
-// atomics anywhere, results bitwise identical run to run and across SIMT orders. The bias gradient
-// is a block reduction per filter, also in a fixed order.
+// One chooser, conv_plan, picks the tile and the split-K factor of every pass from the GEMM shape,
+// the tiles' occupancy and 132 SMs (see there). Split K (wgrad always may; forward and dgrad when
+// the caller passes a workspace) writes partial sums per split into a workspace and
+// conv2d_split_reduce_kernel adds them in split order (then the bias and ReLU for the forward
+// pass): no float atomics anywhere, results bitwise identical run to run and across SIMT orders.
+// The bias gradient is a block reduction per filter, also in a fixed order.
+//
+// Known difference: the implicit-GEMM dgrad gathers dy with zeros where a filter tap falls outside
+// the output, so with an infinite weight 0 * inf = NaN reaches input cells no infinite tap touches;
+// the array-code oracle (cpu) and the naive version 0 skip those taps (tests/test_conv2d.py pins it).
+//
+// Empty problems (no filters, no channels, an empty batch) launch nothing or run empty
+// reductions; the plan of an empty GEMM is one split (no division by a zero tile count).
 //
 // Versions: 0 naive direct kernels, one thread per output element (kept for tests and the
 // benchmarks); 1 the tiled implicit GEMM.
@@ -162,88 +179,173 @@ struct Strided {
   }
 };
 
-// --- operand loaders: init once per thread, then load / advance per K-slice ---
-// Each writes its slice into smem laid out [kConvBK][ROWS + 4] (the pad keeps float4 alignment).
+// --- operand loaders: init once per thread, then gather a K-slice into registers and store it
+// to smem laid out [kConvBK][ROWS + 4] (the pad keeps float4 alignment) ---
 
-// The bookkeeping every strided loader shares: the reduction index k of the thread's first slot
-// and its cursor over the radices (-, MID, LO). The other slots lie kGap further along K each, so
-// their cursors are stepped from the first inside the load loop rather than kept: one cursor in
-// registers instead of kSlots (16 in the 256-row tiles), which is what kept the tall tiles at
-// 190 registers a thread.
-template <int ROWS>
-struct StridedSlots {
+// ---- gathers through a per-slice tap table ("optimized" iterators) ----
+// Every thread of a block gathers the same BK reduction indices k in a slice; what k means for the
+// gather (a channel/filter offset, a row and a column displacement, and whether k is in range) is
+// the same for all of them. So threads 0..15 decode the slice's 16 k-values once (each keeps one
+// cursor, advanced by BK with carries: no division) into a shared table, two slices ahead of use,
+// and each load slot costs a table read (a warp-wide broadcast), two adds, two unsigned compares
+// and an add for the address. A thread's own row (its output pixel, or its filter tap for wgrad)
+// is decoded once: row displacements h0/w0, a base offset and the column limit (0 for a row past
+// M, which fails every compare). Offsets are Index: int when conv_index32(s) holds, else int64.
+template <class Index>
+struct alignas(16) TapEntry {
+  Index off;      // added to the row's base offset
+  int dr, ds;     // added to the row's h0 / w0
+  int hlim;       // the row limit (0 when k is past the split's end: the compare always fails)
+};
+
+template <int ROWS, class Index>
+struct TableGather {
   using Map = Strided<ROWS>;
-  int64_t k0;
-  Cursor3 cur0, gap;  // gap: the digits of kGap
-  __device__ void init_slots(int64_t k_begin, int MID, int LO) {
-    k0 = k_begin + Map::kk(static_cast<int>(threadIdx.x), 0);
-    cur0.init(k0, MID, LO);
-    gap.init(Map::kGap, MID, LO);
+  using Entry = TapEntry<Index>;
+  static constexpr int kSlots = Map::kSlots;
+  static constexpr bool kTable = true;
+  const float* src;
+  Index base;
+  int h0, w0, wlim;
+  Cursor3 dcur;  // decoder (threads < kConvBK): the digits of dk
+  int64_t dk;
+  __device__ void init_decoder(int64_t k_begin, int MID, int LO) {
+    dk = k_begin + static_cast<int>(threadIdx.x) % kConvBK;
+    dcur.init(dk, MID, LO);
   }
-  __device__ void advance_slots(const Cursor3& step, int MID, int LO) {
-    k0 += kConvBK;
-    cur0.advance(step, MID, LO);
+  __device__ void decode_advance(const Cursor3& step, int MID, int LO) {
+    dk += kConvBK;
+    dcur.advance(step, MID, LO);
   }
-  // f(i, k, cursor) for each slot i, in order.
-  template <class F>
-  __device__ __forceinline__ void for_slots(int MID, int LO, F&& f) const {
-    Cursor3 c = cur0;
-    int64_t k = k0;
+  __device__ __forceinline__ void load(const Entry* table, float* r) const {
+    const int t = static_cast<int>(threadIdx.x);
 #pragma unroll
-    for (int i = 0; i < Map::kSlots; ++i) {
-      f(i, k, c);
-      c.advance(gap, MID, LO);
-      k += Map::kGap;
+    for (int i = 0; i < kSlots; ++i) {
+      const Entry e = table[Map::kk(t, i)];
+      const unsigned h = static_cast<unsigned>(h0 + e.dr), w = static_cast<unsigned>(w0 + e.ds);
+      const bool in = h < static_cast<unsigned>(e.hlim) && w < static_cast<unsigned>(wlim);
+      r[i] = in ? src[base + e.off] : 0.0f;
     }
   }
   __device__ void store(float* smem, const float* r) const {
     const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < Map::kSlots; ++i) smem[Map::kk(t, i) * (ROWS + 4) + Map::row(t)] = r[i];
+    for (int i = 0; i < kSlots; ++i) smem[Map::kk(t, i) * (ROWS + 4) + Map::row(t)] = r[i];
   }
 };
 
-// forward A: im2col of x; rows are output pixels m = (n, p, q), K is (c, r, s)
-template <int BM>
-struct FwdLoadA : StridedSlots<BM> {
-  using Base = StridedSlots<BM>;
-  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
-  const float* base;  // x at image n
-  int ih0, iw0;
-  bool valid;
-  // slot cursors: (c, r, s)
+// forward A through the table: rows are output pixels m = (n, p, q), K is (c, r, s).
+// h0 = p*sh - pt, w0 = q*sw - pl, base = n*C*H*W + h0*W + w0; entry of (c, r, s):
+// off = c*H*W + r*dh*W + s*dw, dr = r*dh, ds = s*dw, limit H.
+template <int BM, class Index>
+struct FwdLoadAT : TableGather<BM, Index> {
+  using Base = TableGather<BM, Index>;
+  using typename Base::Entry;
+  using Base::src, Base::base, Base::h0, Base::w0, Base::wlim, Base::dcur, Base::dk;
   __device__ void init(const ConvShape& s, const float* x, int64_t m0, int64_t k0, int64_t M) {
-    const int t = static_cast<int>(threadIdx.x);
-    const int64_t m = m0 + Map::row(t);
-    valid = m < M;
+    const int64_t m = m0 + Base::Map::row(static_cast<int>(threadIdx.x));
+    const bool valid = m < M;
     const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
     const int64_t n = valid ? m / pq : 0;
     const int rem = static_cast<int>(valid ? m - n * pq : 0);
-    ih0 = rem / s.Q * s.sh - s.pt;
-    iw0 = rem % s.Q * s.sw - s.pl;
-    base = x + n * s.C * static_cast<int64_t>(s.H) * s.W;
-    init_slots(k0, s.R, s.S);
+    h0 = rem / s.Q * s.sh - s.pt;
+    w0 = rem % s.Q * s.sw - s.pl;
+    wlim = valid ? s.W : 0;
+    base = static_cast<Index>(n * s.C * static_cast<int64_t>(s.H) * s.W +
+                              static_cast<int64_t>(h0) * s.W + w0);
+    src = x;
+    this->init_decoder(k0, s.R, s.S);
   }
-  __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    for_slots(s.R, s.S, [&](int i, int64_t k, const Cursor3& c) {
-      const int ih = ih0 + c.mid * s.dh, iw = iw0 + c.lo * s.dw;
-      const bool in = valid && k < kend && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-      r[i] = in ? base[(static_cast<int64_t>(c.hi) * s.H + ih) * s.W + iw] : 0.0f;
-    });
+  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
+    const bool ok = dk < kend;
+    const int dr = dcur.mid * s.dh, ds = dcur.lo * s.dw;
+    const int64_t off =
+        static_cast<int64_t>(dcur.hi) * s.H * s.W + static_cast<int64_t>(dr) * s.W + ds;
+    return Entry{static_cast<Index>(ok ? off : 0), ok ? dr : 0, ok ? ds : 0, ok ? s.H : 0};
   }
-  __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    advance_slots(step, s.R, s.S);
+  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
+    Base::decode_advance(step, s.R, s.S);
+  }
+};
+
+// dgrad A for stride 1 through the table: rows are input pixels m = (n, h, w), K is (k, r, s).
+// h0 = h + pt, w0 = w + pl, base = n*K*P*Q + h0*Q + w0; entry of (k, r, s): off = k*P*Q -
+// r*dh*Q - s*dw, dr = -r*dh, ds = -s*dw, limit P (row p = h + pt - r*dh; column limit Q).
+template <int BM, class Index>
+struct DgradLoadA1T : TableGather<BM, Index> {
+  using Base = TableGather<BM, Index>;
+  using typename Base::Entry;
+  using Base::src, Base::base, Base::h0, Base::w0, Base::wlim, Base::dcur, Base::dk;
+  __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
+    const int64_t m = m0 + Base::Map::row(static_cast<int>(threadIdx.x));
+    const bool valid = m < M;
+    const int64_t hw = static_cast<int64_t>(s.H) * s.W;
+    const int64_t n = valid ? m / hw : 0;
+    const int rem = static_cast<int>(valid ? m - n * hw : 0);
+    h0 = rem / s.W + s.pt;
+    w0 = rem % s.W + s.pl;
+    wlim = valid ? s.Q : 0;
+    base = static_cast<Index>(n * s.K * static_cast<int64_t>(s.P) * s.Q +
+                              static_cast<int64_t>(h0) * s.Q + w0);
+    src = dy;
+    this->init_decoder(k0, s.R, s.S);
+  }
+  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
+    const bool ok = dk < kend;
+    const int dr = dcur.mid * s.dh, ds = dcur.lo * s.dw;
+    const int64_t off =
+        static_cast<int64_t>(dcur.hi) * s.P * s.Q - static_cast<int64_t>(dr) * s.Q - ds;
+    return Entry{static_cast<Index>(ok ? off : 0), ok ? -dr : 0, ok ? -ds : 0, ok ? s.P : 0};
+  }
+  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
+    Base::decode_advance(step, s.R, s.S);
+  }
+};
+
+// wgrad B through the table: x gathered as an (N*P*Q) x (C*R*S) matrix; rows are filter taps
+// j = (c, r, s), K is (n, p, q). h0 = r*dh - pt, w0 = s*dw - pl, base = c*H*W + h0*W + w0; entry
+// of (n, p, q): off = n*C*H*W + p*sh*W + q*sw, dr = p*sh, ds = q*sw, limit H.
+template <int BN, class Index>
+struct WgradLoadBT : TableGather<BN, Index> {
+  using Base = TableGather<BN, Index>;
+  using typename Base::Entry;
+  using Base::src, Base::base, Base::h0, Base::w0, Base::wlim, Base::dcur, Base::dk;
+  __device__ void init(const ConvShape& s, const float* x, int n0, int64_t k0) {
+    const int j = n0 + Base::Map::row(static_cast<int>(threadIdx.x));
+    const int rs = s.R * s.S;
+    const bool valid = j < s.C * rs;
+    const int c = valid ? j / rs : 0, r = valid ? j % rs / s.S : 0, q = valid ? j % s.S : 0;
+    h0 = r * s.dh - s.pt;
+    w0 = q * s.dw - s.pl;
+    wlim = valid ? s.W : 0;
+    base = static_cast<Index>(static_cast<int64_t>(c) * s.H * s.W + static_cast<int64_t>(h0) * s.W +
+                              w0);
+    src = x;
+    this->init_decoder(k0, s.P, s.Q);
+  }
+  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
+    const bool ok = dk < kend;
+    const int dr = dcur.mid * s.sh, ds = dcur.lo * s.sw;
+    const int64_t off = static_cast<int64_t>(dcur.hi) * s.C * s.H * s.W +
+                        static_cast<int64_t>(dr) * s.W + ds;
+    return Entry{static_cast<Index>(ok ? off : 0), ok ? dr : 0, ok ? ds : 0, ok ? s.H : 0};
+  }
+  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
+    Base::decode_advance(step, s.P, s.Q);
   }
 };
 
 // forward B: the weights as a (C*R*S) x K matrix, i.e. w rows read along K. "Contiguous"
-// mapping: each thread loads SLOTS consecutive K-values of one filter, one float4 when SLOTS == 4
-// and rows are 16-byte aligned.
-template <int BN>
-struct FwdLoadB {
+// mapping: each thread loads SLOTS consecutive K-values of one filter. kVec (the launcher's choice
+// when C*R*S % 4 == 0 and w is 16-byte aligned): as float4s, each predicated on its own (split
+// ends are multiples of 4 then), so the loop holds no scalar path.
+template <int BN, bool kVec>
+struct FwdLoadBT {
   static constexpr int kSlots = BN * kConvBK / kConvThreads;
+  static constexpr bool kTable = false;
+  using Entry = int;  // no table
   static constexpr int kThreadsPerRow = kConvBK / kSlots;
   const float* row;  // w at filter n
-  bool valid, vec;
+  bool valid;
   int64_t k, crs;
   __device__ void init(const ConvShape& s, const float* w, int n0, int64_t k0) {
     const int t = static_cast<int>(threadIdx.x);
@@ -252,17 +354,23 @@ struct FwdLoadB {
     valid = n < s.K;
     row = w + (valid ? n : 0) * crs;
     k = k0 + (t % kThreadsPerRow) * kSlots;
-    vec = kSlots == 4 && crs % 4 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
   }
   __device__ void load(const ConvShape&, int64_t kend, float* r) const {
-    if constexpr (kSlots == 4) {
-      if (vec && valid && k + 3 < kend) {  // k is a multiple of 4: aligned
-        const float4 v = *reinterpret_cast<const float4*>(row + k);
-        r[0] = v.x; r[1] = v.y; r[2] = v.z; r[3] = v.w;
-        return;
+    // how many of this thread's slots are inside the split (one 64-bit compare, then 32-bit ones)
+    const int64_t rem = kend - k;
+    const int lim = !valid || rem <= 0 ? 0 : rem < kSlots ? static_cast<int>(rem) : kSlots;
+    const float* p = row + k;
+    if constexpr (kVec && kSlots % 4 == 0) {  // k is a multiple of 4: aligned
+#pragma unroll
+      for (int i = 0; i < kSlots; i += 4) {
+        const float4 v =
+            i < lim ? *reinterpret_cast<const float4*>(p + i) : make_float4(0, 0, 0, 0);
+        r[i] = v.x; r[i + 1] = v.y; r[i + 2] = v.z; r[i + 3] = v.w;
       }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kSlots; ++i) r[i] = i < lim ? p[i] : 0.0f;
     }
-    for (int i = 0; i < kSlots; ++i) r[i] = valid && k + i < kend ? row[k + i] : 0.0f;
   }
   __device__ void advance(const ConvShape&, const Cursor3&) { k += kConvBK; }
   __device__ void store(float* smem, const float* r) const {
@@ -272,155 +380,176 @@ struct FwdLoadB {
   }
 };
 
-// dgrad A: dy gathered; rows are input pixels m = (n, h, w), K is (k, r, s)
-template <int BM>
-struct DgradLoadA : StridedSlots<BM> {
-  using Base = StridedSlots<BM>;
-  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
-  const float* base;  // dy at image n
-  int hp, wp;         // h + pt, w + pl
-  bool valid;
-  // slot cursors: (k, r, s)
+// dgrad A for any stride through a table: input pixel (h, w) reads dy at p = (h + pt - r*dh) / sh
+// when sh divides it. With hp = h + pt = h0*sh + phase_h (decoded once per thread) and r*dh =
+// q_r*sh + rem_r (decoded per slice, in the table), the tap is live iff phase_h == rem_r, and then
+// p = h0 - q_r: the per-slot gather compares phases and adds, with no division or modulo (the
+// 16 decoding threads divide once per slice). Same for the columns.
+template <class Index>
+struct alignas(16) PhaseEntry {
+  Index off;       // k*P*Q - q_r*Q - q_s
+  int dr, ds;      // -q_r, -q_s
+  int hlim;        // P, or 0 when k is past the split's end
+  int phr, phs;    // rem_r, rem_s
+};
+template <int BM, class Index>
+struct DgradLoadAST {
+  using Map = Strided<BM>;
+  using Entry = PhaseEntry<Index>;
+  static constexpr int kSlots = Map::kSlots;
+  static constexpr bool kTable = true;
+  const float* src;
+  Index base;
+  int h0, w0, wlim, phh, phw;
+  Cursor3 dcur;
+  int64_t dk;
   __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
-    const int t = static_cast<int>(threadIdx.x);
-    const int64_t m = m0 + Map::row(t);
-    valid = m < M;
+    const int64_t m = m0 + Map::row(static_cast<int>(threadIdx.x));
+    const bool valid = m < M;
     const int64_t hw = static_cast<int64_t>(s.H) * s.W;
     const int64_t n = valid ? m / hw : 0;
     const int rem = static_cast<int>(valid ? m - n * hw : 0);
-    hp = rem / s.W + s.pt;
-    wp = rem % s.W + s.pl;
-    base = dy + n * s.K * static_cast<int64_t>(s.P) * s.Q;
-    init_slots(k0, s.R, s.S);
+    const int hp = rem / s.W + s.pt, wp = rem % s.W + s.pl;
+    h0 = hp / s.sh;
+    phh = hp % s.sh;
+    w0 = wp / s.sw;
+    phw = wp % s.sw;
+    wlim = valid ? s.Q : 0;
+    base = static_cast<Index>(n * s.K * static_cast<int64_t>(s.P) * s.Q +
+                              static_cast<int64_t>(h0) * s.Q + w0);
+    src = dy;
+    dk = k0 + static_cast<int>(threadIdx.x) % kConvBK;
+    dcur.init(dk, s.R, s.S);
   }
-  __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    for_slots(s.R, s.S, [&](int i, int64_t k, const Cursor3& c) {
-      r[i] = 0.0f;
-      const int ph = hp - c.mid * s.dh, pw = wp - c.lo * s.dw;
-      if (!valid || k >= kend || ph < 0 || pw < 0) return;
-      int p = ph, q = pw;
-      if (s.sh != 1) {  // only output rows on the stride grid read this pixel
-        if (ph % s.sh) return;
-        p = ph / s.sh;
-      }
-      if (s.sw != 1) {
-        if (pw % s.sw) return;
-        q = pw / s.sw;
-      }
-      if (p < s.P && q < s.Q) r[i] = base[(static_cast<int64_t>(c.hi) * s.P + p) * s.Q + q];
-    });
+  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
+    const bool ok = dk < kend;
+    const int rd = dcur.mid * s.dh, sd = dcur.lo * s.dw;
+    const int qr = rd / s.sh, qs = sd / s.sw;
+    const int64_t off = static_cast<int64_t>(dcur.hi) * s.P * s.Q -
+                        static_cast<int64_t>(qr) * s.Q - qs;
+    return Entry{static_cast<Index>(ok ? off : 0), -qr, -qs, ok ? s.P : 0, rd - qr * s.sh,
+                 sd - qs * s.sw};
   }
-  __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    advance_slots(step, s.R, s.S);
+  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
+    dk += kConvBK;
+    dcur.advance(step, s.R, s.S);
   }
-};
-
-// dgrad B: w as a (K*R*S) x C matrix: B[(k, r, s)][c] = w[k, c, r, s]
-template <int BN>
-struct DgradLoadB : StridedSlots<BN> {
-  using Base = StridedSlots<BN>;
-  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
-  const float* col;  // w at channel c
-  bool valid;
-  // slot cursors: (k, r, s)
-  int64_t crs;
-  __device__ void init(const ConvShape& s, const float* w, int n0, int64_t k0) {
+  __device__ __forceinline__ void load(const Entry* table, float* r) const {
     const int t = static_cast<int>(threadIdx.x);
-    const int c = n0 + Map::row(t);
-    valid = c < s.C;
-    col = w + static_cast<int64_t>(valid ? c : 0) * s.R * s.S;
-    crs = static_cast<int64_t>(s.C) * s.R * s.S;
-    init_slots(k0, s.R, s.S);
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const Entry e = table[Map::kk(t, i)];
+      const unsigned p = static_cast<unsigned>(h0 + e.dr), q = static_cast<unsigned>(w0 + e.ds);
+      const bool in = e.phr == phh && e.phs == phw && p < static_cast<unsigned>(e.hlim) &&
+                      q < static_cast<unsigned>(wlim);
+      r[i] = in ? src[base + e.off] : 0.0f;
+    }
   }
-  __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    for_slots(s.R, s.S, [&](int i, int64_t k, const Cursor3& c) {
-      r[i] = valid && k < kend ? col[c.hi * crs + c.mid * s.S + c.lo] : 0.0f;
-    });
-  }
-  __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    advance_slots(step, s.R, s.S);
+  __device__ void store(float* smem, const float* r) const {
+    const int t = static_cast<int>(threadIdx.x);
+    for (int i = 0; i < kSlots; ++i) smem[Map::kk(t, i) * (BM + 4) + Map::row(t)] = r[i];
   }
 };
 
-// wgrad A: dy as a K x (N*P*Q) matrix: A[k][(n, p, q)] = dy[n, k, p, q]
+// dgrad B through the table: w as a (K*R*S) x C matrix, B[(k, r, s)][c] = w[k, c, r, s]. The
+// thread's column c gives src = w + c*R*S; the entry of (k, r, s) is off = k*C*R*S + r*S + s, and
+// hlim says whether k is inside the split (no bounds otherwise).
+template <int BN, class Index>
+struct DgradLoadBT : TableGather<BN, Index> {
+  using Base = TableGather<BN, Index>;
+  using typename Base::Entry;
+  using Base::src, Base::wlim, Base::dcur, Base::dk;
+  __device__ void init(const ConvShape& s, const float* w, int n0, int64_t k0) {
+    const int c = n0 + Base::Map::row(static_cast<int>(threadIdx.x));
+    wlim = c < s.C ? 1 : 0;
+    src = w + static_cast<int64_t>(wlim ? c : 0) * s.R * s.S;
+    this->init_decoder(k0, s.R, s.S);
+  }
+  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
+    const bool ok = dk < kend;
+    const int64_t off = static_cast<int64_t>(dcur.hi) * s.C * s.R * s.S + dcur.mid * s.S + dcur.lo;
+    return Entry{static_cast<Index>(ok ? off : 0), 0, 0, ok ? 1 : 0};
+  }
+  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
+    Base::decode_advance(step, s.R, s.S);
+  }
+  __device__ __forceinline__ void load(const Entry* table, float* r) const {
+    const int t = static_cast<int>(threadIdx.x);
+#pragma unroll
+    for (int i = 0; i < Base::kSlots; ++i) {
+      const Entry e = table[Base::Map::kk(t, i)];
+      r[i] = (e.hlim & wlim) ? src[e.off] : 0.0f;
+    }
+  }
+};
+
+// wgrad A: dy as a K x (N*P*Q) matrix: A[k][(n, p, q)] = dy[n, k, p, q]. "K-major" mapping: thread
+// t reads reduction index t % kConvBK of the filter rows t / kConvBK + 16 i, so each half-warp
+// reads 16 consecutive (p, q) of one filter (64 contiguous bytes, not 16 lone floats P*Q apart),
+// and all slots of a thread share one cursor: their addresses differ by the constant 16*P*Q.
 template <int BM>
-struct WgradLoadA : StridedSlots<BM> {
-  using Base = StridedSlots<BM>;
-  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
-  const float* base;  // dy at filter k of image 0
-  bool valid;
-  // slot cursors: (n, p, q)
+struct WgradLoadA {
+  static constexpr int kRowsPerPass = kConvThreads / kConvBK;  // 16
+  static constexpr int kSlots = BM / kRowsPerPass;
+  static constexpr bool kTable = false;
+  using Entry = int;  // no table
+  const float* base;  // dy at the thread's first filter row, image 0
+  int64_t k, image, row_step;
+  int rows;  // slots whose row is < M
+  Cursor3 cur;  // (n, p, q) of k
   __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
     const int t = static_cast<int>(threadIdx.x);
-    const int64_t m = m0 + Map::row(t);
-    valid = m < M;
-    base = dy + (valid ? m : 0) * static_cast<int64_t>(s.P) * s.Q;
-    init_slots(k0, s.P, s.Q);
+    const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
+    const int64_t row0 = m0 + t / kConvBK;
+    rows = row0 < M ? static_cast<int>((M - row0 + kRowsPerPass - 1) / kRowsPerPass) : 0;
+    base = dy + (row0 < M ? row0 : 0) * pq;
+    k = k0 + t % kConvBK;
+    cur.init(k, s.P, s.Q);
+    image = static_cast<int64_t>(s.K) * pq;
+    row_step = kRowsPerPass * pq;
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    const int64_t image = static_cast<int64_t>(s.K) * s.P * s.Q;
-    for_slots(s.P, s.Q, [&](int i, int64_t k, const Cursor3& c) {
-      r[i] = valid && k < kend ? base[c.hi * image + static_cast<int64_t>(c.mid) * s.Q + c.lo]
-                               : 0.0f;
-    });
+    const bool in = k < kend;
+    const float* p = base + (cur.hi * image + static_cast<int64_t>(cur.mid) * s.Q + cur.lo);
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) r[i] = in && i < rows ? p[i * row_step] : 0.0f;
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    advance_slots(step, s.P, s.Q);
+    k += kConvBK;
+    cur.advance(step, s.P, s.Q);
   }
-};
-
-// wgrad B: x gathered as an (N*P*Q) x (C*R*S) matrix: B[(n, p, q)][(c, r, s)]
-template <int BN>
-struct WgradLoadB : StridedSlots<BN> {
-  using Base = StridedSlots<BN>;
-  using Base::for_slots, Base::init_slots, Base::advance_slots, typename Base::Map;
-  const float* base;  // x at channel c of image 0
-  int roff, soff;     // r*dh - pt, s*dw - pl
-  bool valid;
-  // slot cursors: (n, p, q)
-  __device__ void init(const ConvShape& s, const float* x, int n0, int64_t k0) {
+  __device__ void store(float* smem, const float* r) const {
     const int t = static_cast<int>(threadIdx.x);
-    const int j = n0 + Map::row(t);
-    const int rs = s.R * s.S;
-    valid = j < s.C * rs;
-    const int c = valid ? j / rs : 0, r = valid ? j % rs / s.S : 0, q = valid ? j % s.S : 0;
-    roff = r * s.dh - s.pt;
-    soff = q * s.dw - s.pl;
-    base = x + static_cast<int64_t>(c) * s.H * s.W;
-    init_slots(k0, s.P, s.Q);
-  }
-  __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
-    const int64_t image = static_cast<int64_t>(s.C) * s.H * s.W;
-    for_slots(s.P, s.Q, [&](int i, int64_t k, const Cursor3& c) {
-      const int ih = c.mid * s.sh + roff, iw = c.lo * s.sw + soff;
-      const bool in = valid && k < kend && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-      r[i] = in ? base[c.hi * image + static_cast<int64_t>(ih) * s.W + iw] : 0.0f;
-    });
-  }
-  __device__ void advance(const ConvShape& s, const Cursor3& step) {
-    advance_slots(step, s.P, s.Q);
+    for (int i = 0; i < kSlots; ++i)
+      smem[(t % kConvBK) * (BM + 4) + t / kConvBK + kRowsPerPass * i] = r[i];
   }
 };
 
 // --- epilogues ---
+// With split-K (blockIdx.z > 0 exists) each split writes its partial sums to its own slice of a
+// workspace laid out like the output, zstride floats apart; conv2d_split_reduce_kernel then adds
+// the slices in split order and applies the bias and ReLU.
 
 struct FwdStore {  // y[n, k, p, q] = acc + bias[k], optionally ReLU
   float* y;
   const float* bias;
   int relu;
+  int64_t zstride;  // 0 without split-K
   __device__ void operator()(const ConvShape& s, int64_t m, int k, float acc) const {
     const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
     const int64_t n = m / pq;
     if (bias) acc += bias[k];
-    y[(n * s.K + k) * pq + (m - n * pq)] = relu && acc < 0.0f ? 0.0f : acc;
+    y[static_cast<int64_t>(blockIdx.z) * zstride + (n * s.K + k) * pq + (m - n * pq)] =
+        relu && acc < 0.0f ? 0.0f : acc;
   }
 };
 struct DgradStore {  // dx[n, c, h, w]
   float* dx;
+  int64_t zstride;  // 0 without split-K
   __device__ void operator()(const ConvShape& s, int64_t m, int c, float acc) const {
     const int64_t hw = static_cast<int64_t>(s.H) * s.W;
     const int64_t n = m / hw;
-    dx[(n * s.C + c) * hw + (m - n * hw)] = acc;
+    dx[static_cast<int64_t>(blockIdx.z) * zstride + (n * s.C + c) * hw + (m - n * hw)] = acc;
   }
 };
 struct WgradStore {  // workspace[split][k][(c, r, s)]
@@ -431,17 +560,78 @@ struct WgradStore {  // workspace[split][k][(c, r, s)]
   }
 };
 
+// Thread-fragment layout of a T-wide register micro-tile over a 16-thread dimension of the block
+// tile. T a multiple of 4: the fragment is T/4 float4 groups 64 floats apart (group g of thread i
+// at g*64 + 4*i), so each 128-bit shared load of a warp reads 16 consecutive float4 — no bank
+// conflicts — and the output writes of a group are contiguous. T = 1 or 2: contiguous.
+template <int T>
+struct Frag {
+  static __device__ __forceinline__ int at(int i, int j) {
+    if constexpr (T % 4 == 0) return (j / 4) * 64 + i * 4 + j % 4;
+    else return i * T + j;
+  }
+  static __device__ __forceinline__ void load(float (&f)[T], const float* row, int i) {
+    if constexpr (T % 4 == 0) {
+#pragma unroll
+      for (int g = 0; g < T / 4; ++g) {
+        const float4 v = *reinterpret_cast<const float4*>(row + g * 64 + i * 4);
+        f[4 * g] = v.x; f[4 * g + 1] = v.y; f[4 * g + 2] = v.z; f[4 * g + 3] = v.w;
+      }
+    } else if constexpr (T == 2) {
+      const float2 v = *reinterpret_cast<const float2*>(row + i * 2);
+      f[0] = v.x; f[1] = v.y;
+    } else {
+#pragma unroll
+      for (int j = 0; j < T; ++j) f[j] = row[i * T + j];
+    }
+  }
+};
+
+// The kernel's view of a loader: table loaders read the slice's tap table, the others step their
+// own cursors.
+constexpr int kConvTableBytes = 2 * 2 * kConvBK * 32;  // A and B tables, double-buffered
+template <class L>
+__device__ __forceinline__ void conv_gather(const L& l, const ConvShape& s, int64_t kend, float* r,
+                                            const unsigned char* table) {
+  if constexpr (L::kTable) l.load(reinterpret_cast<const typename L::Entry*>(table), r);
+  else l.load(s, kend, r);
+}
+template <class L>
+__device__ __forceinline__ void conv_step_loader(L& l, const ConvShape& s, const Cursor3& step) {
+  if constexpr (!L::kTable) l.advance(s, step);
+}
+// Threads < kConvBK write the entries of the slice the decoders point at; all advance.
+template <class L>
+__device__ __forceinline__ void conv_fill_table(L& l, const ConvShape& s, int64_t kend,
+                                                const Cursor3& step, unsigned char* table) {
+  if constexpr (L::kTable) {
+    if (threadIdx.x < kConvBK)
+      reinterpret_cast<typename L::Entry*>(table)[threadIdx.x] = l.decode(s, kend);
+    l.decode_advance(s, step);
+  }
+}
+
 // C[M x N] = A[M x Kdim] * B[Kdim x N] over this block's split of Kdim.
-// Grid (ceil(M/BM), ceil(N/BN), splits); block 256; dynamic shared memory conv_gemm_smem(BM, BN).
+// Grid (ceil(M/BM), ceil(N/BN), splits); block 256 = 16 x 16 threads, thread (tx, ty) a
+// (BM/16) x (BN/16) micro-tile (8 x 8 in the 128 x 128 tile); dynamic shared memory
+// conv_gemm_smem(BM, BN). A and B slices are double-buffered in shared memory (one barrier per
+// BK slice) and the fragments in registers (the loads of step kk+1 are issued before the FMAs of
+// step kk).
+// The tiles of at most 64 x 64 ask for 3 blocks an SM (85 registers): left alone, ptxas capped
+// one of them at 64 registers and spilled.
 template <int BM, int BN, class LoadA, class LoadB, class Store>
-__global__ void __launch_bounds__(kConvThreads)
+__global__ void __launch_bounds__(kConvThreads, BM <= 64 && BN <= 64 ? 3 : 1)
     conv_gemm_kernel(ConvShape s, const float* a_src, const float* b_src, Store store, int64_t M,
                      int N, int64_t Kdim, int64_t k_per_split, Cursor3 step) {
   constexpr int TM = BM / 16, TN = BN / 16;
-  constexpr int SA = BM * kConvBK / kConvThreads, SB = BN * kConvBK / kConvThreads;
+  constexpr int SA = LoadA::kSlots, SB = LoadB::kSlots;
+  constexpr int LA = BM + 4, LB = BN + 4;  // padded row lengths (float4 alignment kept)
   SIMT_DYNAMIC_SHARED(float, smem);
-  float* As = smem;                            // [2][kConvBK][BM + 4]
-  float* Bs = smem + 2 * kConvBK * (BM + 4);   // [2][kConvBK][BN + 4]
+  float* As = smem;                  // [2][kConvBK][LA]
+  float* Bs = smem + 2 * kConvBK * LA;  // [2][kConvBK][LB]
+  // tap tables [2][kConvBK] of A then of B (32 bytes an entry at most)
+  unsigned char* TA = reinterpret_cast<unsigned char*>(Bs + 2 * kConvBK * LB);
+  unsigned char* TB = TA + 2 * kConvBK * 32;
 
   const int t = static_cast<int>(threadIdx.x);
   const int tx = t % 16, ty = t / 16;  // tx spans M (contiguous output writes), ty spans N
@@ -456,13 +646,21 @@ __global__ void __launch_bounds__(kConvThreads)
   lb.init(s, b_src, n0, k_begin);
   float ra[SA], rb[SB];
   float acc[TM][TN];
+#pragma unroll
   for (int i = 0; i < TM; ++i)
+#pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
   const int64_t tiles = k_end > k_begin ? (k_end - k_begin + kConvBK - 1) / kConvBK : 0;
+  const int tsz = kConvBK * 32;  // bytes of one table buffer
+  conv_fill_table(la, s, k_end, step, TA);  // slices 0 and 1
+  conv_fill_table(lb, s, k_end, step, TB);
+  conv_fill_table(la, s, k_end, step, TA + tsz);
+  conv_fill_table(lb, s, k_end, step, TB + tsz);
+  __syncthreads();  // the tables of slices 0 and 1 are written
   if (tiles > 0) {
-    la.load(s, k_end, ra);
-    lb.load(s, k_end, rb);
+    conv_gather(la, s, k_end, ra, TA);
+    conv_gather(lb, s, k_end, rb, TB);
     la.store(As, ra);
     lb.store(Bs, rb);
   }
@@ -471,53 +669,122 @@ __global__ void __launch_bounds__(kConvThreads)
     const int cur = static_cast<int>(tile & 1);
     const bool more = tile + 1 < tiles;
     if (more) {  // fetch the next slice into registers while this one is multiplied
-      la.advance(s, step);
-      lb.advance(s, step);
-      la.load(s, k_end, ra);
-      lb.load(s, k_end, rb);
+      conv_step_loader(la, s, step);
+      conv_step_loader(lb, s, step);
+      conv_gather(la, s, k_end, ra, TA + (cur ^ 1) * tsz);
+      conv_gather(lb, s, k_end, rb, TB + (cur ^ 1) * tsz);
     }
-    const float* as = As + cur * kConvBK * (BM + 4);
-    const float* bs = Bs + cur * kConvBK * (BN + 4);
+    const float* as = As + cur * kConvBK * LA;
+    const float* bs = Bs + cur * kConvBK * LB;
+    float fa[2][TM], fb[2][TN];
+    Frag<TM>::load(fa[0], as, tx);
+    Frag<TN>::load(fb[0], bs, ty);
 #pragma unroll
     for (int kk = 0; kk < kConvBK; ++kk) {
-      float a[TM], b[TN];
-#pragma unroll
-      for (int i = 0; i < TM; i += 4) {
-        const float4 v = *reinterpret_cast<const float4*>(as + kk * (BM + 4) + tx * TM + i);
-        a[i] = v.x; a[i + 1] = v.y; a[i + 2] = v.z; a[i + 3] = v.w;
+      if (kk + 1 < kConvBK) {  // the next step's fragments, while this step's FMAs run
+        Frag<TM>::load(fa[(kk + 1) & 1], as + (kk + 1) * LA, tx);
+        Frag<TN>::load(fb[(kk + 1) & 1], bs + (kk + 1) * LB, ty);
       }
-#pragma unroll
-      for (int j = 0; j < TN; ++j) b[j] = bs[kk * (BN + 4) + ty * TN + j];
 #pragma unroll
       for (int i = 0; i < TM; ++i)
 #pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(fa[kk & 1][i], fb[kk & 1][j], acc[i][j]);
     }
     if (more) {  // the other buffer was last read one slice ago, before the previous barrier
-      la.store(As + (cur ^ 1) * kConvBK * (BM + 4), ra);
-      lb.store(Bs + (cur ^ 1) * kConvBK * (BN + 4), rb);
+      la.store(As + (cur ^ 1) * kConvBK * LA, ra);
+      lb.store(Bs + (cur ^ 1) * kConvBK * LB, rb);
+    }
+    if (tile + 2 < tiles) {  // slice tile+2's tables, into the buffers slice tile's loads read
+      conv_fill_table(la, s, k_end, step, TA + cur * tsz);
+      conv_fill_table(lb, s, k_end, step, TB + cur * tsz);
     }
     __syncthreads();  // the next slice is complete, and everyone is done with this one
   }
+#pragma unroll
   for (int i = 0; i < TM; ++i) {
-    const int64_t m = m0 + tx * TM + i;
+    const int64_t m = m0 + Frag<TM>::at(tx, i);
     if (m >= M) continue;
+#pragma unroll
     for (int j = 0; j < TN; ++j) {
-      const int n = n0 + ty * TN + j;
+      const int n = n0 + Frag<TN>::at(ty, j);
       if (n < N) store(s, m, n, acc[i][j]);
     }
   }
 }
 
-// dw = sum over splits of the workspace, in split order (deterministic).
-__global__ void conv2d_wgrad_reduce_kernel(float* dw, const float* ws, int64_t n, int splits) {
+// out = sum over splits of the workspace, in split order (deterministic); then, for the forward
+// pass, + bias[k] (k = i / pq % K) and ReLU.
+__global__ void conv2d_split_reduce_kernel(float* out, const float* ws, int64_t n, int splits,
+                                           const float* bias, int64_t pq, int K, int relu) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
     float acc = 0.0f;
     for (int z = 0; z < splits; ++z) acc += ws[z * n + i];
-    dw[i] = acc;
+    if (bias) acc += bias[i / pq % K];
+    out[i] = relu && acc < 0.0f ? 0.0f : acc;
   }
+}
+
+// ---- the tile and split chooser ------------------------------------------------------------------
+
+constexpr int kConvSMs = 132;  // H100/H200 SXM; the plan is a function of the shape alone
+
+// A block tile of a GEMM kernel: its size, the micro-tile of one thread (tm x tn outputs), and the
+// blocks one SM holds at once (from ptxas's registers and the shared memory; see the table below).
+struct ConvTile {
+  int bm, bn, tm, tn, blocks_per_sm;
+};
+struct ConvPlan {
+  int tile;         // index into the candidate table
+  int splits;       // split-K factor (1: none)
+  int64_t blocks;   // ceil(M/bm) * ceil(N/bn) * splits
+  int64_t k_per_split;
+};
+
+// The one tile/split chooser (the tensor-core path passes its own table and BK). For each
+// candidate tile and split factor z it estimates the time as
+//   waves * blocks_per_sm * (bm * bn * K-length per split) / efficiency + reduction traffic,
+// waves = ceil(blocks * z / (sms * blocks_per_sm)): a partly filled wave costs a whole one, which
+// is what makes small grids split K (or take a smaller tile) until they fill the GPU at the
+// kernel's occupancy. efficiency = tm*tn / (tm + tn), the FMAs per float read from shared memory
+// (8x8: 4, 4x4: 2, 16x1: 0.94). The reduction costs 2 floats of memory traffic per output per
+// split, weighted as 36 FMAs a float (an H200 SM does 128 FMAs per clock and moves about 3.5
+// floats). Splits need at least min_slices BK-slices each and at most max_splits (1: no split-K).
+// A plan that launches a full wave at its occupancy beats one that does not, and one that gives
+// every SM a block beats one that leaves SMs idle; then the lower cost wins; ties go to fewer
+// splits, then the earlier tile. Deterministic: the same shape, the same plan.
+inline ConvPlan conv_plan(int64_t M, int64_t N, int64_t Kdim, const ConvTile* tiles, int ntiles,
+                          int bk, int min_slices, int max_splits, int sms = kConvSMs) {
+  ConvPlan best{0, 1, 0, 0};
+  double best_cost = -1.0;
+  int best_fill = -1;
+  const int64_t slices = simt::ceil_div<int64_t>(Kdim > 0 ? Kdim : 1, bk);
+  for (int i = 0; i < ntiles; ++i) {
+    const ConvTile& t = tiles[i];
+    const int64_t blocks = simt::ceil_div<int64_t>(M, t.bm) * simt::ceil_div<int64_t>(N, t.bn);
+    if (blocks == 0) continue;
+    const double eff = static_cast<double>(t.tm) * t.tn / (t.tm + t.tn);
+    for (int z = 1; z <= max_splits; ++z) {
+      const int64_t per = simt::ceil_div<int64_t>(slices, z);  // slices per split
+      if (z > 1 && per < min_slices) break;                   // shorter as z grows
+      if (simt::ceil_div<int64_t>(slices, per) < z) continue;  // an empty split
+      const int64_t total = blocks * z;
+      const int64_t wave = static_cast<int64_t>(sms) * t.blocks_per_sm;
+      const double waves = static_cast<double>(simt::ceil_div<int64_t>(total, wave));
+      double cost = waves * t.blocks_per_sm * (static_cast<double>(t.bm) * t.bn * per * bk) / eff;
+      if (z > 1) cost += 72.0 * z * static_cast<double>(M) * N / sms;
+      // fill 2: a full wave at the kernel's occupancy; 1: a block for every SM; 0: neither
+      const int fill = total >= wave ? 2 : total >= sms ? 1 : 0;
+      if (best_cost < 0 || fill > best_fill || (fill == best_fill && cost < best_cost)) {
+        best_cost = cost;
+        best_fill = fill;
+        best = ConvPlan{i, z, total, per * bk};
+      }
+    }
+  }
+  if (best_cost < 0) best.k_per_split = slices * bk;
+  return best;
 }
 
 // ---- launchers ------------------------------------------------------------------------------------
@@ -525,8 +792,21 @@ __global__ void conv2d_wgrad_reduce_kernel(float* dw, const float* ws, int64_t n
 constexpr int kConvNaiveBlock = 128;
 constexpr int kConvBiasBlock = 256;
 
+// The fp32 tiles. blocks_per_sm: the fewest over the passes' instantiations of
+// min(65536 / (registers * 256), 228 KB / shared memory), registers from ptxas -v for sm_90
+// (CUDA 13.0, 2026-11-29, every pass, int32 and int64 gathers): 128x128 163-167 (1 block; capping
+// it at 128 registers for 2 blocks spills), 128x64 119-127 and 64x128 115-127 (2), 64x64 79-80
+// (3), 128x32 102-117 (2), 64x32 79-80 (3), 256x16 112-129 (1), 64x16 78-80 (3). The 64-row tiles
+// with 1 or 2 columns per thread exist for narrow GEMMs (LeNet's 6 and 16 filters, a 1-filter
+// head) that must still fill 132 SMs.
+constexpr ConvTile kConvTiles[] = {
+    {128, 128, 8, 8, 1}, {128, 64, 8, 4, 2}, {64, 128, 4, 8, 2}, {64, 64, 4, 4, 3},
+    {128, 32, 8, 2, 2},  {64, 32, 4, 2, 3},  {256, 16, 16, 1, 1}, {64, 16, 4, 1, 3},
+};
+constexpr int kConvNumTiles = sizeof(kConvTiles) / sizeof(kConvTiles[0]);
+
 inline size_t conv_gemm_smem(int bm, int bn) {
-  return 2 * kConvBK * static_cast<size_t>(bm + 4 + bn + 4) * sizeof(float);
+  return 2 * kConvBK * static_cast<size_t>(bm + 4 + bn + 4) * sizeof(float) + kConvTableBytes;
 }
 
 // The step of a load cursor when K advances by kConvBK, as digits of radices (-, MID, LO).
@@ -538,28 +818,140 @@ inline Cursor3 conv_step(int MID, int LO) {
   return c;
 }
 
+// A test hook: force every pass's tile (index into kConvTiles) and split factor (clamped to what
+// the reduction length and the pass allow), so every tile and split path is checked on small
+// shapes. tile < 0: the chooser decides (the default).
+struct ConvPlanOverride {
+  int tile = -1, splits = 1;
+  bool force64 = false;  // the 64-bit offset instantiations even for small tensors
+};
+inline ConvPlanOverride& conv_plan_override() {
+  static ConvPlanOverride o;
+  return o;
+}
+inline ConvPlan conv_plan_apply_override(ConvPlan p, int64_t M, int64_t N, int64_t Kdim,
+                                         int max_splits) {
+  const ConvPlanOverride& o = conv_plan_override();
+  if (o.tile < 0 || o.tile >= kConvNumTiles) return p;
+  const int64_t slices = simt::ceil_div<int64_t>(Kdim > 0 ? Kdim : 1, kConvBK);
+  int64_t z = o.splits < 1 ? 1 : o.splits > max_splits ? max_splits : o.splits;
+  const int64_t per = simt::ceil_div<int64_t>(slices, z);
+  z = simt::ceil_div<int64_t>(slices, per);  // no empty split
+  const ConvTile& t = kConvTiles[o.tile];
+  return ConvPlan{o.tile, static_cast<int>(z),
+                  simt::ceil_div<int64_t>(M, t.bm) * simt::ceil_div<int64_t>(N, t.bn) * z,
+                  per * kConvBK};
+}
+
+// 32-bit gather offsets: every base + offset a table gather forms, valid or not, stays within
+// +-(x + dy + w elements + 4 * row extent * column extent), the extents bounding any row or
+// column index (padding, stride and dilation included). Otherwise the int64 instantiations.
+inline bool conv_index32(const ConvShape& s) {
+  if (conv_plan_override().force64) return false;
+  const int64_t eh =
+      s.pt + static_cast<int64_t>(s.P) * s.sh + static_cast<int64_t>(s.R) * s.dh + s.H;
+  const int64_t ew =
+      s.pl + static_cast<int64_t>(s.Q) * s.sw + static_cast<int64_t>(s.S) * s.dw + s.W;
+  const int64_t x = static_cast<int64_t>(s.N) * s.C * s.H * s.W;
+  const int64_t y = static_cast<int64_t>(s.N) * s.K * s.P * s.Q;
+  const int64_t w = static_cast<int64_t>(s.K) * s.C * s.R * s.S;
+  return x + y + w + 4 * eh * (ew + 1) < INT32_MAX;
+}
+template <int BN>
+using FwdLoadBV = FwdLoadBT<BN, true>;
+template <int BN>
+using FwdLoadBS = FwdLoadBT<BN, false>;
+template <int BM>
+using FwdLoadA32 = FwdLoadAT<BM, int>;
+template <int BM>
+using FwdLoadA64 = FwdLoadAT<BM, int64_t>;
+template <int BM>
+using DgradLoadA1_32 = DgradLoadA1T<BM, int>;
+template <int BM>
+using DgradLoadA1_64 = DgradLoadA1T<BM, int64_t>;
+template <int BM>
+using DgradLoadAS32 = DgradLoadAST<BM, int>;
+template <int BM>
+using DgradLoadAS64 = DgradLoadAST<BM, int64_t>;
+template <int BN>
+using DgradLoadB32 = DgradLoadBT<BN, int>;
+template <int BN>
+using DgradLoadB64 = DgradLoadBT<BN, int64_t>;
+template <int BN>
+using WgradLoadB32 = WgradLoadBT<BN, int>;
+template <int BN>
+using WgradLoadB64 = WgradLoadBT<BN, int64_t>;
+
+// The passes' plans. Forward and dgrad split K only when given a workspace (max_splits > 1);
+// wgrad always may, with splits of at least 8 slices (its reduction is long).
+constexpr int kConvMaxSplits = 64;
+inline ConvPlan conv2d_gemm_plan(int64_t M, int64_t N, int64_t Kdim, int min_slices,
+                                 int max_splits) {
+  return conv_plan_apply_override(
+      conv_plan(M, N, Kdim, kConvTiles, kConvNumTiles, kConvBK, min_slices, max_splits), M, N,
+      Kdim, max_splits);
+}
+inline ConvPlan conv2d_forward_plan(const ConvShape& s, int max_splits = kConvMaxSplits) {
+  return conv2d_gemm_plan(static_cast<int64_t>(s.N) * s.P * s.Q, s.K,
+                          static_cast<int64_t>(s.C) * s.R * s.S, 2, max_splits);
+}
+inline ConvPlan conv2d_dgrad_plan(const ConvShape& s, int max_splits = kConvMaxSplits) {
+  return conv2d_gemm_plan(static_cast<int64_t>(s.N) * s.H * s.W, s.C,
+                          static_cast<int64_t>(s.K) * s.R * s.S, 2, max_splits);
+}
+inline ConvPlan conv2d_wgrad_plan(const ConvShape& s) {
+  return conv2d_gemm_plan(s.K, static_cast<int64_t>(s.C) * s.R * s.S,
+                          static_cast<int64_t>(s.N) * s.P * s.Q, 8, 256);
+}
+
 template <template <int> class LA, template <int> class LB, class Store>
-void conv_gemm_launch(int64_t M, int N, int64_t Kdim, int splits, const ConvShape& s,
+void conv_gemm_launch(const ConvPlan& plan, int64_t M, int N, int64_t Kdim, const ConvShape& s,
                       const float* a, const float* b, Store store, Cursor3 step,
                       cudaStream_t stream) {
-  const int64_t per_split =
-      simt::ceil_div<int64_t>(simt::ceil_div<int64_t>(Kdim, splits), kConvBK) * kConvBK;
-  // Narrow problems (LeNet's 6 and 16 filters) waste most of a 64-wide tile: use taller ones.
   auto go = [&](auto bm_c, auto bn_c) {
     constexpr int BM = decltype(bm_c)::value, BN = decltype(bn_c)::value;
     const dim3 grid(static_cast<unsigned>(simt::ceil_div<int64_t>(M, BM)),
-                    static_cast<unsigned>(simt::ceil_div(N, BN)), static_cast<unsigned>(splits));
+                    static_cast<unsigned>(simt::ceil_div(N, BN)),
+                    static_cast<unsigned>(plan.splits));
     simt::launch(conv_gemm_kernel<BM, BN, LA<BM>, LB<BN>, Store>, grid, dim3(kConvThreads),
-                 conv_gemm_smem(BM, BN), stream, s, a, b, store, M, N, Kdim, per_split, step);
+                 conv_gemm_smem(BM, BN), stream, s, a, b, store, M, N, Kdim, plan.k_per_split,
+                 step);
   };
-  if (N <= 16) go(std::integral_constant<int, 256>{}, std::integral_constant<int, 16>{});
-  else if (N <= 32) go(std::integral_constant<int, 128>{}, std::integral_constant<int, 32>{});
-  else go(std::integral_constant<int, 64>{}, std::integral_constant<int, 64>{});
+  using std::integral_constant;
+  switch (plan.tile) {  // the order of kConvTiles
+    case 0: go(integral_constant<int, 128>{}, integral_constant<int, 128>{}); break;
+    case 1: go(integral_constant<int, 128>{}, integral_constant<int, 64>{}); break;
+    case 2: go(integral_constant<int, 64>{}, integral_constant<int, 128>{}); break;
+    case 3: go(integral_constant<int, 64>{}, integral_constant<int, 64>{}); break;
+    case 4: go(integral_constant<int, 128>{}, integral_constant<int, 32>{}); break;
+    case 5: go(integral_constant<int, 64>{}, integral_constant<int, 32>{}); break;
+    case 6: go(integral_constant<int, 256>{}, integral_constant<int, 16>{}); break;
+    default: go(integral_constant<int, 64>{}, integral_constant<int, 16>{}); break;
+  }
+}
+
+inline void conv2d_split_reduce(float* out, const float* ws, int64_t n, int splits,
+                                const float* bias, int64_t pq, int K, bool relu,
+                                cudaStream_t stream) {
+  simt::launch(conv2d_split_reduce_kernel, dim3(grid_stride_blocks(n, kConvBiasBlock)),
+               dim3(kConvBiasBlock), 0, stream, out, ws, n, splits, bias, pq, K, relu ? 1 : 0);
+}
+
+// Floats of workspace conv2d_forward needs for its split-K plan (0: no split).
+inline int64_t conv2d_forward_workspace(const ConvShape& s) {
+  const ConvPlan p = conv2d_forward_plan(s);
+  return p.splits > 1 ? p.splits * static_cast<int64_t>(s.N) * s.K * s.P * s.Q : 0;
+}
+inline int64_t conv2d_dgrad_workspace(const ConvShape& s) {
+  const ConvPlan p = conv2d_dgrad_plan(s);
+  return p.splits > 1 ? p.splits * static_cast<int64_t>(s.N) * s.C * s.H * s.W : 0;
 }
 
 // y = conv2d(x, w) + bias (bias may be null), ReLU when relu. x (N,C,H,W), w (K,C,R,S), y (N,K,P,Q).
+// workspace: conv2d_forward_workspace(s) floats, or null (then no split-K).
 inline void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
-                           const ConvShape& s, bool relu, int version, cudaStream_t stream) {
+                           const ConvShape& s, bool relu, int version, cudaStream_t stream,
+                           float* workspace = nullptr) {
   const int64_t M = static_cast<int64_t>(s.N) * s.P * s.Q;
   if (M == 0 || s.K == 0) return;
   if (version == 0) {
@@ -570,13 +962,28 @@ inline void conv2d_forward(float* y, const float* x, const float* w, const float
     return;
   }
   const int64_t Kdim = static_cast<int64_t>(s.C) * s.R * s.S;
-  conv_gemm_launch<FwdLoadA, FwdLoadB>(M, s.K, Kdim, 1, s, x, w, FwdStore{y, bias, relu ? 1 : 0},
-                                       conv_step(s.R, s.S), stream);
+  const ConvPlan plan = conv2d_forward_plan(s, workspace ? kConvMaxSplits : 1);
+  const int64_t n = M * s.K;
+  const FwdStore store = plan.splits == 1 ? FwdStore{y, bias, relu ? 1 : 0, 0}
+                                          : FwdStore{workspace, nullptr, 0, n};
+  const bool vec = Kdim % 4 == 0 && reinterpret_cast<std::uintptr_t>(w) % 16 == 0;
+  const Cursor3 step = conv_step(s.R, s.S);
+  if (conv_index32(s) && vec)
+    conv_gemm_launch<FwdLoadA32, FwdLoadBV>(plan, M, s.K, Kdim, s, x, w, store, step, stream);
+  else if (conv_index32(s))
+    conv_gemm_launch<FwdLoadA32, FwdLoadBS>(plan, M, s.K, Kdim, s, x, w, store, step, stream);
+  else if (vec)
+    conv_gemm_launch<FwdLoadA64, FwdLoadBV>(plan, M, s.K, Kdim, s, x, w, store, step, stream);
+  else
+    conv_gemm_launch<FwdLoadA64, FwdLoadBS>(plan, M, s.K, Kdim, s, x, w, store, step, stream);
+  if (plan.splits == 1) return;
+  conv2d_split_reduce(y, workspace, n, plan.splits, bias, static_cast<int64_t>(s.P) * s.Q, s.K,
+                      relu, stream);
 }
 
-// dx from dy and w. dx (N,C,H,W).
+// dx from dy and w. dx (N,C,H,W). workspace: conv2d_dgrad_workspace(s) floats, or null.
 inline void conv2d_backward_data(float* dx, const float* dy, const float* w, const ConvShape& s,
-                                 int version, cudaStream_t stream) {
+                                 int version, cudaStream_t stream, float* workspace = nullptr) {
   const int64_t M = static_cast<int64_t>(s.N) * s.H * s.W;
   if (M == 0 || s.C == 0) return;
   if (version == 0) {
@@ -587,23 +994,30 @@ inline void conv2d_backward_data(float* dx, const float* dy, const float* w, con
     return;
   }
   const int64_t Kdim = static_cast<int64_t>(s.K) * s.R * s.S;
-  conv_gemm_launch<DgradLoadA, DgradLoadB>(M, s.C, Kdim, 1, s, dy, w, DgradStore{dx},
-                                           conv_step(s.R, s.S), stream);
+  const ConvPlan plan = conv2d_dgrad_plan(s, workspace ? kConvMaxSplits : 1);
+  const int64_t n = M * s.C;
+  const DgradStore store{plan.splits == 1 ? dx : workspace, plan.splits == 1 ? 0 : n};
+  const Cursor3 step = conv_step(s.R, s.S);
+  const bool unit = s.sh == 1 && s.sw == 1, i32 = conv_index32(s);
+  if (unit && i32)
+    conv_gemm_launch<DgradLoadA1_32, DgradLoadB32>(plan, M, s.C, Kdim, s, dy, w, store, step,
+                                                   stream);
+  else if (unit)
+    conv_gemm_launch<DgradLoadA1_64, DgradLoadB64>(plan, M, s.C, Kdim, s, dy, w, store, step,
+                                                   stream);
+  else if (i32)
+    conv_gemm_launch<DgradLoadAS32, DgradLoadB32>(plan, M, s.C, Kdim, s, dy, w, store, step,
+                                                  stream);
+  else
+    conv_gemm_launch<DgradLoadAS64, DgradLoadB64>(plan, M, s.C, Kdim, s, dy, w, store, step,
+                                                  stream);
+  if (plan.splits > 1)
+    conv2d_split_reduce(dx, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
 
-// How many splits wgrad uses: enough blocks to fill a GPU (about two waves on 132 SMs), each
-// split at least 8 K-slices long. A function of the shape alone, so results are reproducible.
-inline int conv2d_wgrad_splits(const ConvShape& s) {
-  const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
-  const int64_t N = static_cast<int64_t>(s.C) * s.R * s.S;
-  const int bm = N <= 16 ? 256 : N <= 32 ? 128 : 64, bn = N <= 16 ? 16 : N <= 32 ? 32 : 64;
-  const int64_t tiles = simt::ceil_div<int64_t>(s.K, bm) * simt::ceil_div<int64_t>(N, bn);
-  int64_t splits = simt::ceil_div<int64_t>(264, tiles);
-  const int64_t max_splits = simt::ceil_div<int64_t>(Kdim, 8 * kConvBK);
-  if (splits > max_splits) splits = max_splits;
-  if (splits > 256) splits = 256;
-  return static_cast<int>(splits < 1 ? 1 : splits);
-}
+// How many splits wgrad uses (conv2d_wgrad_plan): a function of the shape alone, so results are
+// reproducible. 1 for an empty problem.
+inline int conv2d_wgrad_splits(const ConvShape& s) { return conv2d_wgrad_plan(s).splits; }
 
 // Floats of workspace conv2d_backward_weight needs (version 1; version 0 needs none).
 inline int64_t conv2d_wgrad_workspace(const ConvShape& s) {
@@ -621,12 +1035,15 @@ inline void conv2d_backward_weight(float* dw, float* workspace, const float* dy,
                  dim3(kConvNaiveBlock), 0, stream, dw, dy, x, s);
     return;
   }
-  const int splits = conv2d_wgrad_splits(s);
+  const ConvPlan plan = conv2d_wgrad_plan(s);
   const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
-  conv_gemm_launch<WgradLoadA, WgradLoadB>(s.K, s.C * s.R * s.S, Kdim, splits, s, dy, x,
-                                           WgradStore{workspace}, conv_step(s.P, s.Q), stream);
-  simt::launch(conv2d_wgrad_reduce_kernel, dim3(grid_stride_blocks(n, kConvBiasBlock)),
-               dim3(kConvBiasBlock), 0, stream, dw, workspace, n, splits);
+  if (conv_index32(s))
+    conv_gemm_launch<WgradLoadA, WgradLoadB32>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
+                                               WgradStore{workspace}, conv_step(s.P, s.Q), stream);
+  else
+    conv_gemm_launch<WgradLoadA, WgradLoadB64>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
+                                               WgradStore{workspace}, conv_step(s.P, s.Q), stream);
+  conv2d_split_reduce(dw, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
 
 // db[k] = sum of dy[:, k, :, :]. db (K,).

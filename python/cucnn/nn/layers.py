@@ -28,10 +28,14 @@ def _positive_int(v, name: str, what: str) -> int:
 
 class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, bias: bool = True, device: str = "cpu"):
+                 dilation=1, bias: bool = True, device: str = "cpu", groups: int = 1):
         super().__init__()
         self.in_channels = _positive_int(in_channels, "in_channels", "Conv2d")
         self.out_channels = _positive_int(out_channels, "out_channels", "Conv2d")
+        self.groups = _positive_int(groups, "groups", "Conv2d")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"Conv2d: in_channels ({self.in_channels}) and out_channels "
+                             f"({self.out_channels}) must be divisible by groups ({self.groups})")
         self.kernel_size = int_pair(kernel_size, "kernel_size", 1, "Conv2d")
         self.stride = int_pair(stride, "stride", 1, "Conv2d")
         self.dilation = int_pair(dilation, "dilation", 1, "Conv2d")
@@ -40,24 +44,29 @@ class Conv2d(Module):
                 raise ValueError(f"Conv2d: padding must be an int, a pair, 'valid' or 'same', got "
                                  f"{padding!r}")
             self.padding = padding
+        elif isinstance(padding, (tuple, list)) and len(padding) == 4:  # (top, bottom, left, right)
+            self.padding = int_pair(padding[:2], "padding", 0, "Conv2d") + \
+                int_pair(padding[2:], "padding", 0, "Conv2d")
         else:
             self.padding = int_pair(padding, "padding", 0, "Conv2d")
-        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
-        self.weight = _uniform((self.out_channels, self.in_channels) + self.kernel_size, bound,
-                               device)
+        self.weight = _uniform((self.out_channels, self.in_channels // self.groups)
+                               + self.kernel_size, bound, device)
         if bias:
             self.bias = _uniform((self.out_channels,), bound, device)
         else:
             self.register_parameter("bias", None)
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding!r}"
                 + (f", dilation={self.dilation}" if self.dilation != (1, 1) else "")
+                + (f", groups={self.groups}" if self.groups != 1 else "")
                 + (", bias=False" if self.bias is None else ""))
 
 

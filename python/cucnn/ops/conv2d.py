@@ -1,10 +1,12 @@
 """conv2d and linear (kernels: csrc/kernels/conv2d.cuh).
 
-Cross-correlation as deep-learning libraries compute it, NCHW, with PyTorch's arguments. Padding is
-an int, a pair, "valid", or "same" as Keras/TensorFlow define it for any stride (output
-ceil(H / stride), the odd pixel of padding at the bottom/right); at stride 1 that is PyTorch's
-"same". ``linear`` is a 1x1 convolution of x viewed as (N, F, 1, 1), so dense layers run on the
-same kernels — a fully connected layer is a 1x1 convolution.
+Cross-correlation as deep-learning libraries compute it, NCHW, with PyTorch's arguments (groups
+included: one convolution per group). Padding is an int, a pair, an explicit (top, bottom, left,
+right), "valid", or "same" as Keras/TensorFlow define it for any stride (output ceil(H / stride),
+the odd pixel of padding at the bottom/right); at stride 1 that is PyTorch's "same". The
+arguments are validated once into a ConvGeometry (_geometry.py). ``linear`` is a 1x1 convolution
+of x viewed as (N, F, 1, 1), so dense layers run on the same kernels — a fully connected layer is
+a 1x1 convolution.
 """
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ import numpy as np
 
 from .. import _backend
 from ..tensor import Function, Tensor, check_float_tensor
+from . import _geometry
+from ._geometry import ConvGeometry
 from ._spec import BenchCase, Case, OpSpec, int_pair, nasty, register
 
-# ---- geometry -------------------------------------------------------------------------------------
+# ---- geometry (one place: _geometry.py, shared with pooling) -------------------------------------
 
 
 def _pair(v, name: str, minimum: int) -> tuple:
@@ -22,27 +26,11 @@ def _pair(v, name: str, minimum: int) -> tuple:
 
 
 def resolve_padding(padding, hw: tuple, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
-    """(top, bottom, left, right) from an int, a pair, "valid" or "same" (Keras, any stride)."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0, 0, 0)
-        if padding != "same":
-            raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', "
-                             f"got {padding!r}")
-        pads = []
-        for size, k, s, d in zip(hw, kernel, stride, dilation):
-            out = -(-size // s)
-            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
-            pads += [total // 2, total - total // 2]  # the odd pixel at the bottom/right
-        return tuple(pads)
-    ph, pw = _pair(padding, "padding", 0)
-    return (ph, ph, pw, pw)
+    """(top, bottom, left, right) from an int, a pair, a 4-tuple, "valid" or "same" (Keras)."""
+    return _geometry.resolve_padding(padding, hw, kernel, stride, dilation, "conv2d")
 
 
-def output_size(hw, kernel, stride, pads, dilation) -> tuple:
-    p = (hw[0] + pads[0] + pads[1] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
-    q = (hw[1] + pads[2] + pads[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
-    return p, q
+output_size = _geometry.output_size
 
 
 # ---- oracle (im2col array code on xp) -------------------------------------------------------------
@@ -142,8 +130,10 @@ def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1, cols
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
     P, Q = output_size(x.shape[2:], w.shape[2:], stride, pads, dilation)
     y = _backend.empty(device, (x.shape[0], w.shape[0], max(P, 0), max(Q, 0)))
+    n = mod.conv2d_forward_workspace(x.shape, w.shape, stride, pads, dilation) if version else 0
+    workspace = _backend.empty(device, (n,)) if n else None  # NaN on sim: unwritten partials show
     mod.conv2d_forward(x, w, None if b is None else xp.ascontiguousarray(b), y, stride, pads,
-                       dilation, bool(relu), version, _backend.stream(device))
+                       dilation, bool(relu), version, _backend.stream(device), workspace)
     return y
 
 
@@ -153,8 +143,10 @@ def backward_data(device, dy, w, x_shape, stride, pads, dilation, version=1):
     if mod is None:
         return backward_data_oracle(xp, dy, w, x_shape, stride, pads, dilation)
     dx = _backend.empty(device, x_shape)
+    n = mod.conv2d_dgrad_workspace(x_shape, w.shape, stride, pads, dilation) if version else 0
+    workspace = _backend.empty(device, (n,)) if n else None
     mod.conv2d_backward_data(xp.ascontiguousarray(dy), xp.ascontiguousarray(w), dx, stride, pads,
-                             dilation, version, _backend.stream(device))
+                             dilation, version, _backend.stream(device), workspace)
     return dx
 
 
@@ -189,49 +181,75 @@ def backward_bias(device, dy):
 KEEP_COLS_BYTES = 64 << 20
 
 
+def _group_slices(g: ConvGeometry):
+    """(channel slice, filter slice) of each group."""
+    cg, kg = g.C // g.groups, g.K // g.groups
+    return [(slice(i * cg, (i + 1) * cg), slice(i * kg, (i + 1) * kg)) for i in range(g.groups)]
+
+
 class Conv2d(Function):
+    """Carries the ConvGeometry F.conv2d validated. groups > 1 runs one convolution per group (the
+    same kernels, on contiguous copies of the group's channels; a grouped/depthwise kernel is
+    later work) and concatenates, on every device."""
+
     @staticmethod
-    def forward(ctx, x, w, b, stride, pads, dilation):
-        ctx.geometry = (stride, pads, dilation)
+    def forward(ctx, x, w, b, geom):
+        ctx.geom = geom
         ctx.save_for_backward(x, w)
         ctx.has_bias = b is not None
         ctx.cols = None
-        K, C, R, S = w.shape
-        P, Q = output_size(x.shape[2:], (R, S), stride, pads, dilation)
+        xp = _backend.xp_of(ctx.device)
+        if geom.groups > 1:
+            ys = [forward(ctx.device, xp.ascontiguousarray(x[:, cs]), w[ks],
+                          None if b is None else b[ks], *geom.args)
+                  for cs, ks in _group_slices(geom)]
+            return xp.ascontiguousarray(xp.concatenate(ys, axis=1))
         if _backend.native(ctx.device) is None and ctx.needs_input_grad[1] and \
-                C * R * S * x.shape[0] * P * Q * x.itemsize <= KEEP_COLS_BYTES:
-            ctx.cols = _im2col(_backend.xp_of(ctx.device), x, R, S, stride, pads, dilation)[0]
-        return forward(ctx.device, x, w, b, stride, pads, dilation, cols=ctx.cols)
+                geom.C * geom.R * geom.S * geom.N * geom.P * geom.Q * x.itemsize <= KEEP_COLS_BYTES:
+            ctx.cols = _im2col(xp, x, geom.R, geom.S, *geom.args)[0]
+        return forward(ctx.device, x, w, b, *geom.args, cols=ctx.cols)
 
     @staticmethod
     def backward(ctx, dy):
         x, w = ctx.saved_tensors
-        stride, pads, dilation = ctx.geometry
+        g = ctx.geom
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        dx = backward_data(ctx.device, dy, w, x.shape, stride, pads, dilation) if need_x else None
-        dw = backward_weight(ctx.device, dy, x, w.shape, stride, pads, dilation,
-                             cols=ctx.cols) if need_w else None
         db = backward_bias(ctx.device, dy) if need_b and ctx.has_bias else None
-        return dx, dw, db, None, None, None
+        if g.groups == 1:
+            dx = backward_data(ctx.device, dy, w, x.shape, *g.args) if need_x else None
+            dw = backward_weight(ctx.device, dy, x, w.shape, *g.args,
+                                 cols=ctx.cols) if need_w else None
+            return dx, dw, db, None
+        xp = _backend.xp_of(ctx.device)
+        one = g.group()
+        parts = [(xp.ascontiguousarray(dy[:, ks]), cs, ks) for cs, ks in _group_slices(g)]
+        dx = xp.concatenate([backward_data(ctx.device, dyg, w[ks], one.x_shape, *g.args)
+                             for dyg, cs, ks in parts], axis=1) if need_x else None
+        dw = xp.concatenate([backward_weight(ctx.device, dyg, xp.ascontiguousarray(x[:, cs]),
+                                             one.w_shape, *g.args)
+                             for dyg, cs, ks in parts], axis=0) if need_w else None
+        return (None if dx is None else xp.ascontiguousarray(dx),
+                None if dw is None else xp.ascontiguousarray(dw), db, None)
 
 
 # ---- functional -----------------------------------------------------------------------------------
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-           dilation=1) -> Tensor:
-    """2-D cross-correlation of input (N, C, H, W) with weight (K, C, R, S), plus bias (K,)."""
+           dilation=1, groups: int = 1) -> Tensor:
+    """2-D cross-correlation of input (N, C, H, W) with weight (K, C / groups, R, S), plus bias
+    (K,). padding: an int, a pair, (top, bottom, left, right), "valid" or "same" (Keras, any
+    stride). Zero filters raise (as PyTorch does); zero input channels give bias-only outputs."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, allow_no_filters=False):
     check_float_tensor(input, "conv2d", "input")
     check_float_tensor(weight, "conv2d", "weight")
     if bias is not None:
         check_float_tensor(bias, "conv2d", "bias")
-    if input.ndim != 4:
-        raise ValueError(f"conv2d: input must be 4-D (N, C, H, W), got shape {input.shape}")
-    if weight.ndim != 4:
-        raise ValueError(f"conv2d: weight must be 4-D (K, C, R, S), got shape {weight.shape}")
-    if input.shape[1] != weight.shape[1]:
-        raise ValueError(f"conv2d: expected input with {weight.shape[1]} channels to match weight "
-                         f"{weight.shape}, got {input.shape[1]} (input shape {input.shape})")
+    geom = ConvGeometry.from_shapes(input.shape, weight.shape, stride, padding, dilation, groups,
+                                    "conv2d", allow_no_filters)
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"conv2d: bias must have shape ({weight.shape[0]},) (one per filter), "
                          f"got {bias.shape}")
@@ -239,18 +257,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if len(devices) > 1:
         raise ValueError(f"conv2d: expected all tensors on the same device, got "
                          f"{sorted(devices)}")
-    stride = _pair(stride, "stride", 1)
-    dilation = _pair(dilation, "dilation", 1)
-    R, S = weight.shape[2:]
-    pads = resolve_padding(padding, input.shape[2:], (R, S), stride, dilation)
-    P, Q = output_size(input.shape[2:], (R, S), stride, pads, dilation)
-    if P <= 0 or Q <= 0:
-        eh, ew = dilation[0] * (R - 1) + 1, dilation[1] * (S - 1) + 1
-        raise ValueError(f"conv2d: kernel ({eh}x{ew} with dilation) is larger than the padded "
-                         f"input ({input.shape[2] + pads[0] + pads[1]}x"
-                         f"{input.shape[3] + pads[2] + pads[3]}): the output size would be "
-                         f"{P}x{Q}")
-    return Conv2d.apply(input, weight, bias, stride, pads, dilation)
+    return Conv2d.apply(input, weight, bias, geom)
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -271,7 +278,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     lead = input.shape[:-1]
     n = int(np.prod(lead)) if lead else 1
     F_, O = weight.shape[1], weight.shape[0]
-    y = conv2d(input.reshape(n, F_, 1, 1), weight.reshape(O, F_, 1, 1), bias)
+    y = _conv2d(input.reshape(n, F_, 1, 1), weight.reshape(O, F_, 1, 1), bias, 1, 0, 1, 1,
+                allow_no_filters=True)
     return y.reshape(*lead, O)
 
 
