@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, backends
 from ..tensor import Function, Tensor, check_float_tensor
 from ._spec import Case, OpSpec, int_pair, nasty, register
 
@@ -133,6 +133,15 @@ def backward_bias_oracle(xp, dy):
 # ---- dispatch -------------------------------------------------------------------------------------
 
 
+def _tf32_eligible(mod, version) -> bool:
+    """Whether a native conv runs on the TF32 tensor-core kernels (csrc/kernels/conv2d_tc.cuh): the
+    tiled version, ``cucnn.backends.allow_tf32`` on, and a module that can run them (sim, or a GPU
+    of sm_80+). Every shape qualifies (the kernels' gathers zero-fill any remainder), so this is
+    the one place the fp32 fallback is decided."""
+    return version == 1 and backends.allow_tf32 and mod.conv2d_tc_available()
+
+
+
 def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1, cols=None):
     mod = _backend.native(device)
     xp = _backend.xp_of(device)
@@ -142,6 +151,10 @@ def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1, cols
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
     P, Q = output_size(x.shape[2:], w.shape[2:], stride, pads, dilation)
     y = _backend.empty(device, (x.shape[0], w.shape[0], max(P, 0), max(Q, 0)))
+    if _tf32_eligible(mod, version):
+        mod.conv2d_tc_forward(x, w, None if b is None else xp.ascontiguousarray(b), y, stride, pads,
+                              dilation, bool(relu), _backend.stream(device))
+        return y
     mod.conv2d_forward(x, w, None if b is None else xp.ascontiguousarray(b), y, stride, pads,
                        dilation, bool(relu), version, _backend.stream(device))
     return y
@@ -153,6 +166,10 @@ def backward_data(device, dy, w, x_shape, stride, pads, dilation, version=1):
     if mod is None:
         return backward_data_oracle(xp, dy, w, x_shape, stride, pads, dilation)
     dx = _backend.empty(device, x_shape)
+    if _tf32_eligible(mod, version):
+        mod.conv2d_tc_backward_data(xp.ascontiguousarray(dy), xp.ascontiguousarray(w), dx, stride,
+                                    pads, dilation, _backend.stream(device))
+        return dx
     mod.conv2d_backward_data(xp.ascontiguousarray(dy), xp.ascontiguousarray(w), dx, stride, pads,
                              dilation, version, _backend.stream(device))
     return dx
@@ -163,6 +180,12 @@ def backward_weight(device, dy, x, w_shape, stride, pads, dilation, version=1, c
     xp = _backend.xp_of(device)
     if mod is None:
         return backward_weight_oracle(xp, dy, x, w_shape, stride, pads, dilation, cols)
+    if _tf32_eligible(mod, version):
+        n = mod.conv2d_tc_wgrad_workspace(x.shape, w_shape, stride, pads, dilation)
+        workspace, dw = _backend.empty(device, (max(n, 1),)), _backend.empty(device, w_shape)
+        mod.conv2d_tc_backward_weight(xp.ascontiguousarray(dy), xp.ascontiguousarray(x), dw,
+                                      workspace, stride, pads, dilation, _backend.stream(device))
+        return dw
     n = mod.conv2d_wgrad_workspace(x.shape, w_shape, stride, pads, dilation) if version else 0
     workspace = _backend.empty(device, (max(n, 1),))  # NaN on sim: an unwritten partial shows
     dw = _backend.empty(device, w_shape)
@@ -279,6 +302,14 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def _compute(device, inputs, version):
+    """Versions 0 and 1 are the fp32 kernels whatever ``backends.allow_tf32`` says (the registry
+    holds them to fp32 tolerances); version 2 is version 1 with TF32 allowed, i.e. the tensor-core
+    kernels where the device has them (tests/test_conv2d_tf32.py holds it to TF32 tolerances)."""
+    with backends.flags(allow_tf32=version == 2):
+        return _compute_fp32_or_tf32(device, inputs, min(version, 1))
+
+
+def _compute_fp32_or_tf32(device, inputs, version):
     x, w, b, dy = inputs["x"], inputs["w"], inputs["b"], inputs["dy"]
     g = (inputs["stride"], inputs["pads"], inputs["dilation"])
     y = forward(device, x, w, b, *g, version=version)
