@@ -8,7 +8,8 @@ checked against the baseline's output, then timed.
 Implementations per device (the baseline first; ``× base`` in the table is baseline time / time,
 above 1 means faster than the baseline):
   cuda: torch-cudnn (cuDNN, TF32 off; PyTorch's own kernels for pooling, ReLU, softmax and
-        cross-entropy), torch-cudnn-tf32, cucnn (our kernels), cucnn-v0 (the naive kernels),
+        cross-entropy), torch-cudnn-tf32, cucnn (our kernels, TF32 off), cucnn-tf32 (our TF32
+        tensor-core convs), cucnn-v0 (the naive kernels),
         cucnn-ref (the CuPy reference path: the oracle's array code on CuPy)
   cpu:  torch-cpu (when PyTorch is installed), cucnn-cpu (the oracle's array code on NumPy)
   sim:  cucnn-cpu, cucnn-sim, cucnn-sim-v0 (the kernels on the SIMT runtime; its times are for
@@ -108,8 +109,9 @@ class Case:
     reduce_len: int = 1
 
 
-def _cucnn(device, reference=False):
-    """(timer kind, convert, call wrapper) for our implementations on a device."""
+def _cucnn(device, reference=False, tf32=False):
+    """(timer kind, convert, call wrapper) for our implementations on a device; ``tf32``: with
+    ``cucnn.backends.allow_tf32`` on (the TF32 tensor-core convs), else off (fp32)."""
     xp = _backend.xp_of(device)
 
     def convert(host):
@@ -117,10 +119,11 @@ def _cucnn(device, reference=False):
 
     def wrap(fn):
         def run(inp):
-            if reference:
-                with _backend.use_reference_path(True):
-                    return fn(inp)
-            return fn(inp)
+            with cucnn.backends.flags(allow_tf32=tf32):
+                if reference:
+                    with _backend.use_reference_path(True):
+                        return fn(inp)
+                return fn(inp)
         return run
     return ("cupy" if device == "cuda" else "host"), convert, wrap
 
@@ -150,6 +153,7 @@ def implementations(device: str, torch):
             out.append(("torch-cudnn", *_torch_impl(torch, "cuda", False), None, None))
             out.append(("torch-cudnn-tf32", *_torch_impl(torch, "cuda", True), None, None))
         out += [("cucnn", *_cucnn("cuda"), 1, "cuda"),
+                ("cucnn-tf32", *_cucnn("cuda", tf32=True), 1, "cuda"),
                 ("cucnn-v0", *_cucnn("cuda"), 0, "cuda"),
                 ("cucnn-ref", *_cucnn("cuda", reference=True), 1, "cuda")]
     elif device == "cpu":
@@ -218,10 +222,12 @@ def _simple_cases(op, direction, shape, make, nbytes, device, torch, ours_fn, to
                   reduce_len=1):
     case = Case(op, direction, shape, make, bytes=nbytes, reduce_len=reduce_len)
     for name, kind, convert, wrap, version, dv in implementations(device, torch):
+        if "tf32" in name:  # TF32 changes nothing outside matrix products
+            continue
         if dv:
             case.impls[name] = (kind, convert,
                                 wrap(lambda i, dv=dv, v=version: ours_fn(dv, i, v)))
-        elif name != "torch-cudnn-tf32":  # TF32 changes nothing outside matrix products
+        else:
             case.impls[name] = (kind, convert, wrap(torch_fn))
     return case
 

@@ -22,7 +22,8 @@
 //       the emulation picks the most accurate well-defined answer, which is also what the NumPy
 //       TF32 reference computes per 8-term chunk, so tests can hold the two tightly together.
 //   simt::cvt_rna_tf32  round to nearest, ties away from zero, to a 10-bit mantissa (low 13 bits
-//       zero). NaN stays NaN (quiet, payload truncated), +-inf stay, overflow rounds to inf.
+//       zero), exactly as the SASS ptxas emits for it: +-inf stay, overflow rounds to inf, a NaN
+//       keeps its sign and upper payload.
 //   simt::cp_async_* / cp_async_commit / cp_async_wait<N>  each thread keeps a queue of its
 //       copies; commit closes the open group; wait<N> performs every copy of all but the newest N
 //       groups. Until its thread waits, a copy has not happened: the destination keeps dynamic
@@ -215,15 +216,16 @@ inline void issue(void* dst, const void* src, int bytes, int src_bytes, const ch
 
 }  // namespace tc_detail
 
+// Bit for bit what ptxas makes of cvt.rna.tf32.f32 for sm_80 and sm_90 (CUDA 13.0 SASS:
+// FSETP.GEU |x|, +INF; @!P IADD 0x1000; LOP3 & 0xffffe000): adding half of the dropped unit to
+// the magnitude rounds ties away from zero, a carry into the exponent is the correct next binade
+// and the largest finite values round to inf; inf and NaN only lose their low 13 bits (a NaN whose
+// payload lies only there would become inf: no NaN the hardware or NumPy makes looks like that).
 inline unsigned cvt_rna_tf32(float x) {
   unsigned bits;
   std::memcpy(&bits, &x, 4);
-  if ((bits & 0x7f800000u) == 0x7f800000u) {  // inf stays; NaN stays a (quiet) NaN
-    return (bits & 0x7fffffu) ? ((bits & 0xffffe000u) | 0x00400000u) : bits;
-  }
-  // Adding half of the dropped unit to the magnitude rounds ties away from zero; a carry into
-  // the exponent is the correct next binade (and the largest values round to inf).
-  return (bits + 0x1000u) & 0xffffe000u;
+  if ((bits & 0x7f800000u) != 0x7f800000u) bits += 0x1000u;
+  return bits & 0xffffe000u;
 }
 
 // D = A * B + C for a 16x8x8 TF32 product, collectively by the 32 lanes of a warp.

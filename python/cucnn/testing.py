@@ -32,13 +32,13 @@ def tf32_tolerance(reduce_len: int = 1) -> float:
 
 def round_tf32(a):
     """float32 array rounded as ``cvt.rna.tf32.f32`` rounds (to 10 mantissa bits, nearest, ties
-    away from zero; inf stays, NaN stays NaN), still as float32: the TF32 reference's inputs."""
+    away from zero, overflow to inf; inf and NaN keep all but their low 13 bits), still as
+    float32: the TF32 reference's inputs."""
     a = np.array(a, dtype=np.float32)
     bits = a.view(np.uint32)
     finite = (bits & 0x7F800000) != 0x7F800000
-    nan = ~finite & ((bits & 0x007FFFFF) != 0)
-    bits[finite] = (bits[finite] + np.uint32(0x1000)) & np.uint32(0xFFFFE000)
-    bits[nan] = (bits[nan] & np.uint32(0xFFFFE000)) | np.uint32(0x00400000)
+    bits[finite] += np.uint32(0x1000)  # half of the dropped unit, on the magnitude
+    bits &= np.uint32(0xFFFFE000)
     return a
 
 
