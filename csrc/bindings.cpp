@@ -433,6 +433,17 @@ bool conv2d_tc_available() {
 #endif
 }
 
+void expect_tc_supported(const cucnn::ConvShape& s) {
+  if (!cucnn::conv2d_tc_supported(s))
+    throw py::value_error("convolution too large for the TF32 kernels (an operand or the padded "
+                          "input plane has more than 2^29 elements); use the fp32 kernels");
+}
+
+bool conv2d_tc_supported(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape, Pair stride,
+                         Pads pads, Pair dilation) {
+  return cucnn::conv2d_tc_supported(conv_shape(x_shape, w_shape, stride, pads, dilation));
+}
+
 void conv2d_tc_forward(py::handle x_, py::handle w_, py::object bias_, py::handle y_, Pair stride,
                        Pads pads, Pair dilation, bool relu, std::uintptr_t stream) {
   Array x = in(x_, "x"), w = in(w_, "weight"), y = out(y_, "y");
@@ -441,6 +452,7 @@ void conv2d_tc_forward(py::handle x_, py::handle w_, py::object bias_, py::handl
   expect_dtype(y, "y", "float32");
   const auto s = conv_shape(x.shape, w.shape, stride, pads, dilation);
   expect_shape(y, "y", out_shape(s), "(N, K, P, Q)");
+  expect_tc_supported(s);
   const float* bias = nullptr;
   if (!bias_.is_none()) {
     Array b = in(bias_, "bias");
@@ -460,6 +472,7 @@ void conv2d_tc_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair
   expect_dtype(dx, "dx", "float32");
   const auto s = conv_shape(dx.shape, w.shape, stride, pads, dilation);
   expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  expect_tc_supported(s);
   py::gil_scoped_release release;
   cucnn::conv2d_tc_backward_data(f32(dx), f32(dy), f32(w), s, as_stream(stream));
 }
@@ -478,6 +491,7 @@ void conv2d_tc_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, py
   expect_dtype(ws, "workspace", "float32");
   const auto s = conv_shape(x.shape, dw.shape, stride, pads, dilation);
   expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  expect_tc_supported(s);
   const int64_t need = cucnn::conv2d_tc_wgrad_workspace(s);
   if (ws.size() < need)
     throw py::value_error("workspace must hold at least " + std::to_string(need) +
@@ -489,6 +503,9 @@ void conv2d_tc_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, py
 void bind_conv2d_tc(py::module_& m) {
   m.def("conv2d_tc_available", &conv2d_tc_available,
         "whether the TF32 tensor-core conv kernels can run here (sim, or a GPU of sm_80+)");
+  m.def("conv2d_tc_supported", &conv2d_tc_supported, py::arg("x_shape"), py::arg("w_shape"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "whether the TF32 kernels take this shape (the one rule; the fp32 kernels take the rest)");
   m.def("conv2d_tc_forward", &conv2d_tc_forward, py::arg("x"), py::arg("weight"),
         py::arg("bias"), py::arg("y"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("relu") = false, py::arg("stream") = 0,

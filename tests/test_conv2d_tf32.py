@@ -165,3 +165,24 @@ def test_tc_entry_points_validate_before_launch():
     need = mod.conv2d_tc_wgrad_workspace(x.shape, w.shape, *g)
     with pytest.raises(ValueError, match=f"workspace must hold at least {need} floats"):
         mod.conv2d_tc_backward_weight(y, x, np.zeros_like(w), np.zeros(need - 1, np.float32), *g)
+
+
+@requires_sim
+def test_the_one_rule_for_tensor_core_shapes():
+    """conv2d_tc_supported: any channel/filter counts and sizes, operands up to 2^29 elements."""
+    mod = _backend.native("sim")
+    g = ((1, 1), (0, 0, 0, 0), (1, 1))
+    assert mod.conv2d_tc_supported((3, 1, 28, 28), (6, 1, 5, 5), *g)  # LeNet conv1: C = 1
+    assert mod.conv2d_tc_supported((1, 48, 19, 19), (48, 48, 3, 3), *g)  # the Go net's 48
+    assert mod.conv2d_tc_supported((2 ** 9, 1, 2 ** 10, 2 ** 10), (1, 1, 1, 1), *g)  # 2^29
+    assert not mod.conv2d_tc_supported((2 ** 9 + 1, 1, 2 ** 10, 2 ** 10), (1, 1, 1, 1), *g)
+    assert not mod.conv2d_tc_supported((1, 2 ** 10, 8, 8), (2 ** 20, 2 ** 10, 1, 1), *g)
+    # the eligibility hook routes on the switch, the version and the rule
+    shapes = ((3, 1, 28, 28), (6, 1, 5, 5), *g)
+    with backends.flags(allow_tf32=True):
+        assert conv_ops._tf32_eligible(mod, 1, *shapes)
+        assert not conv_ops._tf32_eligible(mod, 0, *shapes)
+        assert not conv_ops._tf32_eligible(mod, 1, (2 ** 9 + 1, 1, 2 ** 10, 2 ** 10),
+                                           (1, 1, 1, 1), *g)
+    with backends.flags(allow_tf32=False):
+        assert not conv_ops._tf32_eligible(mod, 1, *shapes)

@@ -77,106 +77,108 @@ struct TcCursor {
   }
 };
 
-// --- operand gathers: where element (row, k) of an operand lives, or null for a zero ---
-// init(s, src, row) once per thread; at(s, cursor) for the reduction index the cursor spells.
+// --- operand gathers: where element (row, k) of an operand lives, as an offset from the operand's
+// base pointer, and whether it exists (false: padding, zero). init(s, row, valid) once per thread;
+// at(s, cursor, off) for the reduction index the cursor spells. All offsets are 32-bit: every
+// tensor has fewer than 2^31 elements (conv2d_tc_supported), which keeps the per-element address
+// arithmetic to a few integer instructions.
 
 struct TcFwdA {  // x gathered: row m = (n, p, q), k = (c, r, s)
-  const float* base;
-  int ih0, iw0;
-  __device__ void init(const ConvShape& s, const float* x, int64_t m, bool valid) {
-    const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
-    const int64_t n = valid ? m / pq : 0;
-    const int rem = static_cast<int>(valid ? m - n * pq : 0);
+  int img, ih0, iw0;  // img: offset of image n
+  __device__ void init(const ConvShape& s, int m, bool valid) {
+    const int pq = s.P * s.Q;
+    const int n = valid ? m / pq : 0, rem = valid ? m - n * pq : 0;
     ih0 = rem / s.Q * s.sh - s.pt;
     iw0 = rem % s.Q * s.sw - s.pl;
-    base = x + n * s.C * static_cast<int64_t>(s.H) * s.W;
+    img = n * s.C * s.H * s.W;
   }
-  __device__ __forceinline__ const float* at(const ConvShape& s, const TcCursor& c) const {
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
     const int ih = ih0 + c.mid * s.dh, iw = iw0 + c.lo * s.dw;
-    if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) return nullptr;
-    return base + (static_cast<int64_t>(c.hi) * s.H + ih) * s.W + iw;
+    off = img + (c.hi * s.H + ih) * s.W + iw;
+    return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
+           static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
   }
 };
 
 struct TcFwdB {  // w: row = filter, k = (c, r, s), contiguous
-  const float* row;
-  __device__ void init(const ConvShape& s, const float* w, int64_t n, bool valid) {
-    row = w + (valid ? n : 0) * static_cast<int64_t>(s.C) * s.R * s.S;
+  int row;
+  __device__ void init(const ConvShape& s, int n, bool valid) {
+    row = (valid ? n : 0) * s.C * s.R * s.S;
   }
-  __device__ __forceinline__ const float* at(const ConvShape& s, const TcCursor& c) const {
-    return row + (static_cast<int64_t>(c.hi) * s.R + c.mid) * s.S + c.lo;
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
+    off = row + (c.hi * s.R + c.mid) * s.S + c.lo;
+    return true;
   }
 };
 
+// kStrided: a stride other than 1 (only output pixels on the stride grid read an input pixel);
+// the unit-stride instantiation has no division in its loop.
+template <bool kStrided>
 struct TcDgradA {  // dy gathered: row m = (n, h, w), k = (k, r, s)
-  const float* base;
-  int hp, wp;  // h + pt, w + pl
-  __device__ void init(const ConvShape& s, const float* dy, int64_t m, bool valid) {
-    const int64_t hw = static_cast<int64_t>(s.H) * s.W;
-    const int64_t n = valid ? m / hw : 0;
-    const int rem = static_cast<int>(valid ? m - n * hw : 0);
+  int img, hp, wp;  // hp, wp: h + pt, w + pl
+  __device__ void init(const ConvShape& s, int m, bool valid) {
+    const int hw = s.H * s.W;
+    const int n = valid ? m / hw : 0, rem = valid ? m - n * hw : 0;
     hp = rem / s.W + s.pt;
     wp = rem % s.W + s.pl;
-    base = dy + n * s.K * static_cast<int64_t>(s.P) * s.Q;
+    img = n * s.K * s.P * s.Q;
   }
-  __device__ __forceinline__ const float* at(const ConvShape& s, const TcCursor& c) const {
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
     const int ph = hp - c.mid * s.dh, pw = wp - c.lo * s.dw;
-    if (ph < 0 || pw < 0) return nullptr;
+    bool in = ph >= 0 && pw >= 0;
     int p = ph, q = pw;
-    if (s.sh != 1) {  // only output rows on the stride grid read this pixel
-      if (ph % s.sh) return nullptr;
-      p = ph / s.sh;
+    if constexpr (kStrided) {  // clamped at 0 (then !in anyway): unsigned division is cheaper
+      const unsigned uh = static_cast<unsigned>(ph > 0 ? ph : 0);
+      const unsigned uw = static_cast<unsigned>(pw > 0 ? pw : 0);
+      const unsigned sh = static_cast<unsigned>(s.sh), sw = static_cast<unsigned>(s.sw);
+      in = in && uh % sh == 0 && uw % sw == 0;
+      p = static_cast<int>(uh / sh);
+      q = static_cast<int>(uw / sw);
     }
-    if (s.sw != 1) {
-      if (pw % s.sw) return nullptr;
-      q = pw / s.sw;
-    }
-    if (p >= s.P || q >= s.Q) return nullptr;
-    return base + (static_cast<int64_t>(c.hi) * s.P + p) * s.Q + q;
+    off = img + (c.hi * s.P + p) * s.Q + q;
+    return in && p < s.P && q < s.Q;
   }
 };
 
 struct TcDgradB {  // w: row = channel c, k = (k, r, s): B[(k, r, s)][c] = w[k, c, r, s]
-  const float* col;
-  __device__ void init(const ConvShape& s, const float* w, int64_t c, bool valid) {
-    col = w + (valid ? c : 0) * static_cast<int64_t>(s.R) * s.S;
-  }
-  __device__ __forceinline__ const float* at(const ConvShape& s, const TcCursor& c) const {
-    return col + (static_cast<int64_t>(c.hi) * s.C * s.R + c.mid) * s.S + c.lo;
+  int col;
+  __device__ void init(const ConvShape& s, int c, bool valid) { col = (valid ? c : 0) * s.R * s.S; }
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
+    off = col + (c.hi * s.C * s.R + c.mid) * s.S + c.lo;
+    return true;
   }
 };
 
 struct TcWgradA {  // dy: row = filter k, k = (n, p, q)
-  const float* base;
-  __device__ void init(const ConvShape& s, const float* dy, int64_t k, bool valid) {
-    base = dy + (valid ? k : 0) * static_cast<int64_t>(s.P) * s.Q;
-  }
-  __device__ __forceinline__ const float* at(const ConvShape& s, const TcCursor& c) const {
-    return base + (static_cast<int64_t>(c.hi) * s.K * s.P + c.mid) * s.Q + c.lo;
+  int row;
+  __device__ void init(const ConvShape& s, int k, bool valid) { row = (valid ? k : 0) * s.P * s.Q; }
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
+    off = row + (c.hi * s.K * s.P + c.mid) * s.Q + c.lo;
+    return true;
   }
 };
 
 struct TcWgradB {  // x gathered: row j = (c, r, s), k = (n, p, q)
-  const float* base;
-  int roff, soff;  // r*dh - pt, s*dw - pl
-  __device__ void init(const ConvShape& s, const float* x, int64_t j, bool valid) {
-    const int rs = s.R * s.S;
-    const int jj = valid ? static_cast<int>(j) : 0;
+  int chan, roff, soff;  // chan: offset of channel c; r*dh - pt, s*dw - pl
+  __device__ void init(const ConvShape& s, int j, bool valid) {
+    const int rs = s.R * s.S, jj = valid ? j : 0;
     roff = jj % rs / s.S * s.dh - s.pt;
     soff = jj % s.S * s.dw - s.pl;
-    base = x + static_cast<int64_t>(jj / rs) * s.H * s.W;
+    chan = jj / rs * s.H * s.W;
   }
-  __device__ __forceinline__ const float* at(const ConvShape& s, const TcCursor& c) const {
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
     const int ih = c.mid * s.sh + roff, iw = c.lo * s.sw + soff;
-    if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) return nullptr;
-    return base + (static_cast<int64_t>(c.hi) * s.C * s.H + ih) * s.W + iw;
+    off = chan + (c.hi * s.C * s.H + ih) * s.W + iw;
+    return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
+           static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
   }
 };
 
 // One operand's loads: thread t owns row t % ROWS of the tile and the K-offsets
 // t / ROWS + (THREADS / ROWS) * i of each slice (consecutive lanes: consecutive rows, so the
 // shared stores of a warp hit consecutive banks). One cursor per thread, for its first slot; the
-// others are stepped from it.
+// others are stepped from it. A missing element is a 4-byte cp.async with src-size 0 (zero fill,
+// nothing read) from the operand's base.
 template <int ROWS, int THREADS, class Gather>
 struct TcLoader {
   static constexpr int kGap = THREADS / ROWS;
@@ -185,30 +187,31 @@ struct TcLoader {
   Gather gather;
   const float* src;
   bool valid;
-  int64_t k0;  // reduction index of slot 0
+  int k0;  // reduction index of slot 0
   TcCursor cur, gap, step;
-  __device__ void init(const ConvShape& s, const float* src_, int64_t row0, int64_t rows,
-                       int64_t k_begin, int MID, int LO) {
+  __device__ void init(const ConvShape& s, const float* src_, int row0, int rows, int k_begin,
+                       int MID, int LO) {
     const int t = static_cast<int>(threadIdx.x);
     src = src_;
     valid = row0 + t % ROWS < rows;
-    gather.init(s, src_, row0 + t % ROWS, valid);
+    gather.init(s, row0 + t % ROWS, valid);
     k0 = k_begin + t / ROWS;
     cur.init(k0, MID, LO);
     gap.init(kGap, MID, LO);
     step.init(kTcBK, MID, LO);
   }
   // Issue this slice's copies into smem [kTcBK][ROWS + kTcPad], then move to the next slice.
-  __device__ __forceinline__ void issue(const ConvShape& s, int64_t k_end, float* smem, int MID,
+  __device__ __forceinline__ void issue(const ConvShape& s, int k_end, float* smem, int MID,
                                         int LO) {
     const int t = static_cast<int>(threadIdx.x);
     float* dst = smem + (t / ROWS) * (ROWS + kTcPad) + t % ROWS;
     TcCursor c = cur;
-    int64_t k = k0;
+    int k = k0;
 #pragma unroll
     for (int i = 0; i < kSlots; ++i) {
-      const float* p = valid && k < k_end ? gather.at(s, c) : nullptr;
-      simt::cp_async_4(dst + i * kGap * (ROWS + kTcPad), p ? p : src, p ? 4 : 0);
+      int off;
+      const bool in = gather.at(s, c, off) && valid && k < k_end;
+      simt::cp_async_4(dst + i * kGap * (ROWS + kTcPad), src + (in ? off : 0), in ? 4 : 0);
       c.advance(gap, MID, LO);
       k += kGap;
     }
@@ -271,8 +274,9 @@ __global__ void __launch_bounds__(Tile::kThreads)
 
   TcLoader<BM, Tile::kThreads, GA> la;
   TcLoader<BN, Tile::kThreads, GB> lb;
-  la.init(s, a_src, m0, M, k_begin, MID, LO);
-  lb.init(s, b_src, n0, N, k_begin, MID, LO);
+  la.init(s, a_src, static_cast<int>(m0), static_cast<int>(M), static_cast<int>(k_begin), MID, LO);
+  lb.init(s, b_src, n0, N, static_cast<int>(k_begin), MID, LO);
+  const int k_last = static_cast<int>(k_end);
 
   float acc[FM][FN][4];
 #pragma unroll
@@ -288,8 +292,8 @@ __global__ void __launch_bounds__(Tile::kThreads)
   for (int st = 0; st < kTcStages - 1; ++st) {
     if (st < tiles) {
       float* stage = smem + st * Tile::kStageFloats;
-      la.issue(s, k_end, stage, MID, LO);
-      lb.issue(s, k_end, stage + kTcBK * SA, MID, LO);
+      la.issue(s, k_last, stage, MID, LO);
+      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO);
     }
     simt::cp_async_commit();
   }
@@ -302,8 +306,8 @@ __global__ void __launch_bounds__(Tile::kThreads)
     const int64_t next = tile + kTcStages - 1;
     if (next < tiles) {
       float* stage = smem + static_cast<int>(next % kTcStages) * Tile::kStageFloats;
-      la.issue(s, k_end, stage, MID, LO);
-      lb.issue(s, k_end, stage + kTcBK * SA, MID, LO);
+      la.issue(s, k_last, stage, MID, LO);
+      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO);
     }
     simt::cp_async_commit();
 
@@ -351,6 +355,21 @@ __global__ void __launch_bounds__(Tile::kThreads)
 
 // ---- launchers ------------------------------------------------------------------------------------
 
+// The one rule for which shapes run on the tensor-core kernels (the others take the fp32 ones):
+// every operand, and the padded input plane, has at most 2^29 elements, so that every gather
+// offset (an element's position in its tensor, and the out-of-bounds positions computed on the
+// way) fits in 32 bits. Channel and filter counts and sizes do not matter: the gathers zero-fill.
+constexpr int64_t kTcMaxElements = int64_t{1} << 29;
+inline bool conv2d_tc_supported(const ConvShape& s) {
+  const int64_t plane = (static_cast<int64_t>(s.P) * s.sh + static_cast<int64_t>(s.R) * s.dh) *
+                        (static_cast<int64_t>(s.Q) * s.sw + static_cast<int64_t>(s.S) * s.dw);
+  const int64_t x = static_cast<int64_t>(s.N) * s.C * s.H * s.W;
+  const int64_t w = static_cast<int64_t>(s.K) * s.C * s.R * s.S;
+  const int64_t y = static_cast<int64_t>(s.N) * s.K * s.P * s.Q;
+  return x <= kTcMaxElements && w <= kTcMaxElements && y <= kTcMaxElements &&
+         plane <= kTcMaxElements && static_cast<int64_t>(s.H) * s.W <= kTcMaxElements;
+}
+
 // The tile for an M x N GEMM: narrow N gets a tall thin tile; otherwise 128x128 when that makes
 // at least one wave on 132 SMs, else 64x64 (four times the blocks). The one tile policy.
 enum class TcTileKind { large, small, n32, n16 };
@@ -396,8 +415,13 @@ inline void conv2d_tc_backward_data(float* dx, const float* dy, const float* w, 
                                     cudaStream_t stream) {
   const int64_t M = static_cast<int64_t>(s.N) * s.H * s.W;
   if (M == 0 || s.C == 0) return;
-  conv_tc_launch<TcDgradA, TcDgradB>(M, s.C, static_cast<int64_t>(s.K) * s.R * s.S, 1, s, dy, w,
-                                     TcDgradStore{dx}, s.R, s.S, stream);
+  const int64_t Kdim = static_cast<int64_t>(s.K) * s.R * s.S;
+  if (s.sh == 1 && s.sw == 1)
+    conv_tc_launch<TcDgradA<false>, TcDgradB>(M, s.C, Kdim, 1, s, dy, w, TcDgradStore{dx}, s.R,
+                                              s.S, stream);
+  else
+    conv_tc_launch<TcDgradA<true>, TcDgradB>(M, s.C, Kdim, 1, s, dy, w, TcDgradStore{dx}, s.R,
+                                             s.S, stream);
 }
 
 // wgrad splits: enough blocks for about two waves on 132 SMs, each split at least 4 slices long;

@@ -133,13 +133,13 @@ def backward_bias_oracle(xp, dy):
 # ---- dispatch -------------------------------------------------------------------------------------
 
 
-def _tf32_eligible(mod, version) -> bool:
+def _tf32_eligible(mod, version, x_shape, w_shape, stride, pads, dilation) -> bool:
     """Whether a native conv runs on the TF32 tensor-core kernels (csrc/kernels/conv2d_tc.cuh): the
-    tiled version, ``cucnn.backends.allow_tf32`` on, and a module that can run them (sim, or a GPU
-    of sm_80+). Every shape qualifies (the kernels' gathers zero-fill any remainder), so this is
-    the one place the fp32 fallback is decided."""
-    return version == 1 and backends.allow_tf32 and mod.conv2d_tc_available()
-
+    tiled version, ``cucnn.backends.allow_tf32`` on, a module that can run them (sim, or a GPU of
+    sm_80+), and a shape they take (``conv2d_tc_supported``, the C++ rule: any channel and filter
+    counts, tensors up to 2^29 elements). The one place the fp32 fallback is decided."""
+    return (version == 1 and backends.allow_tf32 and mod.conv2d_tc_available()
+            and mod.conv2d_tc_supported(tuple(x_shape), tuple(w_shape), stride, pads, dilation))
 
 
 def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1, cols=None):
@@ -151,7 +151,7 @@ def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1, cols
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
     P, Q = output_size(x.shape[2:], w.shape[2:], stride, pads, dilation)
     y = _backend.empty(device, (x.shape[0], w.shape[0], max(P, 0), max(Q, 0)))
-    if _tf32_eligible(mod, version):
+    if _tf32_eligible(mod, version, x.shape, w.shape, stride, pads, dilation):
         mod.conv2d_tc_forward(x, w, None if b is None else xp.ascontiguousarray(b), y, stride, pads,
                               dilation, bool(relu), _backend.stream(device))
         return y
@@ -166,7 +166,7 @@ def backward_data(device, dy, w, x_shape, stride, pads, dilation, version=1):
     if mod is None:
         return backward_data_oracle(xp, dy, w, x_shape, stride, pads, dilation)
     dx = _backend.empty(device, x_shape)
-    if _tf32_eligible(mod, version):
+    if _tf32_eligible(mod, version, x_shape, w.shape, stride, pads, dilation):
         mod.conv2d_tc_backward_data(xp.ascontiguousarray(dy), xp.ascontiguousarray(w), dx, stride,
                                     pads, dilation, _backend.stream(device))
         return dx
@@ -180,7 +180,7 @@ def backward_weight(device, dy, x, w_shape, stride, pads, dilation, version=1, c
     xp = _backend.xp_of(device)
     if mod is None:
         return backward_weight_oracle(xp, dy, x, w_shape, stride, pads, dilation, cols)
-    if _tf32_eligible(mod, version):
+    if _tf32_eligible(mod, version, x.shape, w_shape, stride, pads, dilation):
         n = mod.conv2d_tc_wgrad_workspace(x.shape, w_shape, stride, pads, dilation)
         workspace, dw = _backend.empty(device, (max(n, 1),)), _backend.empty(device, w_shape)
         mod.conv2d_tc_backward_weight(xp.ascontiguousarray(dy), xp.ascontiguousarray(x), dw,
