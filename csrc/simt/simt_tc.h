@@ -126,7 +126,6 @@ __device__ __forceinline__ void cp_async_wait() {
 #include <cstring>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 namespace simt {
 namespace tc_detail {
@@ -170,19 +169,23 @@ inline float as_float(unsigned bits) {
 }
 
 // One thread's pending cp.async copies, in issue order; group g holds the copies issued between
-// the (g-1)th and gth commit.
+// the gth and (g+1)th commit. Plain fixed-size storage, zero-initialised, no constructor: a
+// thread_local with a constructor is initialised lazily behind a guard shared by all of the OS
+// thread's fibers, which ThreadSanitizer (one fiber = one thread to it) reports as a race.
+constexpr int kMaxPendingCopies = 96;  // per thread; a 3-stage conv pipeline keeps at most 80
 struct Copy {
   void* dst;
   const void* src;
-  int bytes, src_bytes;
-  unsigned long long group;
+  unsigned group;
+  unsigned char bytes, src_bytes;
 };
 struct CopyQueue {
-  std::vector<Copy> copies;
-  unsigned long long committed = 0;  // groups closed so far
-  // The block (and launch) the queue belongs to; a stale queue is dropped (see header comment).
-  unsigned bx = ~0u, by = ~0u, bz = ~0u;
-  const unsigned char* smem = nullptr;
+  Copy copies[kMaxPendingCopies];
+  int size;
+  unsigned committed;  // groups closed so far
+  // The block the queue belongs to; a stale queue is dropped (see the header comment).
+  unsigned bx, by, bz;
+  const unsigned char* smem;
 };
 inline CopyQueue& copy_queue() {
   static thread_local CopyQueue q[1024];
@@ -190,7 +193,7 @@ inline CopyQueue& copy_queue() {
   const unsigned char* smem = ::simt::detail::dynamic_shared();
   if (mine.bx != blockIdx.x || mine.by != blockIdx.y || mine.bz != blockIdx.z ||
       mine.smem != smem) {
-    mine.copies.clear();
+    mine.size = 0;
     mine.committed = 0;
     mine.bx = blockIdx.x;
     mine.by = blockIdx.y;
@@ -211,7 +214,12 @@ inline void issue(void* dst, const void* src, int bytes, int src_bytes, const ch
     fail(std::string(name) + ": addresses must be " + std::to_string(bytes) + "-byte aligned",
          loc);
   CopyQueue& q = copy_queue();
-  q.copies.push_back(Copy{dst, src, bytes, src_bytes, q.committed});
+  if (q.size == kMaxPendingCopies)
+    fail(std::string(name) + ": more than " + std::to_string(kMaxPendingCopies) +
+             " copies in flight in one thread (a missing cp.async.wait_group?)",
+         loc);
+  q.copies[q.size++] = Copy{dst, src, q.committed, static_cast<unsigned char>(bytes),
+                            static_cast<unsigned char>(src_bytes)};
 }
 
 }  // namespace tc_detail
@@ -285,21 +293,21 @@ template <int N>
 inline void cp_async_wait() {
   static_assert(N >= 0, "cp.async.wait_group N needs N >= 0");
   tc_detail::CopyQueue& q = tc_detail::copy_queue();
-  const unsigned long long limit = q.committed >= static_cast<unsigned long long>(N)
-                                       ? q.committed - static_cast<unsigned long long>(N)
-                                       : 0;  // groups [0, limit) must be complete
-  size_t keep = 0;
-  for (size_t i = 0; i < q.copies.size(); ++i) {
+  const unsigned limit = q.committed >= static_cast<unsigned>(N)
+                             ? q.committed - static_cast<unsigned>(N)
+                             : 0;  // groups [0, limit) must be complete
+  int keep = 0;
+  for (int i = 0; i < q.size; ++i) {
     const tc_detail::Copy& c = q.copies[i];
     if (c.group < limit) {
       unsigned char* dst = static_cast<unsigned char*>(c.dst);
-      if (c.src_bytes) std::memcpy(dst, c.src, static_cast<size_t>(c.src_bytes));
+      if (c.src_bytes) std::memcpy(dst, c.src, c.src_bytes);
       std::memset(dst + c.src_bytes, 0, static_cast<size_t>(c.bytes - c.src_bytes));
     } else {
       q.copies[keep++] = c;
     }
   }
-  q.copies.resize(keep);
+  q.size = keep;
 }
 
 }  // namespace simt
