@@ -420,7 +420,8 @@ void conv2d_backward_bias(py::handle dy_, py::handle db_, std::uintptr_t stream)
 // Same arguments and checks as the fp32 entry points above (no version: one kernel per pass).
 
 // Whether this module can run the TF32 kernels: always on sim; on CUDA, a device of compute
-// capability 8.0 or later (mma.sync TF32 and cp.async need sm_80).
+// capability 8.0 or later (mma.sync TF32 and cp.async need sm_80) running code compiled for 8.0 or
+// later (a build for sm_75 only would JIT its PTX, in which the kernels trap).
 bool conv2d_tc_available() {
 #if SIMT_HOST_EMULATION
   return true;
@@ -429,7 +430,14 @@ bool conv2d_tc_available() {
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
     return false;
-  return major >= 8;
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, cucnn::conv_tc_kernel<cucnn::TcTileSmall, cucnn::TcFwdA,
+                                                         cucnn::TcFwdB, cucnn::TcFwdStore>) !=
+      cudaSuccess) {
+    cudaGetLastError();  // clear the error so that the next CUDA call does not report it
+    return false;
+  }
+  return major >= 8 && attr.ptxVersion >= 80;
 #endif
 }
 

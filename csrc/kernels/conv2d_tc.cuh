@@ -27,8 +27,9 @@
 //     by conv2d_wgrad_reduce_kernel: no float atomics, bitwise reproducible.
 // Tiles: 128x128 (8 warps of 64x32) for large layers, 64x64 (4 warps of 32x32) when 128x128 tiles
 // would not fill the GPU, 128x32 and 128x16 (4 warps) for the narrow GEMMs of small layers (LeNet's
-// 6 and 16 filters). Every shape the fp32 kernels take is taken here (gathers zero-fill), so the only
-// fp32 fallback is for devices without TF32 mma (before sm_80) or allow_tf32 off.
+// 6 and 16 filters). Every channel and filter count is taken (the gathers zero-fill); the fp32
+// kernels remain for allow_tf32 off, devices before sm_80, and operands over 2^29 elements
+// (conv2d_tc_supported, the one shape rule).
 #pragma once
 
 #include <cstdint>
