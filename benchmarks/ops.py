@@ -8,7 +8,8 @@ checked against the baseline's output, then timed.
 Implementations per device (the baseline first; ``× base`` in the table is baseline time / time,
 above 1 means faster than the baseline):
   cuda: torch-cudnn (cuDNN, TF32 off; PyTorch's own kernels for pooling, ReLU, softmax and
-        cross-entropy), torch-cudnn-tf32, cucnn (our kernels), cucnn-v0 (the naive kernels),
+        cross-entropy), torch-cudnn-tf32, cucnn (our kernels, TF32 off), cucnn-tf32 (our TF32
+        tensor-core convs), cucnn-v0 (the naive kernels),
         cucnn-ref (the CuPy reference path: the oracle's array code on CuPy)
   cpu:  torch-cpu (when PyTorch is installed), cucnn-cpu (the oracle's array code on NumPy)
   sim:  cucnn-cpu, cucnn-sim, cucnn-sim-v0 (the kernels on the SIMT runtime; its times are for
@@ -55,8 +56,9 @@ class Case:
     label: str = ""
 
 
-def _cucnn(device, reference=False):
-    """(timer kind, convert, call wrapper) for our implementations on a device."""
+def _cucnn(device, reference=False, tf32=False):
+    """(timer kind, convert, call wrapper) for our implementations on a device; ``tf32``: with
+    ``cucnn.backends.allow_tf32`` on (the TF32 tensor-core convs), else off (fp32)."""
     xp = _backend.xp_of(device)
 
     def convert(host):
@@ -64,10 +66,11 @@ def _cucnn(device, reference=False):
 
     def wrap(fn):
         def run(inp):
-            if reference:
-                with _backend.use_reference_path(True):
-                    return fn(inp)
-            return fn(inp)
+            with cucnn.backends.flags(allow_tf32=tf32):
+                if reference:
+                    with _backend.use_reference_path(True):
+                        return fn(inp)
+                return fn(inp)
         return run
     return ("cupy" if device == "cuda" else "host"), convert, wrap
 
@@ -97,6 +100,7 @@ def implementations(device: str, torch):
             out.append(("torch-cudnn", *_torch_impl(torch, "cuda", False), None, None))
             out.append(("torch-cudnn-tf32", *_torch_impl(torch, "cuda", True), None, None))
         out += [("cucnn", *_cucnn("cuda"), 1, "cuda"),
+                ("cucnn-tf32", *_cucnn("cuda", tf32=True), 1, "cuda"),
                 ("cucnn-v0", *_cucnn("cuda"), 0, "cuda"),
                 ("cucnn-ref", *_cucnn("cuda", reference=True), 1, "cuda")]
     elif device == "cpu":
@@ -119,11 +123,12 @@ def make_case(bc, device, torch) -> Case:
     case = Case(bc.op, bc.direction, bc.shape, bc.make, flops=bc.flops if conv else 0.0,
                 bytes=0.0 if conv else bc.bytes, reduce_len=bc.reduce_len, label=bc.label)
     for name, kind, convert, wrap, version, dv in implementations(device, torch):
+        if "tf32" in name and not bc.tf32:  # TF32 changes nothing outside matrix products
+            continue
         if dv:
             case.impls[name] = (kind, convert,
                                 wrap(lambda i, dv=dv, v=version: bc.run(dv, i, v)))
-        elif bc.torch is not None and (bc.tf32 or name != "torch-cudnn-tf32"):
-            # TF32 changes nothing outside matrix products
+        elif bc.torch is not None:
             case.impls[name] = (kind, convert, wrap(lambda i: bc.torch(torch, i)))
     return case
 

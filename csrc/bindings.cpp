@@ -23,6 +23,7 @@
 #include "kernels/adaptive_pool2d.cuh"
 #include "kernels/batchnorm.cuh"
 #include "kernels/conv2d.cuh"
+#include "kernels/conv2d_tc.cuh"
 #include "kernels/cross_entropy.cuh"
 #include "kernels/pool2d.cuh"
 #include "kernels/softmax.cuh"
@@ -465,6 +466,120 @@ void conv2d_backward_bias(py::handle dy_, py::handle db_, std::uintptr_t stream)
   cucnn::conv2d_backward_bias(f32(db), f32(dy), s, as_stream(stream));
 }
 
+// ---- conv2d on tensor cores (TF32) ----------------------------------------------------------------
+// Same arguments and checks as the fp32 entry points above (no version: one kernel per pass).
+
+// Whether this module can run the TF32 kernels: always on sim; on CUDA, a device of compute
+// capability 8.0 or later (mma.sync TF32 and cp.async need sm_80) running code compiled for 8.0 or
+// later (a build for sm_75 only would JIT its PTX, in which the kernels trap).
+bool conv2d_tc_available() {
+#if SIMT_HOST_EMULATION
+  return true;
+#else
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+    return false;
+  cudaFuncAttributes attr{};
+  if (cudaFuncGetAttributes(&attr, cucnn::conv_tc_kernel<cucnn::TcTileSmall, cucnn::TcFwdA,
+                                                         cucnn::TcFwdB, cucnn::TcFwdStore>) !=
+      cudaSuccess) {
+    cudaGetLastError();  // clear the error so that the next CUDA call does not report it
+    return false;
+  }
+  return major >= 8 && attr.ptxVersion >= 80;
+#endif
+}
+
+void expect_tc_supported(const cucnn::ConvShape& s) {
+  if (!cucnn::conv2d_tc_supported(s))
+    throw py::value_error("convolution too large for the TF32 kernels (an operand or the padded "
+                          "input plane has more than 2^29 elements); use the fp32 kernels");
+}
+
+bool conv2d_tc_supported(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape, Pair stride,
+                         Pads pads, Pair dilation) {
+  return cucnn::conv2d_tc_supported(conv_shape(x_shape, w_shape, stride, pads, dilation));
+}
+
+void conv2d_tc_forward(py::handle x_, py::handle w_, py::object bias_, py::handle y_, Pair stride,
+                       Pads pads, Pair dilation, bool relu, std::uintptr_t stream) {
+  Array x = in(x_, "x"), w = in(w_, "weight"), y = out(y_, "y");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(w, "weight", "float32");
+  expect_dtype(y, "y", "float32");
+  const auto s = conv_shape(x.shape, w.shape, stride, pads, dilation);
+  expect_shape(y, "y", out_shape(s), "(N, K, P, Q)");
+  expect_tc_supported(s);
+  const float* bias = nullptr;
+  if (!bias_.is_none()) {
+    Array b = in(bias_, "bias");
+    expect_dtype(b, "bias", "float32");
+    expect_shape(b, "bias", {s.K}, "(one per filter)");
+    bias = f32(b);
+  }
+  py::gil_scoped_release release;
+  cucnn::conv2d_tc_forward(f32(y), f32(x), f32(w), bias, s, relu, as_stream(stream));
+}
+
+void conv2d_tc_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair stride, Pads pads,
+                             Pair dilation, std::uintptr_t stream) {
+  Array dy = in(dy_, "dy"), w = in(w_, "weight"), dx = out(dx_, "dx");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(w, "weight", "float32");
+  expect_dtype(dx, "dx", "float32");
+  const auto s = conv_shape(dx.shape, w.shape, stride, pads, dilation);
+  expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  expect_tc_supported(s);
+  py::gil_scoped_release release;
+  cucnn::conv2d_tc_backward_data(f32(dx), f32(dy), f32(w), s, as_stream(stream));
+}
+
+int64_t conv2d_tc_wgrad_workspace(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
+                                  Pair stride, Pads pads, Pair dilation) {
+  return cucnn::conv2d_tc_wgrad_workspace(conv_shape(x_shape, w_shape, stride, pads, dilation));
+}
+
+void conv2d_tc_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, py::handle ws_,
+                               Pair stride, Pads pads, Pair dilation, std::uintptr_t stream) {
+  Array dy = in(dy_, "dy"), x = in(x_, "x"), dw = out(dw_, "dw"), ws = out(ws_, "workspace");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(dw, "dw", "float32");
+  expect_dtype(ws, "workspace", "float32");
+  const auto s = conv_shape(x.shape, dw.shape, stride, pads, dilation);
+  expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  expect_tc_supported(s);
+  const int64_t need = cucnn::conv2d_tc_wgrad_workspace(s);
+  if (ws.size() < need)
+    throw py::value_error("workspace must hold at least " + std::to_string(need) +
+                          " floats (conv2d_tc_wgrad_workspace), got " + std::to_string(ws.size()));
+  py::gil_scoped_release release;
+  cucnn::conv2d_tc_backward_weight(f32(dw), f32(ws), f32(dy), f32(x), s, as_stream(stream));
+}
+
+void bind_conv2d_tc(py::module_& m) {
+  m.def("conv2d_tc_available", &conv2d_tc_available,
+        "whether the TF32 tensor-core conv kernels can run here (sim, or a GPU of sm_80+)");
+  m.def("conv2d_tc_supported", &conv2d_tc_supported, py::arg("x_shape"), py::arg("w_shape"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "whether the TF32 kernels take this shape (the one rule; the fp32 kernels take the rest)");
+  m.def("conv2d_tc_forward", &conv2d_tc_forward, py::arg("x"), py::arg("weight"),
+        py::arg("bias"), py::arg("y"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("relu") = false, py::arg("stream") = 0,
+        "conv2d_forward on TF32 tensor cores (inputs rounded to TF32, fp32 accumulation)");
+  m.def("conv2d_tc_backward_data", &conv2d_tc_backward_data, py::arg("dy"), py::arg("weight"),
+        py::arg("dx"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("stream") = 0, "conv2d_backward_data on TF32 tensor cores");
+  m.def("conv2d_tc_wgrad_workspace", &conv2d_tc_wgrad_workspace, py::arg("x_shape"),
+        py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "floats of workspace conv2d_tc_backward_weight needs");
+  m.def("conv2d_tc_backward_weight", &conv2d_tc_backward_weight, py::arg("dy"), py::arg("x"),
+        py::arg("dw"), py::arg("workspace"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("stream") = 0,
+        "conv2d_backward_weight on TF32 tensor cores (split-K, fixed-order reduction)");
+}
+
 // ---- pooling --------------------------------------------------------------------------------------
 
 // The geometry of pooling x (N, C, H, W) to (P, Q), every argument checked: the Python layer
@@ -864,6 +979,7 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
         "dw of conv2d (split-K into workspace, then a fixed-order reduction)");
   m.def("conv2d_backward_bias", &conv2d_backward_bias, py::arg("dy"), py::arg("db"),
         py::arg("stream") = 0, "db[k] = sum of dy[:, k]");
+  bind_conv2d_tc(m);
 
   m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("y"),
         py::arg("indices"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),

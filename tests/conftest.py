@@ -90,3 +90,11 @@ def simt_lib_ucontext(tmp_path_factory):
 def simt_order(request):
     with cucnn.sim.order(request.param):
         yield request.param
+
+
+@pytest.fixture(autouse=True)
+def fp32_convolutions_unless_a_test_asks():
+    """The suite holds conv results to fp32 tolerances, so it runs with TF32 off (cucnn's default,
+    like PyTorch's, is on); the TF32 tests (test_conv2d_tf32.py) turn it on where they want it."""
+    with cucnn.backends.flags(allow_tf32=False):
+        yield

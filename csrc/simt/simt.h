@@ -405,3 +405,6 @@ __host__ __device__ constexpr T ceil_div(T a, T b) {
 }
 
 }  // namespace simt
+
+// Tensor-core mma, cvt.rna.tf32 and cp.async wrappers (PTX under nvcc, emulated on the host).
+#include "simt_tc.h"

@@ -3,7 +3,7 @@
 Devices: "cpu" (NumPy array code of the oracle), "sim" (the CUDA kernels compiled by the host
 compiler and run by cucnn's SIMT runtime), "cuda" (the kernels on a GPU, with CuPy arrays).
 """
-from . import cuda, functional, ops, sim, testing  # noqa: F401
+from . import backends, cuda, functional, ops, sim, testing  # noqa: F401
 from . import checkpoint, data, models, nn, optim  # noqa: F401
 from ._random import manual_seed  # noqa: F401
 from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, tensor  # noqa: F401

@@ -18,6 +18,30 @@ def tolerance(reduce_len: int = 1) -> float:
     return BASE_RTOL * (8.0 + 2.0 * np.sqrt(max(int(reduce_len), 1)))
 
 
+#: Relative rounding error of one TF32 value (10 explicit mantissa bits, round to nearest): 2**-11.
+TF32_UNIT = 2.0 ** -11
+
+
+def tf32_tolerance(reduce_len: int = 1) -> float:
+    """Relative tolerance of a TF32 tensor-core result (inputs rounded to TF32, fp32 sums) against
+    the float64 oracle: the fp32 tolerance's shape with TF32's unit in place of fp32's. Each term
+    carries up to 2 units from rounding its two factors; independent roundings grow like the
+    square root of the reduction length."""
+    return TF32_UNIT * (8.0 + 2.0 * np.sqrt(max(int(reduce_len), 1)))
+
+
+def round_tf32(a):
+    """float32 array rounded as ``cvt.rna.tf32.f32`` rounds (to 10 mantissa bits, nearest, ties
+    away from zero, overflow to inf; inf and NaN keep all but their low 13 bits), still as
+    float32: the TF32 reference's inputs."""
+    a = np.array(a, dtype=np.float32)
+    bits = a.view(np.uint32)
+    finite = (bits & 0x7F800000) != 0x7F800000
+    bits[finite] += np.uint32(0x1000)  # half of the dropped unit, on the magnitude
+    bits &= np.uint32(0xFFFFE000)
+    return a
+
+
 def _host(a):
     if hasattr(a, "numpy") and not isinstance(a, np.ndarray):  # Tensor
         a = a.numpy()

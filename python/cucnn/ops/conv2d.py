@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, backends
 from ..tensor import Function, Tensor, check_float_tensor
 from . import _geometry
 from ._geometry import ConvGeometry
@@ -121,6 +121,15 @@ def backward_bias_oracle(xp, dy):
 # ---- dispatch -------------------------------------------------------------------------------------
 
 
+def _tf32_eligible(mod, version, x_shape, w_shape, stride, pads, dilation) -> bool:
+    """Whether a native conv runs on the TF32 tensor-core kernels (csrc/kernels/conv2d_tc.cuh): the
+    tiled version, ``cucnn.backends.allow_tf32`` on, a module that can run them (sim, or a GPU of
+    sm_80+), and a shape they take (``conv2d_tc_supported``, the C++ rule: any channel and filter
+    counts, tensors up to 2^29 elements). The one place the fp32 fallback is decided."""
+    return (version == 1 and backends.allow_tf32 and mod.conv2d_tc_available()
+            and mod.conv2d_tc_supported(tuple(x_shape), tuple(w_shape), stride, pads, dilation))
+
+
 def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1, cols=None):
     mod = _backend.native(device)
     xp = _backend.xp_of(device)
@@ -130,6 +139,10 @@ def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1, cols
     x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
     P, Q = output_size(x.shape[2:], w.shape[2:], stride, pads, dilation)
     y = _backend.empty(device, (x.shape[0], w.shape[0], max(P, 0), max(Q, 0)))
+    if _tf32_eligible(mod, version, x.shape, w.shape, stride, pads, dilation):
+        mod.conv2d_tc_forward(x, w, None if b is None else xp.ascontiguousarray(b), y, stride, pads,
+                              dilation, bool(relu), _backend.stream(device))
+        return y
     n = mod.conv2d_forward_workspace(x.shape, w.shape, stride, pads, dilation) if version else 0
     workspace = _backend.empty(device, (n,)) if n else None  # NaN on sim: unwritten partials show
     mod.conv2d_forward(x, w, None if b is None else xp.ascontiguousarray(b), y, stride, pads,
@@ -143,6 +156,10 @@ def backward_data(device, dy, w, x_shape, stride, pads, dilation, version=1):
     if mod is None:
         return backward_data_oracle(xp, dy, w, x_shape, stride, pads, dilation)
     dx = _backend.empty(device, x_shape)
+    if _tf32_eligible(mod, version, x_shape, w.shape, stride, pads, dilation):
+        mod.conv2d_tc_backward_data(xp.ascontiguousarray(dy), xp.ascontiguousarray(w), dx, stride,
+                                    pads, dilation, _backend.stream(device))
+        return dx
     n = mod.conv2d_dgrad_workspace(x_shape, w.shape, stride, pads, dilation) if version else 0
     workspace = _backend.empty(device, (n,)) if n else None
     mod.conv2d_backward_data(xp.ascontiguousarray(dy), xp.ascontiguousarray(w), dx, stride, pads,
@@ -155,6 +172,12 @@ def backward_weight(device, dy, x, w_shape, stride, pads, dilation, version=1, c
     xp = _backend.xp_of(device)
     if mod is None:
         return backward_weight_oracle(xp, dy, x, w_shape, stride, pads, dilation, cols)
+    if _tf32_eligible(mod, version, x.shape, w_shape, stride, pads, dilation):
+        n = mod.conv2d_tc_wgrad_workspace(x.shape, w_shape, stride, pads, dilation)
+        workspace, dw = _backend.empty(device, (max(n, 1),)), _backend.empty(device, w_shape)
+        mod.conv2d_tc_backward_weight(xp.ascontiguousarray(dy), xp.ascontiguousarray(x), dw,
+                                      workspace, stride, pads, dilation, _backend.stream(device))
+        return dw
     n = mod.conv2d_wgrad_workspace(x.shape, w_shape, stride, pads, dilation) if version else 0
     workspace = _backend.empty(device, (max(n, 1),))  # NaN on sim: an unwritten partial shows
     dw = _backend.empty(device, w_shape)
@@ -287,6 +310,14 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def _compute(device, inputs, version):
+    """Versions 0 and 1 are the fp32 kernels whatever ``backends.allow_tf32`` says (the registry
+    holds them to fp32 tolerances); version 2 is version 1 with TF32 allowed, i.e. the tensor-core
+    kernels where the device has them (tests/test_conv2d_tf32.py holds it to TF32 tolerances)."""
+    with backends.flags(allow_tf32=version == 2):
+        return _compute_fp32_or_tf32(device, inputs, min(version, 1))
+
+
+def _compute_fp32_or_tf32(device, inputs, version):
     x, w, b, dy = inputs["x"], inputs["w"], inputs["b"], inputs["dy"]
     g = (inputs["stride"], inputs["pads"], inputs["dilation"])
     y = forward(device, x, w, b, *g, version=version)

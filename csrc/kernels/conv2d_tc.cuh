@@ -1,0 +1,465 @@
+// conv2d_tc.cuh — 2-D convolution on tensor cores: TF32 inputs, fp32 accumulation (the tensor-core
+// path of the conv family; the fp32 FFMA kernels and the GEMM mapping are in conv2d.cuh).
+//
+// The same three implicit GEMMs as conv2d.cuh:
+//
+//   pass      GEMM-M         GEMM-N      GEMM-K          A (M x K)              B (K x N)
+//   forward   N*P*Q pixels   K filters   C*R*S           x gathered (im2col)    w
+//   dgrad     N*H*W pixels   C           K*R*S           dy gathered            w
+//   wgrad     K              C*R*S       N*P*Q (split)   dy                     x gathered
+//
+// run by one kernel, conv_tc_kernel, on mma.sync.m16n8k8 TF32 (simt_tc.h):
+//   - a block computes a BM x BN tile with (BM/WM) x (BN/WN) warps, each a WM x WN warp tile of
+//     (WM/16) x (WN/8) mma fragments held in registers (fp32 accumulators);
+//   - K advances in slices of kTcBK = 32, fetched global -> shared by cp.async (4-byte .ca, with
+//     src-size 0 zero-filling every out-of-bounds element: padding, the edge of a tile, channel and
+//     filter counts that are not multiples of anything), kTcStages = 3 slices in flight: the copy
+//     of slice t+2 overlaps the mma of slice t, one barrier per slice;
+//   - shared layout per operand [kTcBK][ROWS + 8] (ROWS = BM for A, BN for B). The async stores
+//     put consecutive rows (lanes) in consecutive words: conflict-free when ROWS >= 32. The fragment
+//     loads read word (k0 + tig) * (ROWS + 8) + row0 + g (tig = lane % 4, g = lane / 4): with
+//     ROWS + 8 = 8 mod 32 the four tig rows land in four disjoint groups of 8 banks, conflict-free.
+//     (The 16-wide B tile of narrow layers has a 2-way conflict on its stores; its fragment loads
+//     are conflict-free.)
+//   - operands are rounded to TF32 with cvt.rna.tf32.f32 when a fragment is loaded from shared
+//     memory (cp.async cannot convert on the way); the epilogue adds the bias and applies ReLU
+//     (forward), or writes the wgrad split's partial sums to the workspace, reduced in split order
+//     by conv2d_wgrad_reduce_kernel: no float atomics, bitwise reproducible.
+// Tiles: 128x128 (8 warps of 64x32) for large layers, 64x64 (4 warps of 32x32) when 128x128 tiles
+// would not fill the GPU, 128x32 and 128x16 (4 warps) for the narrow GEMMs of small layers (LeNet's
+// 6 and 16 filters). Every channel and filter count is taken (the gathers zero-fill); the fp32
+// kernels remain for allow_tf32 off, devices before sm_80, and operands over 2^29 elements
+// (conv2d_tc_supported, the one shape rule).
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/conv2d.cuh"
+#include "simt.h"
+
+namespace cucnn {
+
+constexpr int kTcBK = 32;
+constexpr int kTcStages = 3;
+constexpr int kTcPad = 8;  // words of padding per shared row: ROWS + 8 = 8 (mod 32)
+
+template <int BM_, int BN_, int WM_, int WN_>
+struct TcTile {
+  static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_;
+  static constexpr int kWarpsM = BM / WM, kWarpsN = BN / WN;
+  static constexpr int kThreads = kWarpsM * kWarpsN * 32;
+  static constexpr int kFragsM = WM / 16, kFragsN = WN / 8;
+  static constexpr int kStrideA = BM + kTcPad, kStrideB = BN + kTcPad;
+  static constexpr int kStageFloats = kTcBK * (kStrideA + kStrideB);
+  static constexpr size_t kSmemBytes = size_t{kTcStages} * kStageFloats * sizeof(float);
+  static_assert(WM % 16 == 0 && WN % 8 == 0 && BM % WM == 0 && BN % WN == 0, "bad tile");
+};
+using TcTileLarge = TcTile<128, 128, 64, 32>;
+using TcTileSmall = TcTile<64, 64, 32, 32>;
+using TcTileN32 = TcTile<128, 32, 32, 32>;
+using TcTileN16 = TcTile<128, 16, 32, 16>;
+
+// A mixed-radix counter (hi, mid, lo) over a reduction index, radices (-, MID, LO), advanced by a
+// fixed step without division (the step's digits are computed once).
+struct TcCursor {
+  int hi, mid, lo;
+  __device__ __forceinline__ void init(int64_t k, int MID, int LO) {
+    lo = static_cast<int>(k % LO);
+    mid = static_cast<int>(k / LO % MID);
+    hi = static_cast<int>(k / (static_cast<int64_t>(LO) * MID));
+  }
+  __device__ __forceinline__ void advance(const TcCursor& step, int MID, int LO) {
+    lo += step.lo;
+    mid += step.mid;
+    hi += step.hi;
+    if (lo >= LO) { lo -= LO; ++mid; }
+    if (mid >= MID) { mid -= MID; ++hi; }
+  }
+};
+
+// --- operand gathers: where element (row, k) of an operand lives, as an offset from the operand's
+// base pointer, and whether it exists (false: padding, zero). init(s, row, valid) once per thread;
+// at(s, cursor, off) for the reduction index the cursor spells. All offsets are 32-bit: every
+// tensor has fewer than 2^31 elements (conv2d_tc_supported), which keeps the per-element address
+// arithmetic to a few integer instructions.
+
+struct TcFwdA {  // x gathered: row m = (n, p, q), k = (c, r, s)
+  int img, ih0, iw0;  // img: offset of image n
+  __device__ void init(const ConvShape& s, int m, bool valid) {
+    const int pq = s.P * s.Q;
+    const int n = valid ? m / pq : 0, rem = valid ? m - n * pq : 0;
+    ih0 = rem / s.Q * s.sh - s.pt;
+    iw0 = rem % s.Q * s.sw - s.pl;
+    img = n * s.C * s.H * s.W;
+  }
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
+    const int ih = ih0 + c.mid * s.dh, iw = iw0 + c.lo * s.dw;
+    off = img + (c.hi * s.H + ih) * s.W + iw;
+    return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
+           static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
+  }
+};
+
+struct TcFwdB {  // w: row = filter, k = (c, r, s), contiguous
+  int row;
+  __device__ void init(const ConvShape& s, int n, bool valid) {
+    row = (valid ? n : 0) * s.C * s.R * s.S;
+  }
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
+    off = row + (c.hi * s.R + c.mid) * s.S + c.lo;
+    return true;
+  }
+};
+
+// kStrided: a stride other than 1 (only output pixels on the stride grid read an input pixel);
+// the unit-stride instantiation has no division in its loop.
+template <bool kStrided>
+struct TcDgradA {  // dy gathered: row m = (n, h, w), k = (k, r, s)
+  int img, hp, wp;  // hp, wp: h + pt, w + pl
+  __device__ void init(const ConvShape& s, int m, bool valid) {
+    const int hw = s.H * s.W;
+    const int n = valid ? m / hw : 0, rem = valid ? m - n * hw : 0;
+    hp = rem / s.W + s.pt;
+    wp = rem % s.W + s.pl;
+    img = n * s.K * s.P * s.Q;
+  }
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
+    const int ph = hp - c.mid * s.dh, pw = wp - c.lo * s.dw;
+    bool in = ph >= 0 && pw >= 0;
+    int p = ph, q = pw;
+    if constexpr (kStrided) {  // clamped at 0 (then !in anyway): unsigned division is cheaper
+      const unsigned uh = static_cast<unsigned>(ph > 0 ? ph : 0);
+      const unsigned uw = static_cast<unsigned>(pw > 0 ? pw : 0);
+      const unsigned sh = static_cast<unsigned>(s.sh), sw = static_cast<unsigned>(s.sw);
+      in = in && uh % sh == 0 && uw % sw == 0;
+      p = static_cast<int>(uh / sh);
+      q = static_cast<int>(uw / sw);
+    }
+    off = img + (c.hi * s.P + p) * s.Q + q;
+    return in && p < s.P && q < s.Q;
+  }
+};
+
+struct TcDgradB {  // w: row = channel c, k = (k, r, s): B[(k, r, s)][c] = w[k, c, r, s]
+  int col;
+  __device__ void init(const ConvShape& s, int c, bool valid) { col = (valid ? c : 0) * s.R * s.S; }
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
+    off = col + (c.hi * s.C * s.R + c.mid) * s.S + c.lo;
+    return true;
+  }
+};
+
+struct TcWgradA {  // dy: row = filter k, k = (n, p, q)
+  int row;
+  __device__ void init(const ConvShape& s, int k, bool valid) { row = (valid ? k : 0) * s.P * s.Q; }
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
+    off = row + (c.hi * s.K * s.P + c.mid) * s.Q + c.lo;
+    return true;
+  }
+};
+
+struct TcWgradB {  // x gathered: row j = (c, r, s), k = (n, p, q)
+  int chan, roff, soff;  // chan: offset of channel c; r*dh - pt, s*dw - pl
+  __device__ void init(const ConvShape& s, int j, bool valid) {
+    const int rs = s.R * s.S, jj = valid ? j : 0;
+    roff = jj % rs / s.S * s.dh - s.pt;
+    soff = jj % s.S * s.dw - s.pl;
+    chan = jj / rs * s.H * s.W;
+  }
+  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
+    const int ih = c.mid * s.sh + roff, iw = c.lo * s.sw + soff;
+    off = chan + (c.hi * s.C * s.H + ih) * s.W + iw;
+    return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
+           static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
+  }
+};
+
+// One operand's loads: thread t owns row t % ROWS of the tile and the K-offsets
+// t / ROWS + (THREADS / ROWS) * i of each slice (consecutive lanes: consecutive rows, so the
+// shared stores of a warp hit consecutive banks). One cursor per thread, for its first slot; the
+// others are stepped from it. A missing element is a 4-byte cp.async with src-size 0 (zero fill,
+// nothing read) from the operand's base.
+template <int ROWS, int THREADS, class Gather>
+struct TcLoader {
+  static constexpr int kGap = THREADS / ROWS;
+  static constexpr int kSlots = ROWS * kTcBK / THREADS;
+  static_assert(THREADS % ROWS == 0 && kSlots >= 1, "tile rows and threads do not match");
+  Gather gather;
+  const float* src;
+  bool valid;
+  int k0;  // reduction index of slot 0
+  TcCursor cur, gap, step;
+  __device__ void init(const ConvShape& s, const float* src_, int row0, int rows, int k_begin,
+                       int MID, int LO) {
+    const int t = static_cast<int>(threadIdx.x);
+    src = src_;
+    valid = row0 + t % ROWS < rows;
+    gather.init(s, row0 + t % ROWS, valid);
+    k0 = k_begin + t / ROWS;
+    cur.init(k0, MID, LO);
+    gap.init(kGap, MID, LO);
+    step.init(kTcBK, MID, LO);
+  }
+  // Issue this slice's copies into smem [kTcBK][ROWS + kTcPad], then move to the next slice.
+  __device__ __forceinline__ void issue(const ConvShape& s, int k_end, float* smem, int MID,
+                                        int LO) {
+    const int t = static_cast<int>(threadIdx.x);
+    float* dst = smem + (t / ROWS) * (ROWS + kTcPad) + t % ROWS;
+    TcCursor c = cur;
+    int k = k0;
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      int off;
+      const bool in = gather.at(s, c, off) && valid && k < k_end;
+      simt::cp_async_4(dst + i * kGap * (ROWS + kTcPad), src + (in ? off : 0), in ? 4 : 0);
+      c.advance(gap, MID, LO);
+      k += kGap;
+    }
+    k0 += kTcBK;
+    cur.advance(step, MID, LO);
+  }
+};
+
+// --- epilogues: store(s, m, n, acc) for one element of the GEMM result ---
+
+struct TcFwdStore {  // y[n, k, p, q] = acc + bias[k], optionally ReLU
+  float* y;
+  const float* bias;
+  int relu;
+  __device__ __forceinline__ void operator()(const ConvShape& s, int64_t m, int k,
+                                             float acc) const {
+    const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
+    const int64_t n = m / pq;
+    if (bias) acc += bias[k];
+    y[(n * s.K + k) * pq + (m - n * pq)] = relu && acc < 0.0f ? 0.0f : acc;
+  }
+};
+struct TcDgradStore {  // dx[n, c, h, w]
+  float* dx;
+  __device__ __forceinline__ void operator()(const ConvShape& s, int64_t m, int c,
+                                             float acc) const {
+    const int64_t hw = static_cast<int64_t>(s.H) * s.W;
+    const int64_t n = m / hw;
+    dx[(n * s.C + c) * hw + (m - n * hw)] = acc;
+  }
+};
+struct TcWgradStore {  // workspace[split][k][(c, r, s)]
+  float* ws;
+  __device__ __forceinline__ void operator()(const ConvShape& s, int64_t k, int j,
+                                             float acc) const {
+    const int64_t crs = static_cast<int64_t>(s.C) * s.R * s.S;
+    ws[(static_cast<int64_t>(blockIdx.z) * s.K + k) * crs + j] = acc;
+  }
+};
+
+// C[M x N] = A[M x Kdim] * B[Kdim x N] over this block's split of Kdim, on TF32 tensor cores.
+// Grid (ceil(M/BM), ceil(N/BN), splits); block Tile::kThreads; dynamic shared Tile::kSmemBytes.
+// MID, LO: the radices of the reduction index (R, S for forward and dgrad; P, Q for wgrad).
+// __launch_bounds__(threads, 2): two resident blocks per SM (2 x 102 KB of shared memory fits
+// the 228 KB of an H100 SM on the 128x128 tile); without the 2, ptxas picked 80 registers for the
+// 64x64 unit-stride dgrad and spilled.
+template <class Tile, class GA, class GB, class Store>
+__global__ void __launch_bounds__(Tile::kThreads, 2)
+    conv_tc_kernel(ConvShape s, const float* a_src, const float* b_src, Store store, int64_t M,
+                   int N, int64_t Kdim, int64_t k_per_split, int MID, int LO) {
+  constexpr int BM = Tile::BM, BN = Tile::BN, FM = Tile::kFragsM, FN = Tile::kFragsN;
+  constexpr int SA = Tile::kStrideA, SB = Tile::kStrideB;
+  SIMT_DYNAMIC_SHARED(float, smem);  // [kTcStages][ A: kTcBK x SA | B: kTcBK x SB ]
+
+  const int t = static_cast<int>(threadIdx.x);
+  const int warp = t / 32, lane = t % 32, g = lane >> 2, tig = lane & 3;
+  const int wm0 = warp % Tile::kWarpsM * Tile::WM, wn0 = warp / Tile::kWarpsM * Tile::WN;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.x) * BM;
+  const int n0 = static_cast<int>(blockIdx.y) * BN;
+  const int64_t k_begin = static_cast<int64_t>(blockIdx.z) * k_per_split;
+  const int64_t k_end = k_begin + k_per_split < Kdim ? k_begin + k_per_split : Kdim;
+  const int64_t tiles = k_end > k_begin ? (k_end - k_begin + kTcBK - 1) / kTcBK : 0;
+
+  TcLoader<BM, Tile::kThreads, GA> la;
+  TcLoader<BN, Tile::kThreads, GB> lb;
+  la.init(s, a_src, static_cast<int>(m0), static_cast<int>(M), static_cast<int>(k_begin), MID, LO);
+  lb.init(s, b_src, n0, N, static_cast<int>(k_begin), MID, LO);
+  const int k_last = static_cast<int>(k_end);
+
+  float acc[FM][FN][4];
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.0f;
+
+  // Prologue: slices 0 .. kTcStages-2 in flight, one commit group each (empty past the end, so
+  // the group count, and with it the wait below, stays the same).
+#pragma unroll
+  for (int st = 0; st < kTcStages - 1; ++st) {
+    if (st < tiles) {
+      float* stage = smem + st * Tile::kStageFloats;
+      la.issue(s, k_last, stage, MID, LO);
+      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO);
+    }
+    simt::cp_async_commit();
+  }
+
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    // This thread's copies of slice `tile` have landed; the barrier makes everyone's visible, and
+    // says everyone has finished the mma of slice tile-1, whose stage is refilled next.
+    simt::cp_async_wait<kTcStages - 2>();
+    __syncthreads();
+    const int64_t next = tile + kTcStages - 1;
+    if (next < tiles) {
+      float* stage = smem + static_cast<int>(next % kTcStages) * Tile::kStageFloats;
+      la.issue(s, k_last, stage, MID, LO);
+      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO);
+    }
+    simt::cp_async_commit();
+
+    const float* as = smem + static_cast<int>(tile % kTcStages) * Tile::kStageFloats;
+    const float* bs = as + kTcBK * SA;
+#pragma unroll
+    for (int kk = 0; kk < kTcBK; kk += 8) {
+      unsigned af[FM][4], bf[FN][2];
+      const float* a_lo = as + (kk + tig) * SA + wm0 + g;  // k = kk + tig
+      const float* a_hi = a_lo + 4 * SA;                   // k = kk + tig + 4
+#pragma unroll
+      for (int i = 0; i < FM; ++i) {
+        af[i][0] = simt::cvt_rna_tf32(a_lo[i * 16]);
+        af[i][1] = simt::cvt_rna_tf32(a_lo[i * 16 + 8]);
+        af[i][2] = simt::cvt_rna_tf32(a_hi[i * 16]);
+        af[i][3] = simt::cvt_rna_tf32(a_hi[i * 16 + 8]);
+      }
+      const float* b_lo = bs + (kk + tig) * SB + wn0 + g;
+      const float* b_hi = b_lo + 4 * SB;
+#pragma unroll
+      for (int j = 0; j < FN; ++j) {
+        bf[j][0] = simt::cvt_rna_tf32(b_lo[j * 8]);
+        bf[j][1] = simt::cvt_rna_tf32(b_hi[j * 8]);
+      }
+#pragma unroll
+      for (int i = 0; i < FM; ++i)
+#pragma unroll
+        for (int j = 0; j < FN; ++j) simt::mma_m16n8k8_tf32(acc[i][j], af[i], bf[j], acc[i][j]);
+    }
+  }
+  simt::cp_async_wait<0>();  // nothing may be in flight when the block ends (only empty groups are)
+
+  // Epilogue: element r of fragment (i, j) is row g (+8 for r >= 2), column 2 tig + (r & 1).
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int j = 0; j < FN; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int64_t m = m0 + wm0 + i * 16 + g + (r >= 2 ? 8 : 0);
+        const int n = n0 + wn0 + j * 8 + 2 * tig + (r & 1);
+        if (m < M && n < N) store(s, m, n, acc[i][j][r]);
+      }
+}
+
+// ---- launchers ------------------------------------------------------------------------------------
+
+// The one rule for which shapes run on the tensor-core kernels (the others take the fp32 ones):
+// every operand, and the padded input plane, has at most 2^29 elements, so that every gather
+// offset (an element's position in its tensor, and the out-of-bounds positions computed on the
+// way) fits in 32 bits. Channel and filter counts and sizes do not matter: the gathers zero-fill.
+constexpr int64_t kTcMaxElements = int64_t{1} << 29;
+inline bool conv2d_tc_supported(const ConvShape& s) {
+  const int64_t plane = (static_cast<int64_t>(s.P) * s.sh + static_cast<int64_t>(s.R) * s.dh) *
+                        (static_cast<int64_t>(s.Q) * s.sw + static_cast<int64_t>(s.S) * s.dw);
+  const int64_t x = static_cast<int64_t>(s.N) * s.C * s.H * s.W;
+  const int64_t w = static_cast<int64_t>(s.K) * s.C * s.R * s.S;
+  const int64_t y = static_cast<int64_t>(s.N) * s.K * s.P * s.Q;
+  return x <= kTcMaxElements && w <= kTcMaxElements && y <= kTcMaxElements &&
+         plane <= kTcMaxElements && static_cast<int64_t>(s.H) * s.W <= kTcMaxElements;
+}
+
+// The tile for an M x N GEMM: narrow N gets a tall thin tile; otherwise 128x128 when that makes
+// at least one wave on 132 SMs, else 64x64 (four times the blocks). The one tile policy.
+enum class TcTileKind { large, small, n32, n16 };
+inline TcTileKind conv_tc_tile(int64_t M, int64_t N) {
+  if (N <= 16) return TcTileKind::n16;
+  if (N <= 32) return TcTileKind::n32;
+  const int64_t large = simt::ceil_div<int64_t>(M, 128) * simt::ceil_div<int64_t>(N, 128);
+  return large >= 132 ? TcTileKind::large : TcTileKind::small;
+}
+
+template <class GA, class GB, class Store>
+void conv_tc_launch(int64_t M, int N, int64_t Kdim, int splits, const ConvShape& s,
+                    const float* a, const float* b, Store store, int MID, int LO,
+                    cudaStream_t stream) {
+  const int64_t per_split =
+      simt::ceil_div<int64_t>(simt::ceil_div<int64_t>(Kdim, splits), kTcBK) * kTcBK;
+  auto go = [&](auto tile) {
+    using T = decltype(tile);
+    const dim3 grid(static_cast<unsigned>(simt::ceil_div<int64_t>(M, T::BM)),
+                    static_cast<unsigned>(simt::ceil_div(N, T::BN)), static_cast<unsigned>(splits));
+    simt::launch(conv_tc_kernel<T, GA, GB, Store>, grid, dim3(T::kThreads), T::kSmemBytes, stream,
+                 s, a, b, store, M, N, Kdim, per_split, MID, LO);
+  };
+  switch (conv_tc_tile(M, N)) {
+    case TcTileKind::n16: go(TcTileN16{}); break;
+    case TcTileKind::n32: go(TcTileN32{}); break;
+    case TcTileKind::small: go(TcTileSmall{}); break;
+    case TcTileKind::large: go(TcTileLarge{}); break;
+  }
+}
+
+// y = conv2d(x, w) + bias (bias may be null), ReLU when relu, on TF32 tensor cores.
+inline void conv2d_tc_forward(float* y, const float* x, const float* w, const float* bias,
+                              const ConvShape& s, bool relu, cudaStream_t stream) {
+  const int64_t M = static_cast<int64_t>(s.N) * s.P * s.Q;
+  if (M == 0 || s.K == 0) return;
+  conv_tc_launch<TcFwdA, TcFwdB>(M, s.K, static_cast<int64_t>(s.C) * s.R * s.S, 1, s, x, w,
+                                 TcFwdStore{y, bias, relu ? 1 : 0}, s.R, s.S, stream);
+}
+
+// dx from dy and w on TF32 tensor cores. dx (N,C,H,W).
+inline void conv2d_tc_backward_data(float* dx, const float* dy, const float* w, const ConvShape& s,
+                                    cudaStream_t stream) {
+  const int64_t M = static_cast<int64_t>(s.N) * s.H * s.W;
+  if (M == 0 || s.C == 0) return;
+  const int64_t Kdim = static_cast<int64_t>(s.K) * s.R * s.S;
+  if (s.sh == 1 && s.sw == 1)
+    conv_tc_launch<TcDgradA<false>, TcDgradB>(M, s.C, Kdim, 1, s, dy, w, TcDgradStore{dx}, s.R,
+                                              s.S, stream);
+  else
+    conv_tc_launch<TcDgradA<true>, TcDgradB>(M, s.C, Kdim, 1, s, dy, w, TcDgradStore{dx}, s.R,
+                                             s.S, stream);
+}
+
+// wgrad splits: enough blocks for about two waves on 132 SMs, each split at least 4 slices long;
+// a function of the shape alone, so results are reproducible.
+inline int conv2d_tc_wgrad_splits(const ConvShape& s) {
+  const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
+  const int64_t N = static_cast<int64_t>(s.C) * s.R * s.S;
+  const TcTileKind kind = conv_tc_tile(s.K, N);
+  const int bm = kind == TcTileKind::small ? 64 : 128;
+  const int bn = kind == TcTileKind::n16 ? 16 : kind == TcTileKind::n32 ? 32
+                 : kind == TcTileKind::small ? 64 : 128;
+  const int64_t tiles = simt::ceil_div<int64_t>(s.K, bm) * simt::ceil_div<int64_t>(N, bn);
+  int64_t splits = simt::ceil_div<int64_t>(264, tiles);
+  const int64_t max_splits = simt::ceil_div<int64_t>(Kdim, 4 * kTcBK);
+  if (splits > max_splits) splits = max_splits;
+  if (splits > 256) splits = 256;
+  return static_cast<int>(splits < 1 ? 1 : splits);
+}
+
+// Floats of workspace conv2d_tc_backward_weight needs.
+inline int64_t conv2d_tc_wgrad_workspace(const ConvShape& s) {
+  return static_cast<int64_t>(conv2d_tc_wgrad_splits(s)) * s.K * s.C * s.R * s.S;
+}
+
+// dw from dy and x on TF32 tensor cores. dw (K,C,R,S); workspace of conv2d_tc_wgrad_workspace(s).
+inline void conv2d_tc_backward_weight(float* dw, float* workspace, const float* dy, const float* x,
+                                      const ConvShape& s, cudaStream_t stream) {
+  const int64_t n = static_cast<int64_t>(s.K) * s.C * s.R * s.S;
+  if (n == 0) return;
+  const int splits = conv2d_tc_wgrad_splits(s);
+  conv_tc_launch<TcWgradA, TcWgradB>(s.K, s.C * s.R * s.S, static_cast<int64_t>(s.N) * s.P * s.Q,
+                                     splits, s, dy, x, TcWgradStore{workspace}, s.P, s.Q, stream);
+  simt::launch(conv2d_wgrad_reduce_kernel, dim3(grid_stride_blocks(n, kConvBiasBlock)),
+               dim3(kConvBiasBlock), 0, stream, dw, workspace, n, splits);
+}
+
+}  // namespace cucnn

@@ -1,0 +1,188 @@
+"""The TF32 tensor-core convolutions (csrc/kernels/conv2d_tc.cuh) and the ``cucnn.backends``
+switch: every registered conv case on sim in every SIMT order, against a TF32 reference (inputs
+rounded as cvt.rna.tf32 rounds, sums in float64) with the fp32 tolerance for the summation, and
+against the float64 oracle with the TF32 tolerance; bitwise stable across orders and runs; a case
+where TF32 visibly changes the answer; LeNet-5 training with TF32 tracking fp32.
+
+Conv tests elsewhere run with TF32 off (tests/conftest.py); the fp32 path is theirs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cucnn
+from cucnn import _backend, backends, data, models, optim, train
+from cucnn.ops import conv2d as conv_ops
+from cucnn.testing import assert_bitwise_equal, assert_close, round_tf32, tf32_tolerance
+from conftest import ORDERS, requires_cuda
+
+SPEC = conv_ops.SPEC
+CASES = SPEC.cases
+TF32 = 2  # the spec's compute: version 1 with allow_tf32 on
+
+requires_sim = pytest.mark.skipif(not cucnn.sim.is_available(), reason="cucnn._sim did not build")
+
+
+def _tf32_reference(inputs: dict) -> dict:
+    """The float64 oracle on TF32-rounded operands: what an exact tensor core computes. The bias
+    is added in fp32 (not rounded), and the bias gradient is an fp32 reduction of dy (no mma)."""
+    r = {k: (round_tf32(v).astype(np.float64) if k in ("x", "w", "dy") else
+             (v.astype(np.float64) if isinstance(v, np.ndarray) else v)) for k, v in inputs.items()}
+    out = SPEC.compute("cpu", r, 1)
+    out["db"] = SPEC.compute("cpu", {**r, "dy": inputs["dy"].astype(np.float64)}, 1)["db"]
+    return out
+
+
+def _compare(case, got, inputs):
+    exact64 = SPEC.compute("cpu", {k: v.astype(np.float64) if isinstance(v, np.ndarray) else v
+                                   for k, v in inputs.items()}, 1)
+    ref = _tf32_reference(inputs)
+    for k in exact64:
+        name = f"conv2d-tf32:{case.id}:{k}"
+        # Against the TF32 reference only the fp32 summation differs: the fp32 tolerance.
+        assert_close(got[k], ref[k], reduce_len=case.reduce_len, name=name + " vs TF32 reference")
+        # Against the exact answer: the documented TF32 tolerance.
+        if k != "db":
+            assert_close(got[k], exact64[k], rtol=tf32_tolerance(case.reduce_len),
+                         name=name + " vs float64 oracle")
+
+
+@requires_sim
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_sim_tf32_against_references_in_every_order(case):
+    inputs = SPEC.inputs_for(case, "sim")
+    runs = {}
+    for order in ORDERS:
+        with cucnn.sim.order(order):
+            runs[order] = SPEC.compute("sim", inputs, TF32)
+        _compare(case, runs[order], inputs)
+    again = SPEC.compute("sim", inputs, TF32)
+    for order, got in runs.items():
+        for k in got:
+            assert_bitwise_equal(got[k], again[k], name=f"{case.id}:{k} {order} vs rerun")
+
+
+@requires_cuda
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_cuda_tf32_against_references(case):
+    """On a GPU of sm_80+: the same references. (Not run here: no GPU.)"""
+    if not _backend.native("cuda").conv2d_tc_available():
+        pytest.skip("the GPU is older than sm_80: no TF32 mma")
+    inputs = SPEC.inputs_for(case, "cpu")
+    got = SPEC.compute("cuda", SPEC.inputs_for(case, "cuda"), TF32)
+    _compare(case, {k: _backend.to_numpy(v) for k, v in got.items()}, inputs)
+
+
+@pytest.mark.parametrize("device", ["sim", "cpu"])
+def test_tf32_visibly_changes_the_answer(device):
+    """x = 1 + 2**-12 rounds to 1.0 in TF32 (its last 13 bits are below the tie): a 1x1 conv with
+    weight 1 gives exactly 1.0 with TF32 on, 1 + 2**-12 with it off, and the cpu device is fp32
+    whatever the switch says. All three passes."""
+    if device == "sim" and not cucnn.sim.is_available():
+        pytest.skip("cucnn._sim did not build")
+    v = np.float32(1 + 2.0 ** -12)
+    x = cucnn.tensor(np.full((1, 1, 3, 5), v, np.float32), device=device, requires_grad=True)
+    w = cucnn.tensor(np.ones((2, 1, 1, 1), np.float32), device=device, requires_grad=True)
+    for allow, expect in ((True, 1.0 if device == "sim" else v), (False, v)):
+        with backends.flags(allow_tf32=allow):
+            y = cucnn.functional.conv2d(x, w)
+            np.testing.assert_array_equal(y.numpy(), np.full((1, 2, 3, 5), expect, np.float32))
+            # dgrad: dy = 1 + 2**-12 against w = 1; wgrad: dy against x: both round
+            x.grad = w.grad = None
+            (y * cucnn.tensor(np.full((1, 2, 3, 5), v, np.float32), device=device)).sum().backward()
+            np.testing.assert_array_equal(x.grad.numpy(),
+                                          np.full((1, 1, 3, 5), 2 * expect, np.float32))
+            wexp = np.float32(15 * (np.float64(expect) * expect))
+            np.testing.assert_allclose(w.grad.numpy(), np.full((2, 1, 1, 1), wexp), rtol=1e-6)
+    with backends.flags(allow_tf32=True):
+        yy = cucnn.functional.conv2d(x, w).numpy()
+    if device == "sim":  # exactly: the 13 low bits are gone
+        assert yy[0, 0, 0, 0] == 1.0 and v != 1.0
+
+
+def test_backends_flags():
+    assert backends.allow_tf32 is False  # the suite's default (conftest); cucnn's own is True
+    with backends.flags(allow_tf32=True):
+        assert backends.allow_tf32 is True
+        with backends.flags():
+            assert backends.allow_tf32 is True
+        with backends.flags(allow_tf32=False):
+            assert backends.allow_tf32 is False
+        assert backends.allow_tf32 is True
+    assert backends.allow_tf32 is False
+    with pytest.raises(TypeError, match="allow_tf32 must be a bool or None, got int"):
+        with backends.flags(allow_tf32=1):
+            pass
+
+
+def test_allow_tf32_defaults_to_true():
+    import importlib
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", "import cucnn; print(cucnn.backends.allow_tf32)"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    assert importlib.import_module("cucnn.backends") is backends
+
+
+@requires_sim
+def test_lenet_training_with_tf32_tracks_fp32():
+    """A few SGD steps of LeNet-5 on sim with TF32 on and off from the same start: the weights
+    agree within the TF32 tolerance (relative, to the size of each tensor's entries)."""
+    out, losses = {}, {}
+    for allow in (False, True):
+        cucnn.manual_seed(1)
+        model = models.LeNet5(device="sim")
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        ds = data.ArrayDataset(np.random.default_rng(0).integers(0, 256, (12, 28, 28), np.uint8),
+                               np.arange(12) % 10)
+        with backends.flags(allow_tf32=allow):
+            rec = train.train_epoch(model, opt, ds, "sim", 4, seed=0,
+                                    stream=open("/dev/null", "w"))
+        out[allow], losses[allow] = model.state_dict(), rec
+    differ = 0
+    for k in out[False]:
+        a, b = out[True][k], out[False][k]
+        scale = float(np.abs(b).max()) or 1.0
+        np.testing.assert_allclose(a, b, rtol=0, atol=tf32_tolerance(28 * 28) * scale, err_msg=k)
+        differ += not np.array_equal(a, b)
+    assert differ, "TF32 and fp32 training gave identical weights: was TF32 used at all?"
+
+
+@requires_sim
+def test_tc_entry_points_validate_before_launch():
+    mod = _backend.native("sim")
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    y = np.zeros((1, 3, 3, 3), np.float32)
+    g = ((1, 1), (0, 0, 0, 0), (1, 1))
+    with pytest.raises(ValueError, match="expected input with 2 channels"):
+        mod.conv2d_tc_forward(x[:, :1].copy(), w, None, y, *g)
+    with pytest.raises(ValueError, match=r"y must have shape \(1, 3, 3, 3\)"):
+        mod.conv2d_tc_forward(x, w, None, np.zeros((1, 3, 4, 3), np.float32), *g)
+    with pytest.raises(TypeError, match="float32"):
+        mod.conv2d_tc_backward_data(y.astype(np.float64), w, x, *g)
+    need = mod.conv2d_tc_wgrad_workspace(x.shape, w.shape, *g)
+    with pytest.raises(ValueError, match=f"workspace must hold at least {need} floats"):
+        mod.conv2d_tc_backward_weight(y, x, np.zeros_like(w), np.zeros(need - 1, np.float32), *g)
+
+
+@requires_sim
+def test_the_one_rule_for_tensor_core_shapes():
+    """conv2d_tc_supported: any channel/filter counts and sizes, operands up to 2^29 elements."""
+    mod = _backend.native("sim")
+    g = ((1, 1), (0, 0, 0, 0), (1, 1))
+    assert mod.conv2d_tc_supported((3, 1, 28, 28), (6, 1, 5, 5), *g)  # LeNet conv1: C = 1
+    assert mod.conv2d_tc_supported((1, 48, 19, 19), (48, 48, 3, 3), *g)  # the Go net's 48
+    assert mod.conv2d_tc_supported((2 ** 9, 1, 2 ** 10, 2 ** 10), (1, 1, 1, 1), *g)  # 2^29
+    assert not mod.conv2d_tc_supported((2 ** 9 + 1, 1, 2 ** 10, 2 ** 10), (1, 1, 1, 1), *g)
+    assert not mod.conv2d_tc_supported((1, 2 ** 10, 8, 8), (2 ** 20, 2 ** 10, 1, 1), *g)
+    # the eligibility hook routes on the switch, the version and the rule
+    shapes = ((3, 1, 28, 28), (6, 1, 5, 5), *g)
+    with backends.flags(allow_tf32=True):
+        assert conv_ops._tf32_eligible(mod, 1, *shapes)
+        assert not conv_ops._tf32_eligible(mod, 0, *shapes)
+        assert not conv_ops._tf32_eligible(mod, 1, (2 ** 9 + 1, 1, 2 ** 10, 2 ** 10),
+                                           (1, 1, 1, 1), *g)
+    with backends.flags(allow_tf32=False):
+        assert not conv_ops._tf32_eligible(mod, 1, *shapes)
