@@ -137,6 +137,11 @@ inline void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t share
 
 #define SIMT_HOST_EMULATION 1
 
+// The runtime is private to each module that links it (cucnn._sim, a simcc program or library, the
+// test libraries): two of them loaded in one process must not bind to each other's runtime or
+// thread-local indices.
+#pragma GCC visibility push(hidden)
+
 struct uint3 {
   unsigned x, y, z;
 };
@@ -374,6 +379,7 @@ inline float __uint_as_float(unsigned i) { float x; std::memcpy(&x, &i, 4); retu
 template <typename T>
 inline T __ldg(const T* p) { return *p; }
 
+#pragma GCC visibility pop
 #endif  // __CUDACC__
 
 // ---- shared by both compilers -----------------------------------------------------------------

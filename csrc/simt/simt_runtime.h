@@ -79,6 +79,7 @@ void __tsan_release(void* addr);
 #endif
 
 
+#pragma GCC visibility push(hidden)  // private to the module, as simt.h says
 namespace simt {
 namespace rt {
 
@@ -193,3 +194,4 @@ void profile_worker_done(Worker& w);       // the worker's part of the launch is
 
 }  // namespace rt
 }  // namespace simt
+#pragma GCC visibility pop
