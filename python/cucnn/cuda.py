@@ -6,10 +6,10 @@ oracle's array code run by CuPy (the reference path), for comparison.
 """
 from __future__ import annotations
 
-from ._backend import (cuda_available, cuda_module, reference_path, set_reference_path,
-                       use_reference_path)
+from ._backend import (cuda_available, cuda_module, cuda_unavailable_reason, reference_path,
+                       set_reference_path, use_reference_path)
 
-__all__ = ["is_available", "is_built", "device_count", "synchronize", "use_reference_path",
+__all__ = ["is_available", "why_unavailable", "is_built", "device_count", "synchronize", "use_reference_path",
            "set_reference_path", "reference_path"]
 
 
@@ -31,8 +31,16 @@ def device_count() -> int:
 
 
 def is_available() -> bool:
-    """Whether the cuda device can run: cucnn._cuda, CuPy and a GPU. Never raises."""
+    """Whether the cuda device can run: cucnn._cuda, CuPy, a driver new enough for the CUDA 13
+    runtime (R580+), and a GPU the module has code for. Never raises."""
     return cuda_available()
+
+
+def why_unavailable() -> str:
+    """Why ``is_available()`` is False, as a sentence (no cucnn._cuda, no CuPy, no driver, a
+    driver too old for the static CUDA 13 runtime, no device, a GPU architecture the module has
+    no code for); "" when it is True. Never raises."""
+    return "" if cuda_available() else cuda_unavailable_reason()
 
 
 def synchronize() -> None:

@@ -1,0 +1,188 @@
+"""Issue 18: the failures only a GPU would show, checked where they can be without one.
+
+The argument checks live in csrc/bindings.cpp and run in both modules: the overlap check on sim
+with NumPy views, the __cuda_array_interface__ parser and the device check with fake interfaces;
+the decision whether the cuda device can run (driver, runtime, architectures) is a pure function
+fed version and capability numbers.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cucnn
+from cucnn import _backend
+
+from conftest import requires_cuda
+
+sim = _backend.sim_module()
+
+
+# ---- outputs that overlap inputs ------------------------------------------------------------------
+
+
+def test_output_overlapping_input_is_refused():
+    x = np.linspace(-1, 1, 40, dtype=np.float32)
+    with pytest.raises(ValueError, match="y must not overlap x"):
+        sim.activation_forward(0, x, x)
+    base = np.zeros(30, dtype=np.float32)
+    with pytest.raises(ValueError, match="y must not overlap x"):
+        sim.activation_forward(0, base[0:20], base[10:30])  # shares 10 floats
+
+
+def test_overlap_named_when_the_output_comes_first():
+    # conv2d_forward views bias after y: the message still names the output first.
+    x = np.ones((1, 1, 3, 3), np.float32)
+    w = np.ones((2, 1, 1, 1), np.float32)
+    y = np.zeros((1, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="y must not overlap bias"):
+        sim.conv2d_forward(x, w, y.reshape(-1)[:2], y, (1, 1), (0, 0, 0, 0), (1, 1))
+
+
+def test_adjacent_and_input_input_sharing_are_accepted():
+    base = np.linspace(-2, 2, 40, dtype=np.float32)
+    y = np.full(20, np.nan, np.float32)
+    sim.activation_forward(0, base[0:20], y)
+    np.testing.assert_array_equal(y, np.maximum(base[:20], 0))
+    # the output right after the input in the same buffer: touching, not overlapping
+    buf = base.copy()
+    sim.activation_forward(0, buf[0:20], buf[20:40])
+    np.testing.assert_array_equal(buf[20:], np.maximum(base[:20], 0))
+    # two inputs may be the same array (read only)
+    dx = np.full(20, np.nan, np.float32)
+    sim.activation_backward(0, base[20:], base[20:], dx)
+    np.testing.assert_array_equal(dx, np.where(base[20:] > 0, base[20:], 0))
+
+
+def test_failed_call_forgets_its_arrays():
+    x = np.ones(8, np.float32)
+    with pytest.raises(TypeError):
+        sim.activation_forward(0, x, np.zeros(8, np.float64))  # fails after viewing x
+    y = np.full(8, np.nan, np.float32)
+    sim.activation_forward(0, np.ones(8, np.float32), y)  # no stale x to clash with
+    np.testing.assert_array_equal(y, 1)
+
+
+def test_two_outputs_may_not_overlap():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    buf = np.zeros(8, np.int64)
+    idx = buf[:4].reshape(1, 1, 2, 2)  # bytes 0..32
+    y = buf.view(np.float32)[4:8].reshape(1, 1, 2, 2)  # bytes 16..32
+    with pytest.raises(ValueError, match="indices must not overlap y"):
+        sim.max_pool2d_forward(x, y, idx, (2, 2), (2, 2), (0, 0, 0, 0), (1, 1))
+
+
+# ---- __cuda_array_interface__ and the device check ------------------------------------------------
+
+
+def cai(shape=(2, 3), typestr="<f4", data=(4096, False), strides=None, **extra):
+    d = {"shape": shape, "typestr": typestr, "data": data, "version": 3}
+    if strides is not None:
+        d["strides"] = strides
+    d.update(extra)
+    return d
+
+
+def test_array_interface_fields():
+    info = sim._parse_array_interface(cai(stream=7), "x", False)
+    assert info == {"data": 4096, "shape": [2, 3], "dtype": "float32", "writeable": True,
+                    "stream": 7}
+    assert sim._parse_array_interface(cai(stream=None), "x", False)["stream"] == 0
+    assert sim._parse_array_interface(cai(), "x", False)["stream"] == 0
+    assert sim._parse_array_interface(cai(strides=(12, 4)), "x", False)["shape"] == [2, 3]
+    assert sim._parse_array_interface(cai(typestr="<i8"), "t", False)["dtype"] == "int64"
+
+
+def test_array_interface_errors():
+    with pytest.raises(ValueError, match=r"x.__cuda_array_interface__\['stream'\] must not be 0"):
+        sim._parse_array_interface(cai(stream=0), "x", False)
+    with pytest.raises(ValueError, match="y must be writeable"):
+        sim._parse_array_interface(cai(data=(4096, True)), "y", True)
+    with pytest.raises(ValueError, match="x must be C-contiguous"):
+        sim._parse_array_interface(cai(strides=(4, 8)), "x", False)
+    with pytest.raises(ValueError, match="has no 'data'"):
+        sim._parse_array_interface({"shape": (1,), "typestr": "<f4"}, "x", False)
+    with pytest.raises(TypeError, match="must be a dict"):
+        sim._parse_array_interface([1, 2], "x", False)
+
+
+def test_device_check_names_argument_and_both_devices():
+    sim._check_same_device("x", 0, 0)
+    with pytest.raises(ValueError, match="weight is on cuda device 1 but the current device is 0"):
+        sim._check_same_device("weight", 1, 0)
+
+
+# ---- why the cuda device cannot run ---------------------------------------------------------------
+
+ARCHS = [750, 800, 900]
+reason = _backend.unavailable_reason
+
+
+def test_reason_available():
+    assert reason(True, True, 13000, 13000, [(9, 0)], ARCHS) == ""
+    assert reason(True, True, 13020, 13000, [(7, 5)], ARCHS) == ""  # T4: fp32 kernels
+    assert reason(True, True, 13000, 13000, [(12, 0)], ARCHS) == ""  # newer GPU: PTX JIT
+    assert reason(True, True, 13000, 13000, [(8, 6)], [800]) == ""  # same major
+
+
+@pytest.mark.parametrize("args,words", [
+    ((False, False, 0, 0, [], []), "cucnn._cuda was not built"),
+    ((True, False, 0, 0, [], []), "CuPy is not installed"),
+    ((True, True, 0, 13000, [], ARCHS), "no NVIDIA driver"),
+    ((True, True, 12080, 13000, [], ARCHS), "supports CUDA 12.8, older than the CUDA 13 runtime"),
+    ((True, True, 12080, 13000, [], ARCHS), "R580"),
+    ((True, True, 13000, 13000, [], ARCHS, "no CUDA-capable device is detected"),
+     "no CUDA device is visible (no CUDA-capable device is detected)"),
+    ((True, True, 13000, 13000, [(7, 0)], ARCHS), "compute capability 7.0, sm_70"),
+    ((True, True, 13000, 13000, [(7, 0)], ARCHS), "CUDAARCHS=70"),
+    ((True, True, 13000, 13000, [(7, 5)], [800, 900]), "sm_80, sm_90"),
+])
+def test_reason_words(args, words):
+    assert words in reason(*args)
+
+
+def test_is_available_is_a_boolean_and_why_says_why():
+    ok = cucnn.cuda.is_available()
+    assert isinstance(ok, bool)
+    why = cucnn.cuda.why_unavailable()
+    assert isinstance(why, str)
+    assert (why == "") == ok
+    if not ok:
+        with pytest.raises(RuntimeError) as err:
+            cucnn.zeros(2, device="cuda")
+        assert f"device 'cuda' is not available: {why}" in str(err.value)
+
+
+def test_tensor_cores_never_reported_without_cuda():
+    if not cucnn.cuda.is_available():
+        assert _backend.tensor_cores_available() is False
+
+
+@requires_cuda
+def test_cuda_module_reports_versions_and_architectures():
+    mod = _backend.cuda_module()
+    assert mod.driver_version() >= 13000
+    assert mod.runtime_version() >= 13000
+    assert all(a % 10 == 0 for a in mod.architectures) and mod.architectures
+    assert len(mod.device_capabilities()) == mod.device_count()
+
+
+@requires_cuda
+def test_cuda_overlap_and_device_checks():
+    cp = _backend.cupy()
+    mod = _backend.cuda_module()
+    x = cp.linspace(-1, 1, 40, dtype=cp.float32)
+    with pytest.raises(ValueError, match="y must not overlap x"):
+        mod.activation_forward(0, x, x)
+    if cp.cuda.runtime.getDeviceCount() > 1:
+        with cp.cuda.Device(1):
+            x1 = cp.ones(8, cp.float32)
+        with pytest.raises(ValueError, match="x is on cuda device 1 but the current device is 0"):
+            mod.activation_forward(0, x1, cp.empty(8, cp.float32))
+    host = np.ones(8, np.float32)
+
+    class HostCAI:  # a host pointer dressed as device memory
+        __cuda_array_interface__ = {"shape": (8,), "typestr": "<f4",
+                                    "data": (host.ctypes.data, False), "version": 3}
+    with pytest.raises(ValueError, match="x must be in device memory"):
+        mod.activation_forward(0, HostCAI(), cp.empty(8, cp.float32))
