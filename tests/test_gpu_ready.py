@@ -186,3 +186,127 @@ def test_cuda_overlap_and_device_checks():
                                     "data": (host.ctypes.data, False), "version": 3}
     with pytest.raises(ValueError, match="x must be in device memory"):
         mod.activation_forward(0, HostCAI(), cp.empty(8, cp.float32))
+
+
+# ---- fused conv + ReLU --------------------------------------------------------------------------
+
+import contextlib  # noqa: E402
+
+from cucnn import models, nn  # noqa: E402
+from cucnn import functional as F  # noqa: E402
+from cucnn.ops.conv2d import conv2d_relu, linear_relu  # noqa: E402
+
+
+@contextlib.contextmanager
+def count_native_calls():
+    """Counts the calls into the sim module's kernel entry points (each launches one kernel, or
+    two for conv2d_backward_weight's split-K version 1) by name."""
+    mod = _backend.sim_module()
+    counts = {}
+    names = [n for n in dir(mod) if n.endswith(("_forward", "_backward", "_backward_data",
+                                                 "_backward_weight", "_backward_bias"))]
+
+    class Counting:
+        def __getattr__(self, name):
+            fn = getattr(mod, name)
+            if name not in names:
+                return fn
+
+            def call(*a, **k):
+                counts[name] = counts.get(name, 0) + 1
+                return fn(*a, **k)
+            return call
+    prev = _backend._sim_module
+    _backend._sim_module = Counting()
+    try:
+        yield counts
+    finally:
+        _backend._sim_module = prev
+
+
+def _conv_inputs(device, seed=3):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    x[0, 0, 0, :3] = [0.0, -0.0, 40.0]
+    w = (rng.standard_normal((5, 3, 3, 3)) / 5).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    b[1] = 0.0
+    return [cucnn.tensor(a, device=device, requires_grad=True) for a in (x, w, b)]
+
+
+def _grads_of(fn, device):
+    x, w, b = _conv_inputs(device)
+    y = fn(x, w, b)
+    dy = np.random.default_rng(9).standard_normal(y.shape).astype(np.float32)
+    y.backward(cucnn.tensor(dy, device=device))
+    return [_backend.to_numpy(t) for t in (y.data, x.grad.data, w.grad.data, b.grad.data)]
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_conv2d_relu_equals_conv2d_then_relu(device, simt_order):
+    fused = _grads_of(lambda x, w, b: conv2d_relu(x, w, b, stride=(1, 2), padding=1), device)
+    plain = _grads_of(lambda x, w, b: F.relu(F.conv2d(x, w, b, stride=(1, 2), padding=1)),
+                      device)
+    for a, e, name in zip(fused, plain, ("y", "dx", "dw", "db")):
+        np.testing.assert_array_equal(a, e, err_msg=name)
+    assert (fused[0] == 0).any() and (fused[0] > 0).any()  # the mask does something
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_linear_relu_equals_linear_then_relu(device, simt_order):
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in ((7, 13), (5, 13), (5,))]
+
+    def run(fn):
+        x, w, b = [cucnn.tensor(a, device=device, requires_grad=True) for a in arrays]
+        y = fn(x, w, b)
+        y.sum().backward()
+        return [_backend.to_numpy(t) for t in (y.data, x.grad.data, w.grad.data, b.grad.data)]
+    for a, e in zip(run(linear_relu), run(lambda x, w, b: F.relu(F.linear(x, w, b)))):
+        np.testing.assert_array_equal(a, e)
+
+
+def _lenet_step(device, fuse, batch=4):
+    cucnn.manual_seed(0)
+    model = models.LeNet5(device=device)
+    model.fuse_relu = fuse
+    rng = np.random.default_rng(0)
+    x = cucnn.tensor(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32), device=device)
+    y = cucnn.tensor(rng.integers(0, 10, batch), device=device)
+    with count_native_calls() as counts:
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+    grads = [_backend.to_numpy(p.grad.data) for p in model.parameters()]
+    return _backend.to_numpy(loss.data), grads, counts
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+def test_sequential_fusion_same_results_fewer_launches(device, simt_order):
+    loss_f, grads_f, counts_f = _lenet_step(device, True)
+    loss_u, grads_u, counts_u = _lenet_step(device, False)
+    np.testing.assert_array_equal(loss_f, loss_u)
+    for a, e in zip(grads_f, grads_u):
+        np.testing.assert_array_equal(a, e)
+    if device == "sim":
+        # LeNet-5: four layer+ReLU pairs (two Conv2d, two Linear) lose their ReLU forward launch
+        assert counts_u["activation_forward"] == 4 and "activation_forward" not in counts_f
+        assert counts_f["activation_backward"] == counts_u["activation_backward"] == 4
+        assert sum(counts_u.values()) - sum(counts_f.values()) == 4
+
+
+def test_sequential_does_not_fuse_with_hooks_or_subclasses():
+    seen = []
+    conv, relu = nn.Conv2d(1, 2, 3), nn.ReLU()
+    relu.register_forward_hook(lambda m, a, out: seen.append(out.shape))
+    model = nn.Sequential(conv, relu)
+    x = cucnn.ones(1, 1, 5, 5)
+    model(x)
+    assert seen == [(1, 2, 3, 3)]  # the ReLU ran as itself
+
+    class Doubling(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) * 2
+    torch_like = nn.Sequential(Doubling(1, 2, 3), nn.ReLU())
+    a = torch_like(x)
+    b = F.relu(torch_like[0](x))
+    np.testing.assert_array_equal(_backend.to_numpy(a.data), _backend.to_numpy(b.data))

@@ -215,11 +215,61 @@ class Conv2d(Function):
         return dx, dw, db, None, None, None
 
 
+class Conv2dReLU(Function):
+    """relu(conv2d(x, w, b)) fused (issue 18): forward is one conv launch with the ReLU epilogue,
+    backward is relu's mask (one launch) and then the conv gradients, so a training step saves
+    the activation's forward launch. Same values as Conv2d then relu (the epilogue may keep the
+    sign of a -0 that a separate relu turns into +0; values and gradients are equal)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, pads, dilation):
+        ctx.geometry = (stride, pads, dilation)
+        ctx.has_bias = b is not None
+        ctx.cols = None
+        K, C, R, S = w.shape
+        P, Q = output_size(x.shape[2:], (R, S), stride, pads, dilation)
+        if _backend.native(ctx.device) is None and ctx.needs_input_grad[1] and \
+                C * R * S * x.shape[0] * P * Q * x.itemsize <= KEEP_COLS_BYTES:
+            ctx.cols = _im2col(_backend.xp_of(ctx.device), x, R, S, stride, pads, dilation)[0]
+        y = forward(ctx.device, x, w, b, stride, pads, dilation, relu=True, cols=ctx.cols)
+        ctx.save_for_backward(x, w, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        from . import activation
+        x, w, y = ctx.saved_tensors
+        dz = activation.backward(ctx.device, "relu", dy, y)
+        return _conv_grads(ctx, dz, x, w)
+
+
+def _conv_grads(ctx, dy, x, w):
+    stride, pads, dilation = ctx.geometry
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    dx = backward_data(ctx.device, dy, w, x.shape, stride, pads, dilation) if need_x else None
+    dw = backward_weight(ctx.device, dy, x, w.shape, stride, pads, dilation,
+                         cols=ctx.cols) if need_w else None
+    db = backward_bias(ctx.device, dy) if need_b and ctx.has_bias else None
+    return dx, dw, db, None, None, None
+
+
+def conv2d_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                dilation=1) -> Tensor:
+    """relu(conv2d(input, weight, bias, ...)) as one fused Function (one forward launch, one
+    backward mask); nn.Sequential uses it for a Conv2d followed by a ReLU."""
+    return conv2d(input, weight, bias, stride, padding, dilation, _relu=True)
+
+
+def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """relu(linear(input, weight, bias)) fused as conv2d_relu of a 1x1 convolution."""
+    return linear(input, weight, bias, _relu=True)
+
+
 # ---- functional -----------------------------------------------------------------------------------
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-           dilation=1) -> Tensor:
+           dilation=1, _relu: bool = False) -> Tensor:
     """2-D cross-correlation of input (N, C, H, W) with weight (K, C, R, S), plus bias (K,)."""
     check_float_tensor(input, "conv2d", "input")
     check_float_tensor(weight, "conv2d", "weight")
@@ -250,10 +300,11 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
                          f"input ({input.shape[2] + pads[0] + pads[1]}x"
                          f"{input.shape[3] + pads[2] + pads[3]}): the output size would be "
                          f"{P}x{Q}")
-    return Conv2d.apply(input, weight, bias, stride, pads, dilation)
+    return (Conv2dReLU if _relu else Conv2d).apply(input, weight, bias, stride, pads, dilation)
 
 
-def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None,
+           _relu: bool = False) -> Tensor:
     """input (*, F) @ weight (O, F)^T + bias (O,), run as a 1x1 convolution."""
     check_float_tensor(input, "linear", "input")
     check_float_tensor(weight, "linear", "weight")
@@ -271,7 +322,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     lead = input.shape[:-1]
     n = int(np.prod(lead)) if lead else 1
     F_, O = weight.shape[1], weight.shape[0]
-    y = conv2d(input.reshape(n, F_, 1, 1), weight.reshape(O, F_, 1, 1), bias)
+    y = conv2d(input.reshape(n, F_, 1, 1), weight.reshape(O, F_, 1, 1), bias, _relu=_relu)
     return y.reshape(*lead, O)
 
 
