@@ -159,6 +159,7 @@ def test_tensor_cores_never_reported_without_cuda():
 
 
 @requires_cuda
+@pytest.mark.cuda
 def test_cuda_module_reports_versions_and_architectures():
     mod = _backend.cuda_module()
     assert mod.driver_version() >= 13000
@@ -168,6 +169,7 @@ def test_cuda_module_reports_versions_and_architectures():
 
 
 @requires_cuda
+@pytest.mark.cuda
 def test_cuda_overlap_and_device_checks():
     cp = _backend.cupy()
     mod = _backend.cuda_module()
@@ -310,3 +312,130 @@ def test_sequential_does_not_fuse_with_hooks_or_subclasses():
     a = torch_like(x)
     b = F.relu(torch_like[0](x))
     np.testing.assert_array_equal(_backend.to_numpy(a.data), _backend.to_numpy(b.data))
+
+
+# ---- scripts/gpu_check.sh up to the GPU, and its summary writer -----------------------------------
+
+import json as _json  # noqa: E402
+import os  # noqa: E402
+import pathlib  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+GPU_CHECK = ROOT / "scripts" / "gpu_check.sh"
+FAKE_RESULTS = ROOT / "tests" / "data" / "gpu_check_fake"
+
+
+def _fake_bin(tmp_path, nvcc_release="13.0", smi_line=None):
+    """A bin folder with a fake nvcc (when nvcc_release) and nvidia-smi (when smi_line)."""
+    b = tmp_path / "bin"
+    b.mkdir(exist_ok=True)
+    if nvcc_release:
+        (b / "nvcc").write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {nvcc_release}, "
+                                f"V{nvcc_release}.0'\n")
+        (b / "nvcc").chmod(0o755)
+    if smi_line is not None:
+        (b / "nvidia-smi").write_text(f"#!/bin/sh\nprintf '%s' '{smi_line}'\n")
+        (b / "nvidia-smi").chmod(0o755)
+    return b
+
+
+def _gpu_check(tmp_path, *args, bin_dir=None, pythonpath=None):
+    env = {"PATH": (f"{bin_dir}:" if bin_dir else "") + "/usr/bin:/bin",
+           "PYTHON": sys.executable, "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(["bash", str(GPU_CHECK), "--out", str(tmp_path / "out"), *args],
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_gpu_check_help_and_bad_arguments(tmp_path):
+    r = subprocess.run(["bash", str(GPU_CHECK), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "--data-root" in r.stdout and "R580" in r.stdout
+    r = _gpu_check(tmp_path, "--frobnicate")
+    assert r.returncode == 3 and "unknown argument '--frobnicate'" in r.stderr
+    r = _gpu_check(tmp_path, "--epochs", "five")
+    assert r.returncode == 3 and "--epochs must be a positive integer, got 'five'" in r.stderr
+    r = subprocess.run(["bash", str(GPU_CHECK), "--out"], capture_output=True, text=True)
+    assert r.returncode == 3 and "--out needs a directory" in r.stderr
+
+
+def test_gpu_check_without_nvcc(tmp_path):
+    assert shutil.which("nvcc", path="/usr/bin:/bin") is None, "this test needs nvcc off /usr/bin"
+    r = _gpu_check(tmp_path)
+    assert r.returncode == 3
+    assert "nvcc not found on PATH" in r.stderr and "what to do: install the CUDA 13" in r.stderr
+    assert not (tmp_path / "out").exists()  # nothing written before the checks pass
+
+
+@pytest.mark.parametrize("nvcc,smi,words", [
+    ("12.4", None, "nvcc 12.4 found; cucnn needs CUDA 13"),
+    ("13.0", None, "nvidia-smi not found: no NVIDIA driver, or no GPU"),
+    ("13.0", "", "nvidia-smi lists no GPU"),
+    ("13.0", "550.54.14, 9.0, NVIDIA H100", "driver 550.54.14 is too old"),
+    ("13.0", "580.65.06, 7.0, Tesla V100", "(sm_70) is older than sm_75"),
+])
+def test_gpu_check_early_failures(tmp_path, nvcc, smi, words):
+    if smi is None:
+        assert shutil.which("nvidia-smi", path="/usr/bin:/bin") is None
+    r = _gpu_check(tmp_path, bin_dir=_fake_bin(tmp_path, nvcc, smi))
+    assert r.returncode == 3, r.stderr
+    assert words in r.stderr and "what to do:" in r.stderr
+
+
+def test_gpu_check_needs_cupy_then_data(tmp_path):
+    good = _fake_bin(tmp_path, "13.0", "580.65.06, 9.0, NVIDIA H100 80GB HBM3")
+    try:
+        import cupy  # noqa: F401
+        has_cupy = True
+    except Exception:
+        has_cupy = False
+    if not has_cupy:
+        r = _gpu_check(tmp_path, bin_dir=good)
+        assert r.returncode == 3 and "CuPy does not import" in r.stderr
+        assert "pip install cupy-cuda13x" in r.stderr
+    fake = tmp_path / "fakecupy"
+    (fake / "cupy").mkdir(parents=True)
+    (fake / "cupy" / "__init__.py").write_text("")
+    r = _gpu_check(tmp_path, "--data-root", str(tmp_path / "nodata"), bin_dir=good,
+                   pythonpath=fake if not has_cupy else None)
+    assert r.returncode == 3
+    assert "Fashion-MNIST file train-images-idx3-ubyte(.gz) not found" in r.stderr
+
+
+def test_gpu_check_summary_of_recorded_results(tmp_path):
+    out = tmp_path / "results"
+    shutil.copytree(FAKE_RESULTS, out)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_check_summary.py"), str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1  # a failed test step and a timed-out training in the record
+    s = _json.loads((out / "summary.json").read_text())
+    assert s["tests"]["passed"] == 7 and s["tests"]["failures"] == 1
+    assert s["tests"]["failed_names"] == ["tests.test_kernels::test_cuda_against_oracle[pool-a-1]"]
+    assert s["ops"]["conv2d fwd"] == {"shapes": 2, "mismatches": 0, "median_vs_cudnn": 1.0,
+                                      "median_vs_cudnn_tf32": 0.5}
+    assert s["ops"]["conv2d wgrad"]["mismatches"] == 1
+    assert s["ops"]["conv2d wgrad"]["median_vs_cudnn"] is None
+    assert s["ops"]["activation relu fwd"]["median_vs_cudnn"] == 2.0
+    cuda64 = next(t for t in s["train_step"] if t["device"] == "cuda" and t["batch"] == 64)
+    assert cuda64["vs_torch"] == 0.5
+    assert s["training"]["test_acc"] == 0.8931 and s["training"]["epochs"] == 5
+    md = (out / "summary.md").read_text()
+    assert md == r.stdout
+    assert "| conv2d fwd | 2 | 1.00× | 0.50× | 0 |" in md
+    assert "| train | timeout (300s) | 300 |" in md
+    assert "batch 64: cuda step 5.0× faster than cpu" in md
+    assert "test accuracy 89.31%" in md
+
+
+def test_gpu_check_summary_of_an_empty_folder(tmp_path):
+    from importlib import util
+    spec = util.spec_from_file_location("gcs", ROOT / "scripts" / "gpu_check_summary.py")
+    gcs = util.module_from_spec(spec)
+    spec.loader.exec_module(gcs)
+    assert gcs.main([str(tmp_path)]) == 0
+    md = (tmp_path / "summary.md").read_text()
+    assert "no tests.xml" in md and "no ops-cuda-full.json" in md and "no train-step.json" in md
+    assert gcs.main([str(tmp_path / "missing")]) == 2
