@@ -127,8 +127,9 @@ void check_same_device(const char* name, int array_device, int current_device) {
 
 // The arrays of the call being checked. Kernels read inputs through __restrict__ (non-coherent)
 // loads, so an output that shares bytes with another argument is refused. Every entry point
-// views its arrays, then launches through as_stream(), which checks and forgets them; a call that
-// fails before its launch forgets them through the exception translator (module init).
+// views its arrays, then launches through as_stream(), which checks them (check_overlaps) and
+// forgets them; a call that fails before its launch forgets them through the exception
+// translator (module init).
 struct Seen {
   const char* name;
   uintptr_t begin, end;
@@ -142,19 +143,28 @@ void forget_arrays() { t_seen.clear(); }
 Array remember(const Array& a, const char* name, bool output) {
   const auto begin = reinterpret_cast<uintptr_t>(a.data);
   const auto end = begin + static_cast<uintptr_t>(a.size() * a.itemsize);
-  if (end > begin) {
-    for (const auto& s : t_seen) {
-      if ((output || s.output) && begin < s.end && s.begin < end) {
+  t_seen.push_back({name, begin, end, output, a.producer_stream});
+  return a;
+}
+
+// After every other check of the call (so a wrong shape is reported as such): no output may
+// share a byte with another argument. Empty arrays share nothing.
+void check_overlaps() {
+  for (size_t j = 1; j < t_seen.size(); ++j) {
+    const Seen& b = t_seen[j];
+    for (size_t i = 0; i < j; ++i) {
+      const Seen& a = t_seen[i];
+      if ((a.output || b.output) && a.begin < a.end && b.begin < b.end && a.begin < b.end &&
+          b.begin < a.end) {
+        const std::string msg = std::string(b.output ? b.name : a.name) + " must not overlap " +
+                                (b.output ? a.name : b.name) +
+                                " (an output may not share memory with another argument: the "
+                                "kernels read their inputs through non-coherent loads)";
         forget_arrays();
-        throw py::value_error(std::string(output ? name : s.name) + " must not overlap " +
-                              (output ? s.name : name) +
-                              " (an output may not share memory with another argument: the "
-                              "kernels read their inputs through non-coherent loads)");
+        throw py::value_error(msg);
       }
     }
   }
-  t_seen.push_back({name, begin, end, output, a.producer_stream});
-  return a;
 }
 
 #if SIMT_HOST_EMULATION
@@ -226,11 +236,12 @@ void expect_version(int version, int max_version) {
 }
 
 // The launch stream. Called by every entry point right before its launch, after its views: the
-// arrays of the call are forgotten here, and on cuda the launch stream first waits for the
+// arrays of the call are checked for overlaps and forgotten here, and on cuda the launch stream first waits for the
 // streams the arrays' producers named in __cuda_array_interface__ (CuPy names its current stream,
 // which is the one Python passes, so normally nothing is waited for).
 cudaStream_t as_stream(std::uintptr_t s) {
   auto stream = reinterpret_cast<cudaStream_t>(s);
+  check_overlaps();
 #if !SIMT_HOST_EMULATION
   for (const auto& seen : t_seen) {
     const std::uintptr_t p = seen.producer_stream;

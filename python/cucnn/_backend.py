@@ -159,19 +159,6 @@ def cuda_available() -> bool:
     return _cuda_reason == ""
 
 
-def tensor_cores_available() -> bool:
-    """Whether the current GPU has the TF32 tensor cores (sm_80+) the mma path needs; a dispatch
-    that would pick it must check this (sm_75 runs the fp32 kernels only)."""
-    mod = cuda_module()
-    if not cuda_available() or mod is None:
-        return False
-    try:
-        cur = int(cupy().cuda.runtime.getDevice())
-        return tuple(mod.device_capabilities()[cur]) >= (8, 0)
-    except Exception:
-        return False
-
-
 def xp_of(device: str):
     """The array module of a device."""
     return cupy() if device == "cuda" else np
