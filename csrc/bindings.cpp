@@ -15,6 +15,7 @@
 #include <tuple>
 #include <utility>
 #include <cstdint>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -190,7 +191,16 @@ Array view(py::handle obj, const char* name, bool output) {
     throw py::type_error(std::string(name) + " must be a " + kArrayKind + ", got " +
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
   Array a = parse_cai(obj.attr("__cuda_array_interface__"), name, output);
-  if (a.size() > 0 && a.data != nullptr) {
+  // The pointer query costs about a microsecond per array; with one GPU every device pointer is
+  // on the current device, so it runs only where there are several (or CUCNN_LAUNCH_BLOCKING,
+  // the debugging mode, asks for every check).
+  static const bool several = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) cudaGetLastError();
+    const char* blocking = std::getenv("CUCNN_LAUNCH_BLOCKING");
+    return n > 1 || (blocking != nullptr && std::string(blocking) == "1");
+  }();
+  if (several && a.size() > 0 && a.data != nullptr) {
     int current = 0;
     SIMT_CUDA_CHECK(cudaGetDevice(&current));
     cudaPointerAttributes attr{};
@@ -236,9 +246,9 @@ void expect_version(int version, int max_version) {
 }
 
 // The launch stream. Called by every entry point right before its launch, after its views: the
-// arrays of the call are checked for overlaps and forgotten here, and on cuda the launch stream first waits for the
-// streams the arrays' producers named in __cuda_array_interface__ (CuPy names its current stream,
-// which is the one Python passes, so normally nothing is waited for).
+// arrays of the call are checked for overlaps and forgotten here, and on cuda the launch stream
+// first waits for the streams the arrays' producers named in __cuda_array_interface__ (CuPy names
+// its current stream, which is the one Python passes, so normally nothing is waited for).
 cudaStream_t as_stream(std::uintptr_t s) {
   auto stream = reinterpret_cast<cudaStream_t>(s);
   check_overlaps();
@@ -263,7 +273,7 @@ cudaStream_t as_stream(std::uintptr_t s) {
 float* f32(const Array& a) { return static_cast<float*>(a.data); }
 int64_t* i64(const Array& a) { return static_cast<int64_t*>(a.data); }
 
-// ---- activations ----------------------------------------------------------------------------------
+// ---- activations --------------------------------------------------------------------------------
 
 cucnn::Act act_from(int act) {
   if (act < 0 || act > 3)
@@ -299,7 +309,7 @@ void activation_backward(int act, py::handle dy_, py::handle saved_, py::handle 
                              as_stream(stream));
 }
 
-// ---- softmax --------------------------------------------------------------------------------------
+// ---- softmax ------------------------------------------------------------------------------------
 
 void softmax_forward(py::handle x_, py::handle y_, bool log, int version, std::uintptr_t stream) {
   expect_version(version, 1);
@@ -330,7 +340,7 @@ void softmax_backward(py::handle y_, py::handle dy_, py::handle dx_, bool log, i
                           version, as_stream(stream));
 }
 
-// ---- cross-entropy --------------------------------------------------------------------------------
+// ---- cross-entropy ------------------------------------------------------------------------------
 
 void check_targets(const Array& logits, const Array& target) {
   expect_dtype(logits, "logits", "float32");
@@ -393,7 +403,7 @@ void cross_entropy_backward(py::handle logits_, py::handle target_, py::handle l
                                 static_cast<int>(x.shape[1]), ignore_index, as_stream(stream));
 }
 
-// ---- conv2d ---------------------------------------------------------------------------------------
+// ---- conv2d -------------------------------------------------------------------------------------
 
 using Pair = std::pair<int64_t, int64_t>;
 using Pads = std::tuple<int64_t, int64_t, int64_t, int64_t>;  // top, bottom, left, right
@@ -530,7 +540,7 @@ void conv2d_backward_bias(py::handle dy_, py::handle db_, std::uintptr_t stream)
   cucnn::conv2d_backward_bias(f32(db), f32(dy), s, as_stream(stream));
 }
 
-// ---- pooling --------------------------------------------------------------------------------------
+// ---- pooling ------------------------------------------------------------------------------------
 
 // The geometry of pooling x (N, C, H, W) to (P, Q), every argument checked: the Python layer
 // computes P and Q (floor/ceil mode, "same"); here we make sure every window holds an input cell.

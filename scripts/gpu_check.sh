@@ -36,9 +36,9 @@ while [ $# -gt 0 ]; do
     -h|--help) usage; exit 0 ;;
     --out) [ $# -ge 2 ] || die "--out needs a directory" "scripts/gpu_check.sh --out DIR"
            OUT="$2"; shift 2 ;;
-    --data-root) [ $# -ge 2 ] || die "--data-root needs a directory" "pass the Fashion-MNIST IDX folder"
+    --data-root) [ $# -ge 2 ] || die "--data-root needs a directory" "pass the IDX folder"
            DATA_ROOT="$2"; shift 2 ;;
-    --python) [ $# -ge 2 ] || die "--python needs an interpreter" "--python /path/to/venv/bin/python"
+    --python) [ $# -ge 2 ] || die "--python needs an interpreter" "--python /path/to/python"
            PY="$2"; shift 2 ;;
     --epochs) [ $# -ge 2 ] || die "--epochs needs a number" "--epochs 5"
            EPOCHS="$2"; shift 2 ;;
@@ -58,7 +58,8 @@ command -v "$PY" >/dev/null 2>&1 || die "python '$PY' not found" \
   "pass --python /path/to/python (a virtual environment with numpy, pytest, cupy-cuda13x, torch)"
 command -v nvcc >/dev/null 2>&1 || die "nvcc not found on PATH: cucnn._cuda cannot be built" \
   "install the CUDA 13 toolkit and put its bin/ on PATH (export PATH=/usr/local/cuda/bin:\$PATH)"
-NVCC_VERSION="$(nvcc --version 2>/dev/null | sed -n 's/.*release \([0-9][0-9.]*\).*/\1/p' | head -1)"
+NVCC_VERSION="$(nvcc --version 2>/dev/null |
+  sed -n 's/.*release \([0-9][0-9.]*\).*/\1/p' | head -1)"
 case "$NVCC_VERSION" in
   1[3-9].*|[2-9][0-9].*) ;;
   *) die "nvcc ${NVCC_VERSION:-of unknown version} found; cucnn needs CUDA 13 or newer" \
@@ -66,7 +67,8 @@ case "$NVCC_VERSION" in
 esac
 command -v nvidia-smi >/dev/null 2>&1 || die "nvidia-smi not found: no NVIDIA driver, or no GPU" \
   "install the NVIDIA driver R${MIN_DRIVER} or newer (nvidia-smi must list the GPU)"
-GPU_LINE="$(nvidia-smi --query-gpu=driver_version,compute_cap,name --format=csv,noheader 2>/dev/null | head -1)"
+GPU_LINE="$(nvidia-smi --query-gpu=driver_version,compute_cap,name --format=csv,noheader \
+  2>/dev/null | head -1)"
 [ -n "$GPU_LINE" ] || die "nvidia-smi lists no GPU" \
   "check that the driver is loaded (nvidia-smi) and that CUDA_VISIBLE_DEVICES is not empty"
 DRIVER="$(echo "$GPU_LINE" | cut -d, -f1 | tr -d ' ')"
@@ -85,13 +87,14 @@ case "$ARCH" in
   ''|*[!0-9]*) die "cannot read the compute capability from nvidia-smi ('$GPU_LINE')" \
                    "set CUDAARCHS by hand, e.g. CUDAARCHS=90 pip install ." ;;
 esac
-[ "$ARCH" -ge 75 ] || die "GPU $GPU_NAME (sm_$ARCH) is older than sm_75, the oldest cucnn supports" \
+[ "$ARCH" -ge 75 ] || die "GPU $GPU_NAME (sm_$ARCH) is older than sm_75, the oldest cucnn runs on" \
   "use a Turing (T4) or newer GPU"
 "$PY" -c "import cupy" >/dev/null 2>&1 || die "CuPy does not import in $PY" \
   "$PY -m pip install cupy-cuda13x"
 "$PY" -c "import pytest, numpy" >/dev/null 2>&1 || die "pytest or numpy missing in $PY" \
   "$PY -m pip install pytest numpy"
-for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do
+for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte \
+         t10k-labels-idx1-ubyte; do
   [ -e "$DATA_ROOT/$f" ] || [ -e "$DATA_ROOT/$f.gz" ] || die \
     "Fashion-MNIST file $f(.gz) not found in $DATA_ROOT" \
     "copy the four IDX files there, or pass --data-root DIR (or set CUCNN_DATA)"
@@ -138,25 +141,25 @@ print('is_available', ok, cucnn.cuda.why_unavailable()); sys.exit(0 if ok else 1
   || die "cucnn.cuda.is_available() is False: $(tail -1 "$OUT/available.log")" \
          "read $OUT/available.log and $OUT/build.log"
 
-# ---- 2. the cuda tests ----------------------------------------------------------------------------
+# ---- 2. the cuda tests ---------------------------------------------------------------------------
 step tests 300 "$PY" -m pytest tests -m cuda -q -p no:cacheprovider \
   --junitxml="$OUT/tests.xml"
 
-# ---- 3. every op against cuDNN (TF32 off is the baseline; TF32 on is a row of its own) ------------
+# ---- 3. every op against cuDNN (TF32 off is the baseline; TF32 on is a row of its own) -----------
 REPS=20; [ "$QUICK" -eq 1 ] && REPS=5
 step ops 300 "$PY" benchmarks/ops.py --device cuda --suite full --reps "$REPS" \
   --out "$OUT/ops-cuda-full.json"
 
-# ---- 4. LeNet-5 training step, cuda and cpu -------------------------------------------------------
+# ---- 4. LeNet-5 training step, cuda and cpu ------------------------------------------------------
 STEPS_N=60; [ "$QUICK" -eq 1 ] && STEPS_N=20
 step train_step 180 "$PY" benchmarks/train_step.py --devices cuda,cpu --steps "$STEPS_N" \
   --out "$OUT/train-step.json"
 
-# ---- 5. LeNet-5 on Fashion-MNIST on cuda ----------------------------------------------------------
+# ---- 5. LeNet-5 on Fashion-MNIST on cuda ---------------------------------------------------------
 step train 300 "$PY" -m cucnn.cli train --model lenet5 --dataset fashion-mnist --device cuda \
   --epochs "$EPOCHS" --data-root "$DATA_ROOT" --out "$OUT/train-lenet5" --no-plots
 
-# ---- summary --------------------------------------------------------------------------------------
+# ---- summary -------------------------------------------------------------------------------------
 "$PY" "$ROOT/scripts/gpu_check_summary.py" "$OUT" || FAILED=1
 echo "gpu_check: results in $OUT (summary: $OUT/summary.md)"
 exit $FAILED

@@ -165,7 +165,8 @@ def markdown(s: dict) -> str:
     if s["train_step"] is None:
         lines.append("no train-step.json: the train_step step did not finish")
     else:
-        lines += ["| device | batch | cucnn ms | PyTorch ms | × PyTorch |", "|---|---:|---:|---:|---:|"]
+        lines += ["| device | batch | cucnn ms | PyTorch ms | × PyTorch |",
+                  "|---|---:|---:|---:|---:|"]
         lines += [f"| {r['device']} | {r['batch']} | {r['ms']:.3f} | "
                   f"{'—' if r['torch_ms'] is None else format(r['torch_ms'], '.3f')} | "
                   f"{_x(r['vs_torch'])} |" for r in s["train_step"]]

@@ -7,18 +7,29 @@ fed version and capability numbers.
 """
 from __future__ import annotations
 
+import contextlib
+import json as _json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import cucnn
 from cucnn import _backend
+from cucnn import functional as F
+from cucnn import models, nn
+from cucnn.ops.conv2d import conv2d_relu, linear_relu
 
 from conftest import requires_cuda
 
 sim = _backend.sim_module()
 
 
-# ---- outputs that overlap inputs ------------------------------------------------------------------
+# ---- outputs that overlap inputs -----------------------------------------------------------------
 
 
 def test_output_overlapping_input_is_refused():
@@ -72,7 +83,7 @@ def test_two_outputs_may_not_overlap():
         sim.max_pool2d_forward(x, y, idx, (2, 2), (2, 2), (0, 0, 0, 0), (1, 1))
 
 
-# ---- __cuda_array_interface__ and the device check ------------------------------------------------
+# ---- __cuda_array_interface__ and the device check -----------------------------------------------
 
 
 def cai(shape=(2, 3), typestr="<f4", data=(4096, False), strides=None, **extra):
@@ -112,7 +123,7 @@ def test_device_check_names_argument_and_both_devices():
         sim._check_same_device("weight", 1, 0)
 
 
-# ---- why the cuda device cannot run ---------------------------------------------------------------
+# ---- why the cuda device cannot run --------------------------------------------------------------
 
 ARCHS = [750, 800, 900]
 reason = _backend.unavailable_reason
@@ -176,6 +187,8 @@ def test_cuda_overlap_and_device_checks():
             x1 = cp.ones(8, cp.float32)
         with pytest.raises(ValueError, match="x is on cuda device 1 but the current device is 0"):
             mod.activation_forward(0, x1, cp.empty(8, cp.float32))
+    if cp.cuda.runtime.getDeviceCount() == 1 and os.environ.get("CUCNN_LAUNCH_BLOCKING") != "1":
+        return  # one GPU: the pointer query is skipped (see view() in bindings.cpp)
     host = np.ones(8, np.float32)
 
     class HostCAI:  # a host pointer dressed as device memory
@@ -186,12 +199,6 @@ def test_cuda_overlap_and_device_checks():
 
 
 # ---- fused conv + ReLU --------------------------------------------------------------------------
-
-import contextlib  # noqa: E402
-
-from cucnn import models, nn  # noqa: E402
-from cucnn import functional as F  # noqa: E402
-from cucnn.ops.conv2d import conv2d_relu, linear_relu  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -309,14 +316,8 @@ def test_sequential_does_not_fuse_with_hooks_or_subclasses():
     np.testing.assert_array_equal(_backend.to_numpy(a.data), _backend.to_numpy(b.data))
 
 
-# ---- scripts/gpu_check.sh up to the GPU, and its summary writer -----------------------------------
+# ---- scripts/gpu_check.sh up to the GPU, and its summary writer ----------------------------------
 
-import json as _json  # noqa: E402
-import os  # noqa: E402
-import pathlib  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 GPU_CHECK = ROOT / "scripts" / "gpu_check.sh"

@@ -9,8 +9,8 @@ from __future__ import annotations
 from ._backend import (cuda_available, cuda_module, cuda_unavailable_reason, reference_path,
                        set_reference_path, use_reference_path)
 
-__all__ = ["is_available", "why_unavailable", "is_built", "device_count", "synchronize", "use_reference_path",
-           "set_reference_path", "reference_path"]
+__all__ = ["is_available", "why_unavailable", "is_built", "device_count", "synchronize",
+           "use_reference_path", "set_reference_path", "reference_path"]
 
 
 def is_built() -> bool:
