@@ -435,3 +435,25 @@ def test_gpu_check_summary_of_an_empty_folder(tmp_path):
     md = (tmp_path / "summary.md").read_text()
     assert "no tests.xml" in md and "no ops-cuda-full.json" in md and "no train-step.json" in md
     assert gcs.main([str(tmp_path / "missing")]) == 2
+
+
+@requires_cuda
+@pytest.mark.cuda
+def test_cuda_producer_stream_is_waited_for():
+    """An input whose __cuda_array_interface__ names another stream: the launch stream waits for
+    it (an event), so the kernel sees the producer's finished values."""
+    cp = _backend.cupy()
+    mod = _backend.cuda_module()
+    producer = cp.cuda.Stream(non_blocking=True)
+    with producer:
+        x = cp.arange(1 << 22, dtype=cp.float32) - (1 << 21)
+        for _ in range(20):  # keep the producer busy for a while
+            x = x * 1.0
+    cai = dict(x.__cuda_array_interface__, stream=producer.ptr)
+
+    class Produced:
+        __cuda_array_interface__ = cai
+    y = cp.empty_like(x)
+    mod.activation_forward(0, Produced(), y, stream=cp.cuda.get_current_stream().ptr)
+    cp.cuda.get_current_stream().synchronize()
+    cp.testing.assert_array_equal(y, cp.maximum(x, 0))

@@ -6,8 +6,9 @@ oracle's array code run by CuPy (the reference path), for comparison.
 """
 from __future__ import annotations
 
-from ._backend import (cuda_available, cuda_module, cuda_unavailable_reason, reference_path,
-                       set_reference_path, use_reference_path)
+from . import _backend
+from ._backend import (cuda_available, cuda_module, reference_path, set_reference_path,
+                       use_reference_path)
 
 __all__ = ["is_available", "why_unavailable", "is_built", "device_count", "synchronize",
            "use_reference_path", "set_reference_path", "reference_path"]
@@ -40,7 +41,8 @@ def why_unavailable() -> str:
     """Why ``is_available()`` is False, as a sentence (no cucnn._cuda, no CuPy, no driver, a
     driver too old for the static CUDA 13 runtime, no device, a GPU architecture the module has
     no code for); "" when it is True. Never raises."""
-    return "" if cuda_available() else cuda_unavailable_reason()
+    cuda_available()  # decides once per process, as is_available() does
+    return _backend._cuda_reason
 
 
 def synchronize() -> None:
