@@ -15,6 +15,7 @@
 #include <tuple>
 #include <utility>
 #include <cstdint>
+#include <cstdlib>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -45,6 +46,10 @@ struct Array {
   std::vector<int64_t> shape;
   std::string dtype;  // "float32", "int64", ...
   bool writeable = true;
+  int64_t itemsize = 0;
+  // __cuda_array_interface__ "stream": the producer's stream (1 legacy default, 2 per-thread
+  // default, else a cudaStream_t), or 0 where the interface gives none (no synchronisation asked).
+  std::uintptr_t producer_stream = 0;
   int64_t size() const {
     int64_t n = 1;
     for (auto d : shape) n *= d;
@@ -62,6 +67,110 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return o.str();
 }
 
+std::string dtype_from_typestr(const std::string& t) {
+  if (t.size() < 3) return t;
+  const char kind = t[1];
+  const std::string bytes = t.substr(2);
+  if (kind == 'f') return "float" + std::to_string(std::stoi(bytes) * 8);
+  if (kind == 'i') return "int" + std::to_string(std::stoi(bytes) * 8);
+  if (kind == 'u') return "uint" + std::to_string(std::stoi(bytes) * 8);
+  if (kind == 'b') return "bool";
+  return t;
+}
+
+// The fields of a __cuda_array_interface__ dict (version 2 or 3), checked: shape, typestr,
+// data = (pointer, read-only), C-contiguous strides (or none), and the optional "stream".
+// Compiled in both modules so that the sim tests can feed it fake interfaces.
+Array parse_cai(py::handle cai_obj, const char* name, bool output) {
+  if (!py::isinstance<py::dict>(cai_obj))
+    throw py::type_error(std::string(name) + ".__cuda_array_interface__ must be a dict");
+  auto cai = py::reinterpret_borrow<py::dict>(cai_obj);
+  for (const char* key : {"shape", "typestr", "data"})
+    if (!cai.contains(key))
+      throw py::value_error(std::string(name) + ".__cuda_array_interface__ has no '" + key + "'");
+  Array a;
+  const auto typestr = py::cast<std::string>(cai["typestr"]);
+  a.dtype = dtype_from_typestr(typestr);
+  a.itemsize = typestr.size() >= 3 ? std::stoi(typestr.substr(2)) : 0;
+  for (auto d : py::cast<py::tuple>(cai["shape"])) a.shape.push_back(py::cast<int64_t>(d));
+  auto data = py::cast<py::tuple>(cai["data"]);
+  a.data = reinterpret_cast<void*>(py::cast<std::uintptr_t>(data[0]));
+  a.writeable = !py::cast<bool>(data[1]);
+  if (output && !a.writeable) throw py::value_error(std::string(name) + " must be writeable");
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    auto strides = py::cast<py::tuple>(cai["strides"]);
+    int64_t expect = a.itemsize;
+    for (int i = a.ndim() - 1; i >= 0; --i) {
+      if (a.shape[static_cast<size_t>(i)] > 1 &&
+          py::cast<int64_t>(strides[static_cast<size_t>(i)]) != expect)
+        throw py::value_error(std::string(name) + " must be C-contiguous");
+      expect *= a.shape[static_cast<size_t>(i)];
+    }
+  }
+  if (cai.contains("stream") && !cai["stream"].is_none()) {
+    const auto st = py::cast<int64_t>(cai["stream"]);
+    if (st == 0)
+      throw py::value_error(std::string(name) + ".__cuda_array_interface__['stream'] must not "
+                            "be 0 (the protocol reserves it; use 1 for the legacy default stream)");
+    a.producer_stream = static_cast<std::uintptr_t>(st);
+  }
+  return a;
+}
+
+// An array on another GPU than the current one would launch with foreign pointers (an illegal
+// address that also poisons CuPy's context): refuse it before any launch.
+void check_same_device(const char* name, int array_device, int current_device) {
+  if (array_device != current_device)
+    throw py::value_error(std::string(name) + " is on cuda device " +
+                          std::to_string(array_device) + " but the current device is " +
+                          std::to_string(current_device) +
+                          " (move it with cupy.asarray under cupy.cuda.Device(" +
+                          std::to_string(current_device) + "), or make device " +
+                          std::to_string(array_device) + " current)");
+}
+
+// The arrays of the call being checked. Kernels read inputs through __restrict__ (non-coherent)
+// loads, so an output that shares bytes with another argument is refused. Every entry point
+// views its arrays, then launches through as_stream(), which checks them (check_overlaps) and
+// forgets them; a call that fails before its launch forgets them through the exception
+// translator (module init).
+struct Seen {
+  const char* name;
+  uintptr_t begin, end;
+  bool output;
+  std::uintptr_t producer_stream;
+};
+thread_local std::vector<Seen> t_seen;
+
+void forget_arrays() { t_seen.clear(); }
+
+Array remember(const Array& a, const char* name, bool output) {
+  const auto begin = reinterpret_cast<uintptr_t>(a.data);
+  const auto end = begin + static_cast<uintptr_t>(a.size() * a.itemsize);
+  t_seen.push_back({name, begin, end, output, a.producer_stream});
+  return a;
+}
+
+// After every other check of the call (so a wrong shape is reported as such): no output may
+// share a byte with another argument. Empty arrays share nothing.
+void check_overlaps() {
+  for (size_t j = 1; j < t_seen.size(); ++j) {
+    const Seen& b = t_seen[j];
+    for (size_t i = 0; i < j; ++i) {
+      const Seen& a = t_seen[i];
+      if ((a.output || b.output) && a.begin < a.end && b.begin < b.end && a.begin < b.end &&
+          b.begin < a.end) {
+        const std::string msg = std::string(b.output ? b.name : a.name) + " must not overlap " +
+                                (b.output ? a.name : b.name) +
+                                " (an output may not share memory with another argument: the "
+                                "kernels read their inputs through non-coherent loads)";
+        forget_arrays();
+        throw py::value_error(msg);
+      }
+    }
+  }
+}
+
 #if SIMT_HOST_EMULATION
 Array view(py::handle obj, const char* name, bool output) {
   if (!py::isinstance<py::array>(obj))
@@ -76,44 +185,37 @@ Array view(py::handle obj, const char* name, bool output) {
   a.writeable = arr.writeable();
   if (output && !a.writeable) throw py::value_error(std::string(name) + " must be writeable");
   a.data = const_cast<void*>(arr.data());
-  return a;
+  a.itemsize = arr.itemsize();
+  return remember(a, name, output);
 }
 #else
-std::string dtype_from_typestr(const std::string& t) {
-  if (t.size() < 3) return t;
-  const char kind = t[1];
-  const std::string bytes = t.substr(2);
-  if (kind == 'f') return "float" + std::to_string(std::stoi(bytes) * 8);
-  if (kind == 'i') return "int" + std::to_string(std::stoi(bytes) * 8);
-  if (kind == 'u') return "uint" + std::to_string(std::stoi(bytes) * 8);
-  if (kind == 'b') return "bool";
-  return t;
-}
-
 Array view(py::handle obj, const char* name, bool output) {
   if (!py::hasattr(obj, "__cuda_array_interface__"))
     throw py::type_error(std::string(name) + " must be a " + kArrayKind + ", got " +
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
-  py::dict cai = obj.attr("__cuda_array_interface__");
-  Array a;
-  a.dtype = dtype_from_typestr(py::cast<std::string>(cai["typestr"]));
-  for (auto d : py::cast<py::tuple>(cai["shape"])) a.shape.push_back(py::cast<int64_t>(d));
-  auto data = py::cast<py::tuple>(cai["data"]);
-  a.data = reinterpret_cast<void*>(py::cast<std::uintptr_t>(data[0]));
-  a.writeable = !py::cast<bool>(data[1]);
-  if (output && !a.writeable) throw py::value_error(std::string(name) + " must be writeable");
-  if (cai.contains("strides") && !cai["strides"].is_none()) {
-    auto strides = py::cast<py::tuple>(cai["strides"]);
-    int64_t itemsize = std::stoi(py::cast<std::string>(cai["typestr"]).substr(2));
-    int64_t expect = itemsize;
-    for (int i = a.ndim() - 1; i >= 0; --i) {
-      if (a.shape[static_cast<size_t>(i)] > 1 &&
-          py::cast<int64_t>(strides[static_cast<size_t>(i)]) != expect)
-        throw py::value_error(std::string(name) + " must be C-contiguous");
-      expect *= a.shape[static_cast<size_t>(i)];
+  Array a = parse_cai(obj.attr("__cuda_array_interface__"), name, output);
+  // The pointer query costs about a microsecond per array; with one GPU every device pointer is
+  // on the current device, so it runs only where there are several (or CUCNN_LAUNCH_BLOCKING,
+  // the debugging mode, asks for every check).
+  static const bool several = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) cudaGetLastError();
+    const char* blocking = std::getenv("CUCNN_LAUNCH_BLOCKING");
+    return n > 1 || (blocking != nullptr && std::string(blocking) == "1");
+  }();
+  if (several && a.size() > 0 && a.data != nullptr) {
+    int current = 0;
+    SIMT_CUDA_CHECK(cudaGetDevice(&current));
+    cudaPointerAttributes attr{};
+    if (cudaPointerGetAttributes(&attr, a.data) != cudaSuccess) {
+      cudaGetLastError();
+      attr.type = cudaMemoryTypeUnregistered;
     }
+    if (attr.type == cudaMemoryTypeUnregistered || attr.type == cudaMemoryTypeHost)
+      throw py::value_error(std::string(name) + " must be in device memory, got a host pointer");
+    if (attr.type == cudaMemoryTypeDevice) check_same_device(name, attr.device, current);
   }
-  return a;
+  return remember(a, name, output);
 }
 #endif
 
@@ -146,12 +248,35 @@ void expect_version(int version, int max_version) {
                           std::to_string(version));
 }
 
-cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+// The launch stream. Called by every entry point right before its launch, after its views: the
+// arrays of the call are checked for overlaps and forgotten here, and on cuda the launch stream
+// first waits for the streams the arrays' producers named in __cuda_array_interface__ (CuPy names
+// its current stream, which is the one Python passes, so normally nothing is waited for).
+cudaStream_t as_stream(std::uintptr_t s) {
+  auto stream = reinterpret_cast<cudaStream_t>(s);
+  check_overlaps();
+#if !SIMT_HOST_EMULATION
+  for (const auto& seen : t_seen) {
+    const std::uintptr_t p = seen.producer_stream;
+    if (p == 0 || p == s || (p == 1 && s == 0)) continue;
+    cudaStream_t producer = p == 1 ? cudaStreamLegacy
+                            : p == 2 ? cudaStreamPerThread
+                                     : reinterpret_cast<cudaStream_t>(p);
+    cudaEvent_t ev;
+    SIMT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    SIMT_CUDA_CHECK(cudaEventRecord(ev, producer));
+    SIMT_CUDA_CHECK(cudaStreamWaitEvent(stream, ev, 0));
+    SIMT_CUDA_CHECK(cudaEventDestroy(ev));
+  }
+#endif
+  forget_arrays();
+  return stream;
+}
 
 float* f32(const Array& a) { return static_cast<float*>(a.data); }
 int64_t* i64(const Array& a) { return static_cast<int64_t*>(a.data); }
 
-// ---- activations ----------------------------------------------------------------------------------
+// ---- activations --------------------------------------------------------------------------------
 
 cucnn::Act act_from(int act) {
   if (act < 0 || act > 3)
@@ -187,7 +312,7 @@ void activation_backward(int act, py::handle dy_, py::handle saved_, py::handle 
                              as_stream(stream));
 }
 
-// ---- softmax --------------------------------------------------------------------------------------
+// ---- softmax ------------------------------------------------------------------------------------
 
 void softmax_forward(py::handle x_, py::handle y_, bool log, int version, std::uintptr_t stream) {
   expect_version(version, 1);
@@ -218,7 +343,7 @@ void softmax_backward(py::handle y_, py::handle dy_, py::handle dx_, bool log, i
                           version, as_stream(stream));
 }
 
-// ---- cross-entropy --------------------------------------------------------------------------------
+// ---- cross-entropy ------------------------------------------------------------------------------
 
 void check_targets(const Array& logits, const Array& target) {
   expect_dtype(logits, "logits", "float32");
@@ -281,7 +406,7 @@ void cross_entropy_backward(py::handle logits_, py::handle target_, py::handle l
                                 static_cast<int>(x.shape[1]), ignore_index, as_stream(stream));
 }
 
-// ---- conv2d ---------------------------------------------------------------------------------------
+// ---- conv2d -------------------------------------------------------------------------------------
 
 using Pair = std::pair<int64_t, int64_t>;
 using Pads = std::tuple<int64_t, int64_t, int64_t, int64_t>;  // top, bottom, left, right
@@ -580,7 +705,7 @@ void bind_conv2d_tc(py::module_& m) {
         "conv2d_backward_weight on TF32 tensor cores (split-K, fixed-order reduction)");
 }
 
-// ---- pooling --------------------------------------------------------------------------------------
+// ---- pooling ------------------------------------------------------------------------------------
 
 // The geometry of pooling x (N, C, H, W) to (P, Q), every argument checked: the Python layer
 // computes P and Q (floor/ceil mode, "same"); here we make sure every window holds an input cell.
@@ -924,6 +1049,20 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
                 ? "cucnn kernels compiled by the host compiler, run by the SIMT runtime"
                 : "cucnn kernels compiled by nvcc, run on the GPU";
   m.attr("backend") = SIMT_HOST_EMULATION ? "sim" : "cuda";
+  // A call that fails before its launch forgets the arrays it viewed (see remember()).
+  py::register_exception_translator([](std::exception_ptr p) {
+    forget_arrays();
+    if (p) std::rethrow_exception(p);
+  });
+  m.def("_parse_array_interface", [](py::handle cai, const char* name, bool output) {
+    const Array a = parse_cai(cai, name, output);
+    return py::dict(py::arg("data") = reinterpret_cast<std::uintptr_t>(a.data),
+                    py::arg("shape") = a.shape, py::arg("dtype") = a.dtype,
+                    py::arg("writeable") = a.writeable, py::arg("stream") = a.producer_stream);
+  }, py::arg("interface"), py::arg("name"), py::arg("output"),
+        "the checked fields of a __cuda_array_interface__ dict (for tests)");
+  m.def("_check_same_device", &check_same_device, py::arg("name"), py::arg("array_device"),
+        py::arg("current_device"), "the device check every cuda view makes (for tests)");
 
   m.def("activation_forward", &activation_forward, py::arg("act"), py::arg("x"), py::arg("y"),
         py::arg("alpha") = 0.0f, py::arg("version") = 1, py::arg("stream") = 0,
@@ -1026,6 +1165,43 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
     }
     return n;
   });
+  m.def("driver_version", [] {
+    int v = 0;  // 0: no driver installed
+    if (cudaDriverGetVersion(&v) != cudaSuccess) cudaGetLastError();
+    return v;
+  }, "cudaDriverGetVersion (13000 for the R580 driver; 0 without a driver)");
+  m.def("runtime_version", [] {
+    int v = 0;
+    if (cudaRuntimeGetVersion(&v) != cudaSuccess) cudaGetLastError();
+    return v;
+  }, "the CUDA runtime linked statically into this module (13000 for CUDA 13.0)");
+  m.def("device_capabilities", [] {
+    std::vector<std::pair<int, int>> caps;
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();
+      return caps;
+    }
+    for (int i = 0; i < n; ++i) {
+      int major = 0, minor = 0;
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, i);
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, i);
+      caps.emplace_back(major, minor);
+    }
+    cudaGetLastError();
+    return caps;
+  }, "(major, minor) compute capability of each visible device");
+  m.def("device_count_error", [] {
+    int n = 0;
+    const cudaError_t err = cudaGetDeviceCount(&n);
+    cudaGetLastError();
+    return err == cudaSuccess ? std::string() : std::string(cudaGetErrorString(err));
+  }, "why cudaGetDeviceCount failed, or '' when it did not");
+#ifdef __CUDA_ARCH_LIST__
+  m.attr("architectures") = std::vector<int>{__CUDA_ARCH_LIST__};
+#else
+  m.attr("architectures") = std::vector<int>{};
+#endif
   m.def("synchronize", [] {
     py::gil_scoped_release release;
     SIMT_CUDA_CHECK(cudaDeviceSynchronize());

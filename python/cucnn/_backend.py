@@ -41,8 +41,8 @@ def check_device(device) -> str:
     if device == "sim" and sim_module() is None:
         raise RuntimeError("device 'sim' is not available: cucnn._sim failed to import")
     if device == "cuda" and not cuda_available():
-        raise RuntimeError("device 'cuda' is not available: it needs cucnn._cuda (built where nvcc "
-                           "is found), CuPy and a CUDA device; see cucnn.cuda.is_available()")
+        raise RuntimeError(f"device 'cuda' is not available: {cuda_unavailable_reason()} (see "
+                           f"cucnn.cuda.why_unavailable())")
     return device
 
 
@@ -94,12 +94,69 @@ def cupy():
     return _cupy
 
 
-def cuda_available() -> bool:
+def unavailable_reason(built: bool, has_cupy: bool, driver_version: int, runtime_version: int,
+                       capabilities, architectures, count_error: str = "") -> str:
+    """Why the cuda device cannot run, as a sentence, or "" when it can. A pure function of what
+    the machine reports, so that every answer is unit-tested without a GPU:
+
+    built: cucnn._cuda imports; has_cupy: CuPy imports; driver_version / runtime_version: as
+    cudaDriverGetVersion / cudaRuntimeGetVersion report them (1000 * major + 10 * minor; driver 0
+    means no driver); capabilities: (major, minor) of each visible device; architectures: the
+    sm numbers the module carries code for (__CUDA_ARCH_LIST__: 750, 800, 900); count_error: why
+    cudaGetDeviceCount failed, if it did.
+
+    A device runs the module when some compiled architecture is at most its capability (CMake
+    embeds PTX for each architecture, which the driver compiles for newer GPUs)."""
+    if not built:
+        return ("cucnn._cuda was not built: nvcc was not found when cucnn was installed "
+                "(reinstall with the CUDA toolkit on PATH)")
+    if not has_cupy:
+        return "CuPy is not installed (pip install cupy-cuda13x)"
+    if driver_version <= 0:
+        return "no NVIDIA driver is installed (cudaDriverGetVersion reports none)"
+    need = (runtime_version // 1000) * 1000
+    if runtime_version and driver_version < need:
+        return (f"the NVIDIA driver supports CUDA {driver_version // 1000}."
+                f"{driver_version % 1000 // 10}, older than the CUDA {runtime_version // 1000} "
+                f"runtime cucnn._cuda is built with (needs driver R580 or newer; update the "
+                f"driver or rebuild cucnn with an older CUDA toolkit)")
+    if not capabilities:
+        why = f" ({count_error})" if count_error else ""
+        return f"no CUDA device is visible{why}; check nvidia-smi and CUDA_VISIBLE_DEVICES"
+    major, minor = capabilities[0]
+    cc = 100 * major + 10 * minor
+    archs = sorted(int(a) for a in architectures)
+    if archs and not any(a <= cc for a in archs):
+        listed = ", ".join(f"sm_{a // 10}" for a in archs)
+        return (f"the GPU (compute capability {major}.{minor}, sm_{major}{minor}) is older than "
+                f"every architecture cucnn._cuda carries code for ({listed}); rebuild with "
+                f"CUDAARCHS={major}{minor} pip install .")
+    return ""
+
+
+def cuda_unavailable_reason() -> str:
+    """unavailable_reason() for this machine; "" when the cuda device can run. Never raises."""
     try:
         mod = cuda_module()
-        return bool(mod is not None and cupy() is not None and mod.device_count() > 0)
-    except Exception:
-        return False
+        if mod is None:
+            return unavailable_reason(False, False, 0, 0, [], [])
+        if cupy() is None:
+            return unavailable_reason(True, False, 0, 0, [], [])
+        caps = list(mod.device_capabilities())
+        return unavailable_reason(True, True, mod.driver_version(), mod.runtime_version(), caps,
+                                  mod.architectures, "" if caps else mod.device_count_error())
+    except Exception as e:  # pragma: no cover - a module that raises is itself a reason
+        return f"checking the cuda device failed: {type(e).__name__}: {e}"
+
+
+_cuda_reason = None
+
+
+def cuda_available() -> bool:
+    global _cuda_reason
+    if _cuda_reason is None:
+        _cuda_reason = cuda_unavailable_reason()
+    return _cuda_reason == ""
 
 
 def xp_of(device: str):

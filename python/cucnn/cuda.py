@@ -6,11 +6,12 @@ oracle's array code run by CuPy (the reference path), for comparison.
 """
 from __future__ import annotations
 
+from . import _backend
 from ._backend import (cuda_available, cuda_module, reference_path, set_reference_path,
                        use_reference_path)
 
-__all__ = ["is_available", "is_built", "device_count", "synchronize", "use_reference_path",
-           "set_reference_path", "reference_path"]
+__all__ = ["is_available", "why_unavailable", "is_built", "device_count", "synchronize",
+           "use_reference_path", "set_reference_path", "reference_path"]
 
 
 def is_built() -> bool:
@@ -31,8 +32,17 @@ def device_count() -> int:
 
 
 def is_available() -> bool:
-    """Whether the cuda device can run: cucnn._cuda, CuPy and a GPU. Never raises."""
+    """Whether the cuda device can run: cucnn._cuda, CuPy, a driver new enough for the CUDA 13
+    runtime (R580+), and a GPU the module has code for. Never raises."""
     return cuda_available()
+
+
+def why_unavailable() -> str:
+    """Why ``is_available()`` is False, as a sentence (no cucnn._cuda, no CuPy, no driver, a
+    driver too old for the static CUDA 13 runtime, no device, a GPU architecture the module has
+    no code for); "" when it is True. Never raises."""
+    cuda_available()  # decides once per process, as is_available() does
+    return _backend._cuda_reason
 
 
 def synchronize() -> None:

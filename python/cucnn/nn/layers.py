@@ -62,6 +62,11 @@ class Conv2d(Module):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                         self.groups)
 
+    def _forward_relu(self, x):
+        """relu(forward(x)) as one fused Function (see Sequential.fuse_relu)."""
+        from ..ops.conv2d import conv2d_relu
+        return conv2d_relu(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding!r}"
@@ -85,6 +90,11 @@ class Linear(Module):
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
+
+    def _forward_relu(self, x):
+        """relu(forward(x)) as one fused Function (see Sequential.fuse_relu)."""
+        from ..ops.conv2d import linear_relu
+        return linear_relu(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -300,9 +300,21 @@ class Sequential(Module):
                                     f"{type(m).__name__}")
                 self.add_module(str(i), m)
 
+    #: Run a Conv2d or Linear followed by a ReLU as one fused Function (F.conv2d's ReLU epilogue:
+    #: one forward launch and one backward mask instead of two launches forward). Skipped where
+    #: either module has hooks or a summary is being recorded; same values either way.
+    fuse_relu = True
+
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
+        mods = list(self._modules.values())
+        i = 0
+        while i < len(mods):
+            if self.fuse_relu and i + 1 < len(mods) and _fusable(mods[i], mods[i + 1]):
+                x = mods[i]._forward_relu(x)
+                i += 2
+                continue
+            x = mods[i](x)
+            i += 1
         return x
 
     def __getitem__(self, i):
@@ -320,6 +332,16 @@ class Sequential(Module):
     def append(self, module: "Module") -> "Sequential":
         self.add_module(str(len(self)), module)
         return self
+
+
+def _fusable(first, second) -> bool:
+    """Whether Sequential may run ``first`` then ``second`` as one fused conv+ReLU: a Conv2d or
+    Linear of the library's own class (not a subclass with its own forward), then a ReLU, neither
+    with hooks, and no summary recording (it wants both outputs)."""
+    from .layers import Conv2d, Linear, ReLU
+    return (type(first) in (Conv2d, Linear) and type(second) is ReLU and _recorder is None and
+            not any(m.__dict__.get(h) for m in (first, second)
+                    for h in ("_forward_pre_hooks", "_forward_hooks")))
 
 
 class ModuleList(Module):

@@ -217,56 +217,97 @@ class Conv2d(Function):
 
     @staticmethod
     def forward(ctx, x, w, b, geom):
-        ctx.geom = geom
         ctx.save_for_backward(x, w)
-        ctx.has_bias = b is not None
-        ctx.cols = None
-        xp = _backend.xp_of(ctx.device)
-        if geom.groups > 1:
-            ys = [forward(ctx.device, xp.ascontiguousarray(x[:, cs]), w[ks],
-                          None if b is None else b[ks], *geom.args)
-                  for cs, ks in _group_slices(geom)]
-            return xp.ascontiguousarray(xp.concatenate(ys, axis=1))
-        if _backend.native(ctx.device) is None and ctx.needs_input_grad[1] and \
-                geom.C * geom.R * geom.S * geom.N * geom.P * geom.Q * x.itemsize <= KEEP_COLS_BYTES:
-            ctx.cols = _im2col(xp, x, geom.R, geom.S, *geom.args)[0]
-        return forward(ctx.device, x, w, b, *geom.args, cols=ctx.cols)
+        return _conv_forward(ctx, x, w, b, geom, relu=False)
 
     @staticmethod
     def backward(ctx, dy):
         x, w = ctx.saved_tensors
-        g = ctx.geom
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        db = backward_bias(ctx.device, dy) if need_b and ctx.has_bias else None
-        if g.groups == 1:
-            dx = backward_data(ctx.device, dy, w, x.shape, *g.args) if need_x else None
-            dw = backward_weight(ctx.device, dy, x, w.shape, *g.args,
-                                 cols=ctx.cols) if need_w else None
-            return dx, dw, db, None
-        xp = _backend.xp_of(ctx.device)
-        one = g.group()
-        parts = [(xp.ascontiguousarray(dy[:, ks]), cs, ks) for cs, ks in _group_slices(g)]
-        dx = xp.concatenate([backward_data(ctx.device, dyg, w[ks], one.x_shape, *g.args)
-                             for dyg, cs, ks in parts], axis=1) if need_x else None
-        dw = xp.concatenate([backward_weight(ctx.device, dyg, xp.ascontiguousarray(x[:, cs]),
-                                             one.w_shape, *g.args)
-                             for dyg, cs, ks in parts], axis=0) if need_w else None
-        return (None if dx is None else xp.ascontiguousarray(dx),
-                None if dw is None else xp.ascontiguousarray(dw), db, None)
+        return _conv_grads(ctx, dy, x, w)
+
+
+class Conv2dReLU(Function):
+    """relu(conv2d(x, w, b)) fused (issue 18): forward is one conv launch with the ReLU epilogue,
+    backward is relu's mask (one launch) and then the conv gradients, so a training step saves
+    the activation's forward launch. Same values as Conv2d then relu (the epilogue may keep the
+    sign of a -0 that a separate relu turns into +0; values and gradients are equal)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, geom):
+        y = _conv_forward(ctx, x, w, b, geom, relu=True)
+        ctx.save_for_backward(x, w, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        from . import activation
+        x, w, y = ctx.saved_tensors
+        return _conv_grads(ctx, activation.backward(ctx.device, "relu", dy, y), x, w)
+
+
+def _conv_forward(ctx, x, w, b, geom, relu):
+    ctx.geom = geom
+    ctx.has_bias = b is not None
+    ctx.cols = None
+    xp = _backend.xp_of(ctx.device)
+    if geom.groups > 1:
+        ys = [forward(ctx.device, xp.ascontiguousarray(x[:, cs]), w[ks],
+                      None if b is None else b[ks], *geom.args, relu=relu)
+              for cs, ks in _group_slices(geom)]
+        return xp.ascontiguousarray(xp.concatenate(ys, axis=1))
+    if _backend.native(ctx.device) is None and ctx.needs_input_grad[1] and \
+            geom.C * geom.R * geom.S * geom.N * geom.P * geom.Q * x.itemsize <= KEEP_COLS_BYTES:
+        ctx.cols = _im2col(xp, x, geom.R, geom.S, *geom.args)[0]
+    return forward(ctx.device, x, w, b, *geom.args, relu=relu, cols=ctx.cols)
+
+
+def _conv_grads(ctx, dy, x, w):
+    g = ctx.geom
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    db = backward_bias(ctx.device, dy) if need_b and ctx.has_bias else None
+    if g.groups == 1:
+        dx = backward_data(ctx.device, dy, w, x.shape, *g.args) if need_x else None
+        dw = backward_weight(ctx.device, dy, x, w.shape, *g.args,
+                             cols=ctx.cols) if need_w else None
+        return dx, dw, db, None
+    xp = _backend.xp_of(ctx.device)
+    one = g.group()
+    parts = [(xp.ascontiguousarray(dy[:, ks]), cs, ks) for cs, ks in _group_slices(g)]
+    dx = xp.concatenate([backward_data(ctx.device, dyg, w[ks], one.x_shape, *g.args)
+                         for dyg, cs, ks in parts], axis=1) if need_x else None
+    dw = xp.concatenate([backward_weight(ctx.device, dyg, xp.ascontiguousarray(x[:, cs]),
+                                         one.w_shape, *g.args)
+                         for dyg, cs, ks in parts], axis=0) if need_w else None
+    return (None if dx is None else xp.ascontiguousarray(dx),
+            None if dw is None else xp.ascontiguousarray(dw), db, None)
+
+
+def conv2d_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                dilation=1) -> Tensor:
+    """relu(conv2d(input, weight, bias, ...)) as one fused Function (one forward launch, one
+    backward mask); nn.Sequential uses it for a Conv2d followed by a ReLU."""
+    return conv2d(input, weight, bias, stride, padding, dilation, _relu=True)
+
+
+def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """relu(linear(input, weight, bias)) fused as conv2d_relu of a 1x1 convolution."""
+    return linear(input, weight, bias, _relu=True)
 
 
 # ---- functional -----------------------------------------------------------------------------------
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-           dilation=1, groups: int = 1) -> Tensor:
+           dilation=1, groups: int = 1, _relu: bool = False) -> Tensor:
     """2-D cross-correlation of input (N, C, H, W) with weight (K, C / groups, R, S), plus bias
     (K,). padding: an int, a pair, (top, bottom, left, right), "valid" or "same" (Keras, any
-    stride). Zero filters raise (as PyTorch does); zero input channels give bias-only outputs."""
-    return _conv2d(input, weight, bias, stride, padding, dilation, groups)
+    stride). Zero filters raise (as PyTorch does); zero input channels give bias-only outputs.
+    ``_relu`` (internal; conv2d_relu, nn.Sequential) fuses a following ReLU."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, relu=_relu)
 
 
-def _conv2d(input, weight, bias, stride, padding, dilation, groups, allow_no_filters=False):
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, allow_no_filters=False,
+            relu=False):
     check_float_tensor(input, "conv2d", "input")
     check_float_tensor(weight, "conv2d", "weight")
     if bias is not None:
@@ -280,10 +321,11 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, allow_no_fil
     if len(devices) > 1:
         raise ValueError(f"conv2d: expected all tensors on the same device, got "
                          f"{sorted(devices)}")
-    return Conv2d.apply(input, weight, bias, geom)
+    return (Conv2dReLU if relu else Conv2d).apply(input, weight, bias, geom)
 
 
-def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None,
+           _relu: bool = False) -> Tensor:
     """input (*, F) @ weight (O, F)^T + bias (O,), run as a 1x1 convolution."""
     check_float_tensor(input, "linear", "input")
     check_float_tensor(weight, "linear", "weight")
@@ -302,7 +344,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     n = int(np.prod(lead)) if lead else 1
     F_, O = weight.shape[1], weight.shape[0]
     y = _conv2d(input.reshape(n, F_, 1, 1), weight.reshape(O, F_, 1, 1), bias, 1, 0, 1, 1,
-                allow_no_filters=True)
+                allow_no_filters=True, relu=_relu)
     return y.reshape(*lead, O)
 
 
