@@ -228,40 +228,50 @@ void check_targets(const Array& logits, const Array& target) {
   expect_cols_fit(logits.shape[1], "logits");
 }
 
-#if SIMT_HOST_EMULATION
-// Host memory: check the targets here too, so that even a direct call cannot index out of range.
-void check_target_range(const Array& target, int64_t cols, int64_t ignore_index) {
-  const int64_t* t = i64(target);
-  for (int64_t i = 0; i < target.size(); ++i)
-    if (t[i] != ignore_index && (t[i] < 0 || t[i] >= cols))
-      throw py::value_error("target[" + std::to_string(i) + "] = " + std::to_string(t[i]) +
-                            " is out of range for " + std::to_string(cols) +
-                            " classes (expected 0 <= target < " + std::to_string(cols) +
-                            " or target == ignore_index = " + std::to_string(ignore_index) + ")");
+// Targets are range-checked inside the kernel (it never reads out of bounds; the first bad row
+// goes to `status`), so no entry point reads device memory on the host.
+
+// The optional class weights (C,) and their sum (1,), both float32.
+const float* class_weight(py::object weight_, int64_t cols) {
+  if (weight_.is_none()) return nullptr;
+  Array w = in(weight_, "weight");
+  expect_dtype(w, "weight", "float32");
+  expect_shape(w, "weight", {cols}, "(one per class)");
+  return f32(w);
 }
-#else
-// Device memory: the Python layer checks the range (one reduction) before calling; the kernel
-// writes NaN rather than read out of bounds if a bad target slips through.
-void check_target_range(const Array&, int64_t, int64_t) {}
-#endif
+
+void check_smoothing(float smoothing) {
+  if (!(smoothing >= 0.0f && smoothing <= 1.0f))
+    throw py::value_error("label_smoothing must be in [0, 1], got " + std::to_string(smoothing));
+}
 
 void cross_entropy_forward(py::handle logits_, py::handle target_, py::handle loss_,
-                           py::handle lse_, int64_t ignore_index, std::uintptr_t stream) {
+                           py::handle lse_, py::handle wt_, py::handle status_,
+                           int64_t ignore_index, py::object weight_, float label_smoothing,
+                           std::uintptr_t stream) {
   Array x = in(logits_, "logits"), t = in(target_, "target");
-  Array loss = out(loss_, "loss"), lse = out(lse_, "lse");
+  Array loss = out(loss_, "loss"), lse = out(lse_, "lse"), wt = out(wt_, "wt");
+  Array status = out(status_, "status");
   check_targets(x, t);
   expect_dtype(loss, "loss", "float32");
   expect_dtype(lse, "lse", "float32");
+  expect_dtype(wt, "wt", "float32");
   expect_shape(loss, "loss", {x.shape[0]}, "(one per row of logits)");
   expect_shape(lse, "lse", {x.shape[0]}, "(one per row of logits)");
-  check_target_range(t, x.shape[1], ignore_index);
+  expect_shape(wt, "wt", {x.shape[0]}, "(one per row of logits)");
+  expect_dtype(status, "status", "int64");
+  expect_shape(status, "status", {1}, "(the first bad row, filled with INT64_MAX by the caller)");
+  const float* weight = class_weight(weight_, x.shape[1]);
+  check_smoothing(label_smoothing);
   py::gil_scoped_release release;
-  cucnn::cross_entropy_forward(f32(loss), f32(lse), f32(x), i64(t), x.shape[0],
-                               static_cast<int>(x.shape[1]), ignore_index, as_stream(stream));
+  cucnn::cross_entropy_forward(f32(loss), f32(lse), f32(wt), i64(status), f32(x), i64(t), weight,
+                               x.shape[0], static_cast<int>(x.shape[1]), ignore_index,
+                               label_smoothing, as_stream(stream));
 }
 
 void cross_entropy_backward(py::handle logits_, py::handle target_, py::handle lse_,
                             py::handle dloss_, py::handle dx_, int64_t ignore_index,
+                            py::object weight_, py::object weight_sum_, float label_smoothing,
                             std::uintptr_t stream) {
   Array x = in(logits_, "logits"), t = in(target_, "target"), lse = in(lse_, "lse");
   Array dloss = in(dloss_, "dloss"), dx = out(dx_, "dx");
@@ -272,10 +282,21 @@ void cross_entropy_backward(py::handle logits_, py::handle target_, py::handle l
   expect_shape(lse, "lse", {x.shape[0]}, "(one per row of logits)");
   expect_shape(dloss, "dloss", {x.shape[0]}, "(one per row of logits)");
   expect_shape(dx, "dx", x.shape, "(the shape of logits)");
-  check_target_range(t, x.shape[1], ignore_index);
+  const float* weight = class_weight(weight_, x.shape[1]);
+  const float* wsum = nullptr;
+  if (weight && weight_sum_.is_none())
+    throw py::value_error("weight_sum (1,) is required with weight");
+  if (weight) {
+    Array ws = in(weight_sum_, "weight_sum");
+    expect_dtype(ws, "weight_sum", "float32");
+    expect_shape(ws, "weight_sum", {1}, "(the sum of weight)");
+    wsum = f32(ws);
+  }
+  check_smoothing(label_smoothing);
   py::gil_scoped_release release;
-  cucnn::cross_entropy_backward(f32(dx), f32(x), i64(t), f32(lse), f32(dloss), x.shape[0],
-                                static_cast<int>(x.shape[1]), ignore_index, as_stream(stream));
+  cucnn::cross_entropy_backward(f32(dx), f32(x), i64(t), f32(lse), f32(dloss), weight, wsum,
+                                x.shape[0], static_cast<int>(x.shape[1]), ignore_index,
+                                label_smoothing, as_stream(stream));
 }
 
 // ---- conv2d ---------------------------------------------------------------------------------------
@@ -550,11 +571,16 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
         py::arg("log"), py::arg("version") = 1, py::arg("stream") = 0,
         "dx from the forward output y and incoming gradient dy");
   m.def("cross_entropy_forward", &cross_entropy_forward, py::arg("logits"), py::arg("target"),
-        py::arg("loss"), py::arg("lse"), py::arg("ignore_index"), py::arg("stream") = 0,
-        "per-row loss = logsumexp(logits) - logits[target] (0 for ignore_index) and logsumexp");
+        py::arg("loss"), py::arg("lse"), py::arg("wt"), py::arg("status"),
+        py::arg("ignore_index"), py::arg("weight") = py::none(),
+        py::arg("label_smoothing") = 0.0f, py::arg("stream") = 0,
+        "per-row loss (class weights, label smoothing), logsumexp and target weight wt; "
+        "status[0] = min(status[0], first row with a bad target)");
   m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("logits"), py::arg("target"),
         py::arg("lse"), py::arg("dloss"), py::arg("dx"), py::arg("ignore_index"),
-        py::arg("stream") = 0, "dx = (softmax(logits) - onehot(target)) * dloss[:, None]");
+        py::arg("weight") = py::none(), py::arg("weight_sum") = py::none(),
+        py::arg("label_smoothing") = 0.0f, py::arg("stream") = 0,
+        "dx of the per-row loss times dloss[:, None]");
 
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
         py::arg("y"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),

@@ -1,8 +1,10 @@
 """Layers, containers and losses (PyTorch's ``torch.nn`` names and semantics)."""
 from .layers import (AvgPool2d, Conv2d, CrossEntropyLoss, Dropout, Flatten, LeakyReLU, Linear,
                      MaxPool2d, MSELoss, ReLU, Sigmoid, Softmax, Tanh)
+from .layers import BCEWithLogitsLoss, NLLLoss, ZeroPad2d
 from .module import IncompatibleKeys, Module, Parameter, Sequential
 
 __all__ = ["Module", "Parameter", "Sequential", "IncompatibleKeys", "Conv2d", "Linear",
            "MaxPool2d", "AvgPool2d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Flatten",
            "Dropout", "CrossEntropyLoss", "MSELoss"]
+__all__ += ["NLLLoss", "BCEWithLogitsLoss", "ZeroPad2d"]
