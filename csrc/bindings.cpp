@@ -22,6 +22,7 @@
 #include "kernels/activation.cuh"
 #include "kernels/conv2d.cuh"
 #include "kernels/cross_entropy.cuh"
+#include "kernels/depthwise_conv2d.cuh"
 #include "kernels/pool2d.cuh"
 #include "kernels/softmax.cuh"
 #include "simt.h"
@@ -436,6 +437,87 @@ void conv2d_backward_bias(py::handle dy_, py::handle db_, std::uintptr_t stream)
   cucnn::conv2d_backward_bias(f32(db), f32(dy), s, as_stream(stream));
 }
 
+// ---- depthwise conv2d (groups == C) ----------------------------------------------------------------
+
+// x (N, C, H, W), w (C*M, 1, R, S): the ConvShape of conv_shape with K = C*M.
+cucnn::ConvShape depthwise_shape(const std::vector<int64_t>& xs, const std::vector<int64_t>& ws,
+                                 Pair stride, Pads pads, Pair dilation) {
+  if (xs.size() != 4)
+    throw py::value_error("x must be 4-D (N, C, H, W), got shape " + shape_str(xs));
+  if (ws.size() != 4 || ws[1] != 1)
+    throw py::value_error("depthwise weight must be 4-D (C * multiplier, 1, R, S), got shape " +
+                          shape_str(ws));
+  if (xs[1] < 1 || ws[0] % xs[1])
+    throw py::value_error("depthwise weight's " + std::to_string(ws[0]) +
+                          " filters must be a multiple of the input's " + std::to_string(xs[1]) +
+                          " channels (input shape " + shape_str(xs) + ")");
+  return conv_shape(xs, {ws[0], xs[1], ws[2], ws[3]}, stride, pads, dilation);
+}
+
+void depthwise_conv2d_forward(py::handle x_, py::handle w_, py::object bias_, py::handle y_,
+                              Pair stride, Pads pads, Pair dilation, int version,
+                              std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array x = in(x_, "x"), w = in(w_, "weight"), y = out(y_, "y");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(w, "weight", "float32");
+  expect_dtype(y, "y", "float32");
+  const auto s = depthwise_shape(x.shape, w.shape, stride, pads, dilation);
+  expect_shape(y, "y", out_shape(s), "(N, K, P, Q)");
+  const float* bias = nullptr;
+  if (!bias_.is_none()) {
+    Array b = in(bias_, "bias");
+    expect_dtype(b, "bias", "float32");
+    expect_shape(b, "bias", {s.K}, "(one per filter)");
+    bias = f32(b);
+  }
+  py::gil_scoped_release release;
+  cucnn::depthwise_conv2d_forward(f32(y), f32(x), f32(w), bias, s, version, as_stream(stream));
+}
+
+void depthwise_conv2d_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair stride,
+                                    Pads pads, Pair dilation, int version, std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array dy = in(dy_, "dy"), w = in(w_, "weight"), dx = out(dx_, "dx");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(w, "weight", "float32");
+  expect_dtype(dx, "dx", "float32");
+  const auto s = depthwise_shape(dx.shape, w.shape, stride, pads, dilation);
+  expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  py::gil_scoped_release release;
+  cucnn::depthwise_conv2d_backward_data(f32(dx), f32(dy), f32(w), s, version, as_stream(stream));
+}
+
+void depthwise_conv2d_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, Pair stride,
+                                      Pads pads, Pair dilation, int version,
+                                      std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array dy = in(dy_, "dy"), x = in(x_, "x"), dw = out(dw_, "dw");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(dw, "dw", "float32");
+  const auto s = depthwise_shape(x.shape, dw.shape, stride, pads, dilation);
+  expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  py::gil_scoped_release release;
+  cucnn::depthwise_conv2d_backward_weight(f32(dw), f32(dy), f32(x), s, version,
+                                          as_stream(stream));
+}
+
+void bind_depthwise_conv2d(py::module_& m) {
+  m.def("depthwise_conv2d_forward", &depthwise_conv2d_forward, py::arg("x"), py::arg("weight"),
+        py::arg("bias"), py::arg("y"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("version") = 1, py::arg("stream") = 0,
+        "y = depthwise conv2d(x, weight (C*M, 1, R, S)) + bias; padding (top, bottom, left, right)");
+  m.def("depthwise_conv2d_backward_data", &depthwise_conv2d_backward_data, py::arg("dy"),
+        py::arg("weight"), py::arg("dx"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("version") = 1, py::arg("stream") = 0,
+        "dx of depthwise conv2d");
+  m.def("depthwise_conv2d_backward_weight", &depthwise_conv2d_backward_weight, py::arg("dy"),
+        py::arg("x"), py::arg("dw"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("version") = 1, py::arg("stream") = 0,
+        "dw of depthwise conv2d (fixed-order block reductions, no atomics)");
+}
+
 // ---- pooling --------------------------------------------------------------------------------------
 
 // The geometry of pooling x (N, C, H, W) to (P, Q), every argument checked: the Python layer
@@ -598,6 +680,8 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
         "dw of conv2d (split-K into workspace, then a fixed-order reduction)");
   m.def("conv2d_backward_bias", &conv2d_backward_bias, py::arg("dy"), py::arg("db"),
         py::arg("stream") = 0, "db[k] = sum of dy[:, k]");
+
+  bind_depthwise_conv2d(m);
 
   m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("y"),
         py::arg("indices"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
