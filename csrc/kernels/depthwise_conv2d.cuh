@@ -10,13 +10,14 @@
 //
 // Versions
 //   0  direct: one thread per output / input-gradient / weight element (the reference).
-//   1  forward: one block per (n, k, output tile TQ wide and TY*RPT tall); the input tile with its
-//      halo is staged in shared memory once (coalesced along W, zeros for padding), each thread
-//      keeps RPT vertically adjacent outputs in registers and, for 3x3, the 9 weights in registers
+//   1  forward: one block per (n, k, output tile TQ wide and TY*RPT tall, RPT = 4); the input
+//      tile with its halo is staged in shared memory once (coalesced along W, zeros for padding),
+//      each thread keeps RPT vertically adjacent outputs in registers and, for 3x3, the 9 weights in registers
 //      (a template for R = S = 3; other sizes read the weights from shared memory). TQ = 8/16/32
 //      follows Q so that 7x7 and 14x14 planes do not run mostly idle 32-wide tiles.
 //      dgrad: the same tiling on dx with the filter taps flipped: each thread gathers its RPT input
-//      gradients from a shared dy tile per output channel m of the group.
+//      gradients from a shared dy tile per output channel m of the group (a stride-1 instance
+//      without the divisibility tests and divisions that strided dgrad needs).
 //      wgrad: one block per filter k, threads stride over (n, p, q) in a fixed order keeping the
 //      R*S partial sums in registers (3x3) or one tap at a time (other sizes), then a fixed-tree
 //      block reduction per tap: deterministic, no atomics.
@@ -32,7 +33,7 @@
 namespace cucnn {
 
 constexpr int kDwThreads = 128;  // threads per forward/dgrad block (TQ x TY)
-constexpr int kDwRows = 2;       // RPT: outputs per thread, vertically adjacent
+constexpr int kDwRows = 4;       // RPT: outputs per thread, vertically adjacent
 constexpr int kDwWgradBlock = 256;
 constexpr int kDwMaxShared = 48 * 1024;  // beyond it (huge dilation/stride) version 0 runs
 
@@ -143,16 +144,19 @@ __global__ void __launch_bounds__(kDwThreads)
   const float* xp = x + (n * s.C + c) * static_cast<int64_t>(s.H) * s.W;
   float* ws = smem + span_h * span_w;
   // Stage the tile: consecutive threads read consecutive columns (coalesced); padding is zero.
-  const int tid = ty * TQ + tx, nthreads = TY * TQ;
-  for (int i = tid; i < span_h * span_w; i += nthreads) {
-    const int rr = i / span_w, cc = i - rr * span_w;
-    const int h = h0 + rr, ww = w0 + cc;
-    smem[i] = (h >= 0 && h < s.H && ww >= 0 && ww < s.W) ? xp[static_cast<int64_t>(h) * s.W + ww]
-                                                         : 0.0f;
+  // Rows by threadIdx.y, columns by threadIdx.x: no division per element.
+  for (int rr = ty; rr < span_h; rr += TY) {
+    const int h = h0 + rr;
+    const bool row_in = h >= 0 && h < s.H;
+    const float* xrow = xp + static_cast<int64_t>(h) * s.W;
+    for (int cc = tx; cc < span_w; cc += TQ) {
+      const int ww = w0 + cc;
+      smem[rr * span_w + cc] = row_in && ww >= 0 && ww < s.W ? xrow[ww] : 0.0f;
+    }
   }
   const float* wk = w + static_cast<int64_t>(k) * R * S;
   if (!KR)
-    for (int i = tid; i < R * S; i += nthreads) ws[i] = wk[i];
+    for (int i = ty * TQ + tx; i < R * S; i += TY * TQ) ws[i] = wk[i];
   __syncthreads();  // tile and weights complete
   float acc[kDwRows];
   const float b = bias ? bias[k] : 0.0f;
@@ -193,7 +197,7 @@ __global__ void __launch_bounds__(kDwThreads)
 // and columns the tile's taps can reach are staged in shared memory (zeros outside dy); a tap
 // contributes where (h + pt - r*dh) is a multiple of the stride. Dynamic shared memory: the dy
 // tile, dspan_h x dspan_w floats.
-template <int TQ>
+template <int TQ, bool S1>
 __global__ void __launch_bounds__(kDwThreads)
     depthwise_conv2d_dgrad_kernel(float* __restrict__ dx, const float* __restrict__ dy,
                                   const float* __restrict__ w, ConvShape s, int tiles_w) {
@@ -215,7 +219,6 @@ __global__ void __launch_bounds__(kDwThreads)
   const int p_hi = (hr0 + TY * kDwRows - 1 + s.pt) / s.sh;
   const int q_hi = (wc0 + TQ - 1 + s.pl) / s.sw;
   const int dspan_h = p_hi - p_lo + 1, dspan_w = q_hi - q_lo + 1;
-  const int tid = ty * TQ + tx, nthreads = TY * TQ;
   float acc[kDwRows];
 #pragma unroll
   for (int j = 0; j < kDwRows; ++j) acc[j] = 0.0f;
@@ -224,25 +227,28 @@ __global__ void __launch_bounds__(kDwThreads)
     const int k = c * M + m;
     const float* dyp = dy + (n * s.K + k) * static_cast<int64_t>(s.P) * s.Q;
     if (m) __syncthreads();  // everyone is done with the previous channel's tile
-    for (int i = tid; i < dspan_h * dspan_w; i += nthreads) {
-      const int rr = i / dspan_w, cc = i - rr * dspan_w;
-      const int p = p_lo + rr, q = q_lo + cc;
-      smem[i] = (p >= 0 && p < s.P && q >= 0 && q < s.Q) ? dyp[static_cast<int64_t>(p) * s.Q + q]
-                                                         : 0.0f;
+    for (int rr = ty; rr < dspan_h; rr += TY) {
+      const int p = p_lo + rr;
+      const bool row_in = p >= 0 && p < s.P;
+      const float* dyrow = dyp + static_cast<int64_t>(p) * s.Q;
+      for (int cc = tx; cc < dspan_w; cc += TQ) {
+        const int q = q_lo + cc;
+        smem[rr * dspan_w + cc] = row_in && q >= 0 && q < s.Q ? dyrow[q] : 0.0f;
+      }
     }
     __syncthreads();  // tile complete
     const float* wk = w + static_cast<int64_t>(k) * s.R * s.S;
     for (int r = 0; r < s.R; ++r)
       for (int t = 0; t < s.S; ++t) {
         const int wq = iw + s.pl - t * s.dw;  // q * sw for the tap, if divisible
-        if (wq < 0 || wq % s.sw) continue;
-        const int cc = wq / s.sw - q_lo;
+        if (wq < 0 || (!S1 && wq % s.sw)) continue;
+        const int cc = (S1 ? wq : wq / s.sw) - q_lo;
         const float wv = __ldg(wk + r * s.S + t);
 #pragma unroll
         for (int j = 0; j < kDwRows; ++j) {
           const int hp = hr0 + ty * kDwRows + j + s.pt - r * s.dh;
-          if (hp < 0 || hp % s.sh) continue;
-          const int rr = hp / s.sh - p_lo;
+          if (hp < 0 || (!S1 && hp % s.sh)) continue;
+          const int rr = (S1 ? hp : hp / s.sh) - p_lo;
           if (rr < dspan_h && cc < dspan_w) acc[j] += wv * smem[rr * dspan_w + cc];
         }
       }
@@ -363,14 +369,16 @@ inline void depthwise_conv2d_backward_data(float* dx, const float* dy, const flo
   const dim3 grid(static_cast<unsigned>(static_cast<int64_t>(s.N) * s.C * tiles_w),
                   static_cast<unsigned>(simt::ceil_div<int64_t>(s.H, ty * kDwRows)));
   const dim3 block(static_cast<unsigned>(tq), static_cast<unsigned>(ty));
-  if (tq == 8)
-    simt::launch(depthwise_conv2d_dgrad_kernel<8>, grid, block, smem, stream, dx, dy, w, s, tiles_w);
-  else if (tq == 16)
-    simt::launch(depthwise_conv2d_dgrad_kernel<16>, grid, block, smem, stream, dx, dy, w, s,
-                 tiles_w);
-  else
-    simt::launch(depthwise_conv2d_dgrad_kernel<32>, grid, block, smem, stream, dx, dy, w, s,
-                 tiles_w);
+  const bool s1 = s.sh == 1 && s.sw == 1;  // no divisibility tests, no divisions
+#define CUCNN_DW_DGRAD(TQ)                                                                        \
+  (s1 ? simt::launch(depthwise_conv2d_dgrad_kernel<TQ, true>, grid, block, smem, stream, dx, dy,  \
+                     w, s, tiles_w)                                                               \
+      : simt::launch(depthwise_conv2d_dgrad_kernel<TQ, false>, grid, block, smem, stream, dx, dy, \
+                     w, s, tiles_w))
+  if (tq == 8) CUCNN_DW_DGRAD(8);
+  else if (tq == 16) CUCNN_DW_DGRAD(16);
+  else CUCNN_DW_DGRAD(32);
+#undef CUCNN_DW_DGRAD
 }
 
 // dw of the depthwise convolution (deterministic: fixed-order block reductions, no atomics).
