@@ -238,20 +238,26 @@ __global__ void __launch_bounds__(kDwThreads)
     }
     __syncthreads();  // tile complete
     const float* wk = w + static_cast<int64_t>(k) * s.R * s.S;
-    for (int r = 0; r < s.R; ++r)
+    for (int r = 0; r < s.R; ++r) {
+      // The tile row each of the thread's RPT rows reads through tap row r, or -1 where
+      // h + pt - r*dh is negative or not a multiple of the stride. Rows and columns the bounds
+      // p_lo..p_hi, q_lo..q_hi admit are inside the tile by construction.
+      int roff[kDwRows];
+#pragma unroll
+      for (int j = 0; j < kDwRows; ++j) {
+        const int hp = hr0 + ty * kDwRows + j + s.pt - r * s.dh;
+        roff[j] = hp < 0 || (!S1 && hp % s.sh) ? -1 : ((S1 ? hp : hp / s.sh) - p_lo) * dspan_w;
+      }
       for (int t = 0; t < s.S; ++t) {
         const int wq = iw + s.pl - t * s.dw;  // q * sw for the tap, if divisible
         if (wq < 0 || (!S1 && wq % s.sw)) continue;
         const int cc = (S1 ? wq : wq / s.sw) - q_lo;
         const float wv = __ldg(wk + r * s.S + t);
 #pragma unroll
-        for (int j = 0; j < kDwRows; ++j) {
-          const int hp = hr0 + ty * kDwRows + j + s.pt - r * s.dh;
-          if (hp < 0 || (!S1 && hp % s.sh)) continue;
-          const int rr = (S1 ? hp : hp / s.sh) - p_lo;
-          if (rr < dspan_h && cc < dspan_w) acc[j] += wv * smem[rr * dspan_w + cc];
-        }
+        for (int j = 0; j < kDwRows; ++j)
+          if (roff[j] >= 0) acc[j] += wv * smem[roff[j] + cc];
       }
+    }
   }
   float* dxp = dx + plane * static_cast<int64_t>(s.H) * s.W;
 #pragma unroll
