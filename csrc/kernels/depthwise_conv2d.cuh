@@ -18,9 +18,9 @@
 //      dgrad: the same tiling on dx with the filter taps flipped: each thread gathers its RPT input
 //      gradients from a shared dy tile per output channel m of the group (a stride-1 instance
 //      without the divisibility tests and divisions that strided dgrad needs).
-//      wgrad: one block per filter k, threads stride over (n, p, q) in a fixed order keeping the
-//      R*S partial sums in registers (3x3) or one tap at a time (other sizes), then a fixed-tree
-//      block reduction per tap: deterministic, no atomics.
+//      wgrad: one block per filter k, warps over output rows and lanes over columns of each image
+//      in a fixed order, keeping the R*S partial sums in registers (3x3) or one tap at a time
+//      (other sizes), then a fixed-tree block reduction per tap: deterministic, no atomics.
 // Geometry travels in ConvShape (conv2d.cuh) with K = C * M and the weight's channel dim 1.
 #pragma once
 
@@ -267,9 +267,11 @@ __global__ void __launch_bounds__(kDwThreads)
   }
 }
 
-// dw is (K, 1, R, S); one block per filter k. Each thread walks (n, p, q) with a block stride in
-// a fixed order, holding the R*S partial sums in registers (KR x KS known) or one tap per pass;
-// then one fixed-tree block reduction per tap. Dynamic shared memory: 33 floats.
+// dw is (K, 1, R, S); one block per filter k. Warp w of the block takes output rows p = w, w + 8,
+// ..., lane l columns q = l, l + 32, ... of every image n in turn (no division per element; row
+// bounds checked once per row, column bounds once per column), holding the R*S partial sums in
+// registers (KR x KS known) or one tap per pass; then one fixed-tree block reduction per tap. The
+// order of every addition is fixed: deterministic, no atomics. Dynamic shared memory: 33 floats.
 template <int KR, int KS>
 __global__ void __launch_bounds__(kDwWgradBlock)
     depthwise_conv2d_wgrad_kernel(float* __restrict__ dw, const float* __restrict__ dy,
@@ -277,27 +279,30 @@ __global__ void __launch_bounds__(kDwWgradBlock)
   SIMT_DYNAMIC_SHARED(float, smem);
   const int k = static_cast<int>(blockIdx.x);
   const int c = k / (s.K / s.C);
-  const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
-  const int64_t total = pq * s.N;
+  const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
+  const int warps = static_cast<int>(blockDim.x / 32);
+  const int64_t pq = static_cast<int64_t>(s.P) * s.Q, hw = static_cast<int64_t>(s.H) * s.W;
   constexpr int kTaps = KR ? KR * KS : 1;
   const int taps = KR ? kTaps : s.R * s.S;
   for (int tap0 = 0; tap0 < taps; tap0 += kTaps) {
     float acc[kTaps];
 #pragma unroll
     for (int i = 0; i < kTaps; ++i) acc[i] = 0.0f;
-    for (int64_t i = threadIdx.x; i < total; i += blockDim.x) {
-      const int64_t n = i / pq;
-      const int j = static_cast<int>(i - n * pq);
-      const int p = j / s.Q, q = j - p * s.Q;
-      const float g = dy[(n * s.K + k) * pq + j];
-      const float* xp = x + (n * s.C + c) * static_cast<int64_t>(s.H) * s.W;
+    for (int64_t n = 0; n < s.N; ++n) {
+      const float* dyp = dy + (n * s.K + k) * pq;
+      const float* xp = x + (n * s.C + c) * hw;
+      for (int p = warp; p < s.P; p += warps) {
+        for (int q = lane; q < s.Q; q += 32) {
+          const float g = dyp[static_cast<int64_t>(p) * s.Q + q];
 #pragma unroll
-      for (int u = 0; u < kTaps; ++u) {
-        const int tap = tap0 + u;
-        const int r = KR ? u / KS : tap / s.S, t = KR ? u % KS : tap % s.S;
-        const int ih = p * s.sh - s.pt + r * s.dh, iw = q * s.sw - s.pl + t * s.dw;
-        if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
-          acc[u] += g * xp[static_cast<int64_t>(ih) * s.W + iw];
+          for (int u = 0; u < kTaps; ++u) {
+            const int tap = tap0 + u;
+            const int r = KR ? u / KS : tap / s.S, t = KR ? u % KS : tap % s.S;
+            const int ih = p * s.sh - s.pt + r * s.dh, iw = q * s.sw - s.pl + t * s.dw;
+            if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+              acc[u] += g * xp[static_cast<int64_t>(ih) * s.W + iw];
+          }
+        }
       }
     }
 #pragma unroll
