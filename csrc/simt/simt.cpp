@@ -63,6 +63,7 @@ extern "C" {
 void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old,
                                      size_t* size_old);
+void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
 }
 #endif
 // Under ThreadSanitizer every simulated thread is a TSan fiber, and switching between fibers does
@@ -217,7 +218,14 @@ struct Worker {
   std::string error_text;
 
   ~Worker() {
-    for (auto& s : stacks) munmap(s.base, s.size);
+    for (auto& s : stacks) {
+#if SIMT_ASAN
+      // Frames of kernels with local arrays left redzones poisoned on this stack; munmap does not
+      // clear ASan's shadow, so memory mapped here later (Python's arenas) would read as a stack.
+      __asan_unpoison_memory_region(s.base, s.size);
+#endif
+      munmap(s.base, s.size);
+    }
 #if SIMT_TSAN
     for (auto& f : fibers)
       if (f.tsan_fiber) __tsan_destroy_fiber(f.tsan_fiber);
