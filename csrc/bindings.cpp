@@ -26,6 +26,7 @@
 #include "kernels/conv2d.cuh"
 #include "kernels/conv2d_tc.cuh"
 #include "kernels/cross_entropy.cuh"
+#include "kernels/depthwise_conv2d.cuh"
 #include "kernels/pool2d.cuh"
 #include "kernels/softmax.cuh"
 #include "simt.h"
@@ -356,40 +357,50 @@ void check_targets(const Array& logits, const Array& target) {
   expect_cols_fit(logits.shape[1], "logits");
 }
 
-#if SIMT_HOST_EMULATION
-// Host memory: check the targets here too, so that even a direct call cannot index out of range.
-void check_target_range(const Array& target, int64_t cols, int64_t ignore_index) {
-  const int64_t* t = i64(target);
-  for (int64_t i = 0; i < target.size(); ++i)
-    if (t[i] != ignore_index && (t[i] < 0 || t[i] >= cols))
-      throw py::value_error("target[" + std::to_string(i) + "] = " + std::to_string(t[i]) +
-                            " is out of range for " + std::to_string(cols) +
-                            " classes (expected 0 <= target < " + std::to_string(cols) +
-                            " or target == ignore_index = " + std::to_string(ignore_index) + ")");
+// Targets are range-checked inside the kernel (it never reads out of bounds; the first bad row
+// goes to `status`), so no entry point reads device memory on the host.
+
+// The optional class weights (C,) and their sum (1,), both float32.
+const float* class_weight(py::object weight_, int64_t cols) {
+  if (weight_.is_none()) return nullptr;
+  Array w = in(weight_, "weight");
+  expect_dtype(w, "weight", "float32");
+  expect_shape(w, "weight", {cols}, "(one per class)");
+  return f32(w);
 }
-#else
-// Device memory: the Python layer checks the range (one reduction) before calling; the kernel
-// writes NaN rather than read out of bounds if a bad target slips through.
-void check_target_range(const Array&, int64_t, int64_t) {}
-#endif
+
+void check_smoothing(float smoothing) {
+  if (!(smoothing >= 0.0f && smoothing <= 1.0f))
+    throw py::value_error("label_smoothing must be in [0, 1], got " + std::to_string(smoothing));
+}
 
 void cross_entropy_forward(py::handle logits_, py::handle target_, py::handle loss_,
-                           py::handle lse_, int64_t ignore_index, std::uintptr_t stream) {
+                           py::handle lse_, py::handle wt_, py::handle status_,
+                           int64_t ignore_index, py::object weight_, float label_smoothing,
+                           std::uintptr_t stream) {
   Array x = in(logits_, "logits"), t = in(target_, "target");
-  Array loss = out(loss_, "loss"), lse = out(lse_, "lse");
+  Array loss = out(loss_, "loss"), lse = out(lse_, "lse"), wt = out(wt_, "wt");
+  Array status = out(status_, "status");
   check_targets(x, t);
   expect_dtype(loss, "loss", "float32");
   expect_dtype(lse, "lse", "float32");
+  expect_dtype(wt, "wt", "float32");
   expect_shape(loss, "loss", {x.shape[0]}, "(one per row of logits)");
   expect_shape(lse, "lse", {x.shape[0]}, "(one per row of logits)");
-  check_target_range(t, x.shape[1], ignore_index);
+  expect_shape(wt, "wt", {x.shape[0]}, "(one per row of logits)");
+  expect_dtype(status, "status", "int64");
+  expect_shape(status, "status", {1}, "(the first bad row, filled with INT64_MAX by the caller)");
+  const float* weight = class_weight(weight_, x.shape[1]);
+  check_smoothing(label_smoothing);
   py::gil_scoped_release release;
-  cucnn::cross_entropy_forward(f32(loss), f32(lse), f32(x), i64(t), x.shape[0],
-                               static_cast<int>(x.shape[1]), ignore_index, as_stream(stream));
+  cucnn::cross_entropy_forward(f32(loss), f32(lse), f32(wt), i64(status), f32(x), i64(t), weight,
+                               x.shape[0], static_cast<int>(x.shape[1]), ignore_index,
+                               label_smoothing, as_stream(stream));
 }
 
 void cross_entropy_backward(py::handle logits_, py::handle target_, py::handle lse_,
                             py::handle dloss_, py::handle dx_, int64_t ignore_index,
+                            py::object weight_, py::object weight_sum_, float label_smoothing,
                             std::uintptr_t stream) {
   Array x = in(logits_, "logits"), t = in(target_, "target"), lse = in(lse_, "lse");
   Array dloss = in(dloss_, "dloss"), dx = out(dx_, "dx");
@@ -400,10 +411,21 @@ void cross_entropy_backward(py::handle logits_, py::handle target_, py::handle l
   expect_shape(lse, "lse", {x.shape[0]}, "(one per row of logits)");
   expect_shape(dloss, "dloss", {x.shape[0]}, "(one per row of logits)");
   expect_shape(dx, "dx", x.shape, "(the shape of logits)");
-  check_target_range(t, x.shape[1], ignore_index);
+  const float* weight = class_weight(weight_, x.shape[1]);
+  const float* wsum = nullptr;
+  if (weight && weight_sum_.is_none())
+    throw py::value_error("weight_sum (1,) is required with weight");
+  if (weight) {
+    Array ws = in(weight_sum_, "weight_sum");
+    expect_dtype(ws, "weight_sum", "float32");
+    expect_shape(ws, "weight_sum", {1}, "(the sum of weight)");
+    wsum = f32(ws);
+  }
+  check_smoothing(label_smoothing);
   py::gil_scoped_release release;
-  cucnn::cross_entropy_backward(f32(dx), f32(x), i64(t), f32(lse), f32(dloss), x.shape[0],
-                                static_cast<int>(x.shape[1]), ignore_index, as_stream(stream));
+  cucnn::cross_entropy_backward(f32(dx), f32(x), i64(t), f32(lse), f32(dloss), weight, wsum,
+                                x.shape[0], static_cast<int>(x.shape[1]), ignore_index,
+                                label_smoothing, as_stream(stream));
 }
 
 // ---- conv2d -------------------------------------------------------------------------------------
@@ -703,6 +725,87 @@ void bind_conv2d_tc(py::module_& m) {
         py::arg("dw"), py::arg("workspace"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("stream") = 0,
         "conv2d_backward_weight on TF32 tensor cores (split-K, fixed-order reduction)");
+}
+
+// ---- depthwise conv2d (groups == C) ----------------------------------------------------------------
+
+// x (N, C, H, W), w (C*M, 1, R, S): the ConvShape of conv_shape with K = C*M.
+cucnn::ConvShape depthwise_shape(const std::vector<int64_t>& xs, const std::vector<int64_t>& ws,
+                                 Pair stride, Pads pads, Pair dilation) {
+  if (xs.size() != 4)
+    throw py::value_error("x must be 4-D (N, C, H, W), got shape " + shape_str(xs));
+  if (ws.size() != 4 || ws[1] != 1)
+    throw py::value_error("depthwise weight must be 4-D (C * multiplier, 1, R, S), got shape " +
+                          shape_str(ws));
+  if (xs[1] < 1 || ws[0] % xs[1])
+    throw py::value_error("depthwise weight's " + std::to_string(ws[0]) +
+                          " filters must be a multiple of the input's " + std::to_string(xs[1]) +
+                          " channels (input shape " + shape_str(xs) + ")");
+  return conv_shape(xs, {ws[0], xs[1], ws[2], ws[3]}, stride, pads, dilation);
+}
+
+void depthwise_conv2d_forward(py::handle x_, py::handle w_, py::object bias_, py::handle y_,
+                              Pair stride, Pads pads, Pair dilation, int version,
+                              std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array x = in(x_, "x"), w = in(w_, "weight"), y = out(y_, "y");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(w, "weight", "float32");
+  expect_dtype(y, "y", "float32");
+  const auto s = depthwise_shape(x.shape, w.shape, stride, pads, dilation);
+  expect_shape(y, "y", out_shape(s), "(N, K, P, Q)");
+  const float* bias = nullptr;
+  if (!bias_.is_none()) {
+    Array b = in(bias_, "bias");
+    expect_dtype(b, "bias", "float32");
+    expect_shape(b, "bias", {s.K}, "(one per filter)");
+    bias = f32(b);
+  }
+  py::gil_scoped_release release;
+  cucnn::depthwise_conv2d_forward(f32(y), f32(x), f32(w), bias, s, version, as_stream(stream));
+}
+
+void depthwise_conv2d_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair stride,
+                                    Pads pads, Pair dilation, int version, std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array dy = in(dy_, "dy"), w = in(w_, "weight"), dx = out(dx_, "dx");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(w, "weight", "float32");
+  expect_dtype(dx, "dx", "float32");
+  const auto s = depthwise_shape(dx.shape, w.shape, stride, pads, dilation);
+  expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  py::gil_scoped_release release;
+  cucnn::depthwise_conv2d_backward_data(f32(dx), f32(dy), f32(w), s, version, as_stream(stream));
+}
+
+void depthwise_conv2d_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, Pair stride,
+                                      Pads pads, Pair dilation, int version,
+                                      std::uintptr_t stream) {
+  expect_version(version, 1);
+  Array dy = in(dy_, "dy"), x = in(x_, "x"), dw = out(dw_, "dw");
+  expect_dtype(dy, "dy", "float32");
+  expect_dtype(x, "x", "float32");
+  expect_dtype(dw, "dw", "float32");
+  const auto s = depthwise_shape(x.shape, dw.shape, stride, pads, dilation);
+  expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
+  py::gil_scoped_release release;
+  cucnn::depthwise_conv2d_backward_weight(f32(dw), f32(dy), f32(x), s, version,
+                                          as_stream(stream));
+}
+
+void bind_depthwise_conv2d(py::module_& m) {
+  m.def("depthwise_conv2d_forward", &depthwise_conv2d_forward, py::arg("x"), py::arg("weight"),
+        py::arg("bias"), py::arg("y"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("version") = 1, py::arg("stream") = 0,
+        "y = depthwise conv2d(x, weight (C*M, 1, R, S)) + bias; padding (top, bottom, left, right)");
+  m.def("depthwise_conv2d_backward_data", &depthwise_conv2d_backward_data, py::arg("dy"),
+        py::arg("weight"), py::arg("dx"), py::arg("stride"), py::arg("padding"),
+        py::arg("dilation"), py::arg("version") = 1, py::arg("stream") = 0,
+        "dx of depthwise conv2d");
+  m.def("depthwise_conv2d_backward_weight", &depthwise_conv2d_backward_weight, py::arg("dy"),
+        py::arg("x"), py::arg("dw"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        py::arg("version") = 1, py::arg("stream") = 0,
+        "dw of depthwise conv2d (fixed-order block reductions, no atomics)");
 }
 
 // ---- pooling ------------------------------------------------------------------------------------
@@ -1078,11 +1181,16 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
         py::arg("log"), py::arg("version") = 1, py::arg("stream") = 0,
         "dx from the forward output y and incoming gradient dy");
   m.def("cross_entropy_forward", &cross_entropy_forward, py::arg("logits"), py::arg("target"),
-        py::arg("loss"), py::arg("lse"), py::arg("ignore_index"), py::arg("stream") = 0,
-        "per-row loss = logsumexp(logits) - logits[target] (0 for ignore_index) and logsumexp");
+        py::arg("loss"), py::arg("lse"), py::arg("wt"), py::arg("status"),
+        py::arg("ignore_index"), py::arg("weight") = py::none(),
+        py::arg("label_smoothing") = 0.0f, py::arg("stream") = 0,
+        "per-row loss (class weights, label smoothing), logsumexp and target weight wt; "
+        "status[0] = min(status[0], first row with a bad target)");
   m.def("cross_entropy_backward", &cross_entropy_backward, py::arg("logits"), py::arg("target"),
         py::arg("lse"), py::arg("dloss"), py::arg("dx"), py::arg("ignore_index"),
-        py::arg("stream") = 0, "dx = (softmax(logits) - onehot(target)) * dloss[:, None]");
+        py::arg("weight") = py::none(), py::arg("weight_sum") = py::none(),
+        py::arg("label_smoothing") = 0.0f, py::arg("stream") = 0,
+        "dx of the per-row loss times dloss[:, None]");
 
   m.def("conv2d_forward", &conv2d_forward, py::arg("x"), py::arg("weight"), py::arg("bias"),
         py::arg("y"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
@@ -1119,6 +1227,8 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
   m.def("conv2d_backward_bias", &conv2d_backward_bias, py::arg("dy"), py::arg("db"),
         py::arg("stream") = 0, "db[k] = sum of dy[:, k]");
   bind_conv2d_tc(m);
+
+  bind_depthwise_conv2d(m);
 
   m.def("max_pool2d_forward", &max_pool2d_forward, py::arg("x"), py::arg("y"),
         py::arg("indices"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),

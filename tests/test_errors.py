@@ -95,15 +95,28 @@ def test_binding_errors_before_launch():
         m.softmax_forward(x.reshape(1, 3, 4), y.reshape(1, 3, 4), False)
     with pytest.raises(ValueError, match=r"dy must have shape \(3, 4\)"):
         m.softmax_backward(y, np.zeros((3, 5), np.float32), y, False)
-    loss, lse = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    loss, lse, wt = (np.zeros(3, np.float32) for _ in range(3))
+    status = np.full(1, np.iinfo(np.int64).max)
     with pytest.raises(TypeError, match="target must be int64, got int32"):
-        m.cross_entropy_forward(x, np.zeros(3, np.int32), loss, lse, -100)
-    with pytest.raises(ValueError, match=r"target\[1\] = 4 is out of range for 4 classes"):
-        m.cross_entropy_forward(x, np.array([0, 4, 1]), loss, lse, -100)
+        m.cross_entropy_forward(x, np.zeros(3, np.int32), loss, lse, wt, status, -100)
     with pytest.raises(ValueError, match=r"target must have shape \(3,\) \(one class index per row"):
-        m.cross_entropy_forward(x, np.array([0, 1]), loss, lse, -100)
+        m.cross_entropy_forward(x, np.array([0, 1]), loss, lse, wt, status, -100)
     with pytest.raises(ValueError, match="logits must have at least one class"):
-        m.cross_entropy_forward(np.zeros((3, 0), np.float32), np.zeros(3, np.int64), loss, lse, -100)
+        m.cross_entropy_forward(np.zeros((3, 0), np.float32), np.zeros(3, np.int64), loss, lse,
+                                wt, status, -100)
+    with pytest.raises(ValueError, match=r"status must have shape \(1,\)"):
+        m.cross_entropy_forward(x, np.array([0, 1, 2]), loss, lse, wt, status[:0], -100)
+    with pytest.raises(ValueError, match=r"weight must have shape \(4,\) \(one per class\)"):
+        m.cross_entropy_forward(x, np.array([0, 1, 2]), loss, lse, wt, status, -100,
+                                np.ones(3, np.float32))
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got 1.5"):
+        m.cross_entropy_forward(x, np.array([0, 1, 2]), loss, lse, wt, status, -100, None, 1.5)
+    with pytest.raises(ValueError, match="weight_sum .* is required with weight"):
+        m.cross_entropy_backward(x, np.array([0, 1, 2]), lse, loss, x.copy(), -100,
+                                 np.ones(4, np.float32))
+    # A bad target is not an error here: the kernel records the first bad row and writes NaN.
+    m.cross_entropy_forward(x, np.array([0, 4, -7]), loss, lse, wt, status, -100)
+    assert status[0] == 1 and np.isnan(loss[1]) and np.isnan(loss[2]) and np.isfinite(loss[0])
 
 
 def test_sim_knob_errors():

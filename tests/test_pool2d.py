@@ -8,6 +8,7 @@ import pytest
 
 import cucnn
 import cucnn.functional as F
+import cucnn.nn as nn
 from cucnn.ops import pool2d
 from cucnn.testing import gradcheck
 
@@ -144,7 +145,8 @@ def test_pool_errors(device):
         F.avg_pool2d(cucnn.tensor(np.zeros((1, 1, 4, 4), np.int64), device=device), 2)
     with pytest.raises(ValueError, match="divisor_override must be a positive int, got 0"):
         F.avg_pool2d(x, 2, divisor_override=0)
-    with pytest.raises(ValueError, match="padding must be an int, a pair, 'valid' or 'same', got 'full'"):
+    with pytest.raises(ValueError, match=r"padding must be an int, a pair, \(top, bottom, left, right\), 'valid' or "
+                       r"'same', got 'full'"):
         F.max_pool2d(x, 2, padding="full")
     with pytest.raises(TypeError, match="kernel_size must be an int or a pair of ints, got float"):
         F.max_pool2d(x, 2.0)
@@ -164,3 +166,105 @@ def test_pool_binding_errors():
         m.avg_pool2d_forward(x, np.zeros((1, 1, 5, 3), np.float32), (2, 2), (2, 2), (0, 0, 0, 0), True)
     with pytest.raises(ValueError, match=r"y must be 4-D"):
         m.max_pool2d_forward(x, y.reshape(9), i, *g)
+
+
+# ---- asymmetric padding (top, bottom, left, right) and F.pad ---------------------------------------
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - CI without the torch extra
+    torch = None
+requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+
+ASYM = [(3, 2, (0, 1, 1, 0)), (2, 2, (0, 1, 0, 1)), (3, 1, (1, 0, 1, 1)), ((3, 2), (2, 1), (1, 1, 0, 1))]
+
+
+@requires_torch
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+@pytest.mark.parametrize("kernel,stride,pads", ASYM)
+def test_asymmetric_pooling_matches_torch_on_explicitly_padded_input(device, kernel, stride, pads):
+    """PyTorch pools only symmetric padding: pad explicitly (-inf for max, zeros for an average
+    that counts padding; the ratio of two zero-padded averages for one that does not) and pool."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 9, 8))
+    g = rng.standard_normal
+    tpad = (pads[2], pads[3], pads[0], pads[1])
+    tx = torch.tensor(x, requires_grad=True)
+    want_max = torch.nn.functional.max_pool2d(torch.nn.functional.pad(tx, tpad, value=-np.inf),
+                                              kernel, stride)
+    dy = g(want_max.shape)
+    want_max.backward(torch.tensor(dy))
+    cx = cucnn.tensor(x, device=device, requires_grad=True)
+    got = F.max_pool2d(cx, kernel, stride, pads)
+    got.backward(cucnn.tensor(dy, device=device))
+    np.testing.assert_allclose(got.numpy(), want_max.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(cx.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+    zp = torch.nn.functional.pad(torch.tensor(x), tpad)
+    incl = torch.nn.functional.avg_pool2d(zp, kernel, stride)
+    ones = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(torch.ones_like(
+        torch.tensor(x)), tpad), kernel, stride)
+    cx = cucnn.tensor(x, device=device)
+    np.testing.assert_allclose(F.avg_pool2d(cx, kernel, stride, pads).numpy(), incl.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(F.avg_pool2d(cx, kernel, stride, pads,
+                                            count_include_pad=False).numpy(),
+                               (incl / ones).numpy(), rtol=1e-5, atol=1e-6)
+    layer = nn.MaxPool2d(kernel, stride, pads)
+    np.testing.assert_array_equal(layer(cx).numpy(), F.max_pool2d(cx, kernel, stride, pads).numpy())
+
+
+def test_asymmetric_padding_errors():
+    x = cucnn.tensor(np.zeros((1, 1, 6, 6)))
+    with pytest.raises(ValueError, match="padding should be at most half of the effective kernel"):
+        F.max_pool2d(x, 3, 1, (0, 2, 0, 0))
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        F.avg_pool2d(x, 3, 1, (0, 0, -1, 0))
+    with pytest.raises(ValueError, match="padding must be an int or a pair, got"):
+        F.max_pool2d(x, 3, 1, (1, 1, 1))
+
+
+@requires_torch
+@pytest.mark.parametrize("pad", [(1, 2), (0, 1, 2, 0), (1, 1, 0, 2, 3, 0), (-1, 2, 1, -2),
+                                 (0, 0, 0, 0)])
+@pytest.mark.parametrize("value", [0.0, -2.5])
+def test_pad_matches_torch(pad, value):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 4, 5))
+    tx = torch.tensor(x, requires_grad=True)
+    want = torch.nn.functional.pad(tx, pad, value=value)
+    g = rng.standard_normal(want.shape)
+    want.backward(torch.tensor(g))
+    cx = cucnn.tensor(x, dtype=np.float64, requires_grad=True)
+    got = F.pad(cx, pad, value=value)
+    got.backward(cucnn.tensor(g, dtype=np.float64))
+    np.testing.assert_array_equal(got.numpy(), want.detach().numpy())
+    np.testing.assert_array_equal(cx.grad.numpy(), tx.grad.numpy())
+
+
+def test_pad_order_is_last_dimension_first_and_zero_pad_layer():
+    x = cucnn.tensor(np.ones((1, 1, 2, 3)))
+    y = F.pad(x, (1, 2, 3, 0)).numpy()  # left 1, right 2, top 3, bottom 0
+    assert y.shape == (1, 1, 5, 6)
+    np.testing.assert_array_equal(y[0, 0, 3:, 1:4], 1.0)
+    assert y.sum() == 6
+    np.testing.assert_array_equal(nn.ZeroPad2d((1, 2, 3, 0))(x).numpy(), y)
+    assert nn.ZeroPad2d(1)(x).shape == (1, 1, 4, 5)
+
+
+def test_pad_gradcheck_and_errors():
+    from cucnn.testing import gradcheck
+    x = cucnn.tensor(np.random.default_rng(2).standard_normal((2, 3, 4)), dtype=np.float64,
+                     requires_grad=True)
+    gradcheck(lambda a: F.pad(a, (2, -1, 0, 1)), [x])
+    with pytest.raises(ValueError, match="only mode='constant' is supported, got 'reflect'"):
+        F.pad(x, (1, 1), mode="reflect")
+    with pytest.raises(ValueError, match="even number of ints"):
+        F.pad(x, (1, 1, 1))
+    with pytest.raises(ValueError, match="padding length 8 is too large for a 3-D input"):
+        F.pad(x, (1,) * 8)
+    with pytest.raises(ValueError, match="would have negative size -1"):
+        F.pad(x, (-3, -2))
+    with pytest.raises(TypeError, match="pad must hold ints, got float"):
+        F.pad(x, (1.0, 1))
+    with pytest.raises(ValueError, match="ZeroPad2d: padding must be an int or"):
+        nn.ZeroPad2d((1, 2))

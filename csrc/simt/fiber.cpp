@@ -107,7 +107,14 @@ Stack make_stack() {
 }
 
 Worker::~Worker() {
-  for (auto& s : stacks) munmap(s.base, s.size);
+  for (auto& s : stacks) {
+#if SIMT_ASAN
+    // Frames of kernels with local arrays left redzones poisoned on this stack; munmap does not
+    // clear ASan's shadow, so memory mapped here later (Python's arenas) would read as a stack.
+    __asan_unpoison_memory_region(s.base, s.size);
+#endif
+    munmap(s.base, s.size);
+  }
 #if SIMT_TSAN
   for (auto& f : fibers)
     if (f.tsan_fiber) __tsan_destroy_fiber(f.tsan_fiber);

@@ -363,6 +363,17 @@ inline T simt_atomic_max_(T* p, T v) {
 }
 inline int atomicMax(int* p, int v) { return simt_atomic_max_(p, v); }
 inline unsigned atomicMax(unsigned* p, unsigned v) { return simt_atomic_max_(p, v); }
+template <typename T>
+inline T simt_atomic_min_(T* p, T v) {
+  T old = __atomic_load_n(p, __ATOMIC_RELAXED);
+  while (v < old &&
+         !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+  return old;
+}
+inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
+  return simt_atomic_min_(p, v);
+}
 
 // ---- math intrinsics the kernels use (exact host versions; GPU ones differ in the last bits) --
 inline float __expf(float x) { return std::exp(x); }

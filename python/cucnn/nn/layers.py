@@ -210,12 +210,41 @@ class Dropout(Module):
 
 
 class CrossEntropyLoss(Module):
-    def __init__(self, reduction: str = "mean", ignore_index: int = -100):
+    """PyTorch's CrossEntropyLoss(weight, ignore_index, reduction, label_smoothing); the older
+    cucnn call CrossEntropyLoss("sum") (reduction first) is still accepted."""
+
+    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
         super().__init__()
-        self.reduction, self.ignore_index = reduction, ignore_index
+        if isinstance(weight, str):
+            weight, reduction = None, weight
+        self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
+        self.label_smoothing = label_smoothing
 
     def forward(self, input, target):
-        return F.cross_entropy(input, target, self.reduction, self.ignore_index)
+        return F.cross_entropy(input, target, self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
+class NLLLoss(Module):
+    def __init__(self, weight=None, *, ignore_index: int = -100, reduction: str = "mean"):
+        super().__init__()
+        self.weight, self.ignore_index, self.reduction = weight, ignore_index, reduction
+
+    def forward(self, input, target):
+        return F.nll_loss(input, target, self.weight, ignore_index=self.ignore_index,
+                          reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(Module):
+    def __init__(self, weight=None, *, reduction: str = "mean", pos_weight=None):
+        super().__init__()
+        self.weight, self.reduction, self.pos_weight = weight, reduction, pos_weight
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, self.weight,
+                                                  reduction=self.reduction,
+                                                  pos_weight=self.pos_weight)
 
 
 class MSELoss(Module):
@@ -311,3 +340,22 @@ class AdaptiveMaxPool2d(Module):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
+
+
+class ZeroPad2d(Module):
+    """Zero padding of the last two dimensions: an int, or (left, right, top, bottom) as F.pad."""
+
+    def __init__(self, padding):
+        super().__init__()
+        if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool):
+            padding = (int(padding),) * 4
+        if not isinstance(padding, (tuple, list)) or len(padding) != 4:
+            raise ValueError(f"ZeroPad2d: padding must be an int or (left, right, top, bottom), "
+                             f"got {padding!r}")
+        self.padding = tuple(padding)
+
+    def forward(self, x):
+        return F.pad(x, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"{self.padding}"

@@ -211,9 +211,9 @@ def _group_slices(g: ConvGeometry):
 
 
 class Conv2d(Function):
-    """Carries the ConvGeometry F.conv2d validated. groups > 1 runs one convolution per group (the
-    same kernels, on contiguous copies of the group's channels; a grouped/depthwise kernel is
-    later work) and concatenates, on every device."""
+    """Carries the ConvGeometry F.conv2d validated. Depthwise shapes (groups == C) run on the
+    depthwise kernels (ops/depthwise_conv2d.py); other groups > 1 run one convolution per group
+    (the same kernels, on contiguous copies of the group's channels) and concatenate."""
 
     @staticmethod
     def forward(ctx, x, w, b, geom):
@@ -251,6 +251,13 @@ def _conv_forward(ctx, x, w, b, geom, relu):
     ctx.cols = None
     xp = _backend.xp_of(ctx.device)
     if geom.groups > 1:
+        from . import depthwise_conv2d as dwc  # lazy: depthwise_conv2d imports this module
+        if dwc.route(geom.C, geom.K, geom.groups):
+            y = dwc.forward(ctx.device, x, w, b, *geom.args)
+            if relu:
+                from . import activation
+                y = activation.forward(ctx.device, "relu", y)
+            return y
         ys = [forward(ctx.device, xp.ascontiguousarray(x[:, cs]), w[ks],
                       None if b is None else b[ks], *geom.args, relu=relu)
               for cs, ks in _group_slices(geom)]
@@ -269,6 +276,11 @@ def _conv_grads(ctx, dy, x, w):
         dx = backward_data(ctx.device, dy, w, x.shape, *g.args) if need_x else None
         dw = backward_weight(ctx.device, dy, x, w.shape, *g.args,
                              cols=ctx.cols) if need_w else None
+        return dx, dw, db, None
+    from . import depthwise_conv2d as dwc  # lazy: depthwise_conv2d imports this module
+    if dwc.route(g.C, g.K, g.groups):
+        dx = dwc.backward_data(ctx.device, dy, w, x.shape, *g.args) if need_x else None
+        dw = dwc.backward_weight(ctx.device, dy, x, w.shape, *g.args) if need_w else None
         return dx, dw, db, None
     xp = _backend.xp_of(ctx.device)
     one = g.group()

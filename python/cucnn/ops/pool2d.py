@@ -1,13 +1,15 @@
 """max_pool2d and avg_pool2d (kernels: csrc/kernels/pool2d.cuh), PyTorch's arguments and edge
 semantics, plus Keras's "valid"/"same" padding.
 
-* Output size: floor (or ceil with ``ceil_mode``) of (H + 2*pad - dilation*(k-1) - 1)/stride + 1,
-  rounding towards -inf as PyTorch does (so with ceil_mode a kernel larger than the padded input
-  gives one window); with ceil_mode the last window must start inside the input or the left
-  padding, else it is dropped. A window entirely in the padding (possible with dilation) gives
-  -inf with index -1 and passes no gradient. "same": output ceil(H/stride), asymmetric padding
-  (odd pixel bottom/right) that never wins a max and is never counted in an average. Padding over
-  half the kernel is an error, and so are sizes past the kernels' 32-bit indexing.
+* Padding: an int, a pair, explicit ``(top, bottom, left, right)`` (TensorFlow/ONNX uneven
+  paddings; explicit padding is padding for ``count_include_pad``), "valid" or "same".
+* Output size: floor (or ceil with ``ceil_mode``) of (H + top + bottom - dilation*(k-1) - 1)/stride
+  + 1, rounding towards -inf as PyTorch does (so with ceil_mode a kernel larger than the padded
+  input gives one window); with ceil_mode the last window must start inside the input or the
+  left padding, else it is dropped. A window entirely in the padding (possible with dilation)
+  gives -inf with index -1 and passes no gradient. "same": output ceil(H/stride), asymmetric
+  padding (odd pixel bottom/right) that never wins a max and is never counted in an average.
+  Padding over half the kernel is an error, and so are sizes past the kernels' 32-bit indexing.
 * max: NaN propagates (the first NaN in the window wins, and its index points at it); ties keep
   the first maximum in row-major window order; ``return_indices`` gives h*W + w per plane.
 * avg: ``count_include_pad`` counts explicit padding, never the cells ceil_mode adds;
@@ -30,7 +32,8 @@ _INT32_MAX = 2 ** 31 - 1  # the kernels index a plane's rows and columns with in
 
 def geometry(hw, kernel_size, stride, padding, dilation, ceil_mode, what):
     """(kernel, stride, (top, bottom, left, right), dilation, (P, Q), same) for an input of size
-    hw, every argument checked."""
+    hw, every argument checked. padding: an int, a pair, (top, bottom, left, right) (each side at
+    most half the effective kernel, as PyTorch's symmetric rule), "valid" or "same"."""
     kernel = int_pair(kernel_size, "kernel_size", 1, what)
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
         else int_pair(stride, "stride", 1, what)
@@ -38,7 +41,8 @@ def geometry(hw, kernel_size, stride, padding, dilation, ceil_mode, what):
     eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     if isinstance(padding, str):
         if padding not in ("valid", "same"):
-            raise ValueError(f"{what}: padding must be an int, a pair, 'valid' or 'same', got "
+            raise ValueError(f"{what}: padding must be an int, a pair, (top, bottom, left, "
+                             f"right), 'valid' or 'same', got "
                              f"{padding!r}")
         if padding == "valid":
             pads, same = (0, 0, 0, 0), False
@@ -49,13 +53,18 @@ def geometry(hw, kernel_size, stride, padding, dilation, ceil_mode, what):
                 pads += [total // 2, total - total // 2]
             pads, same = tuple(pads), True
     else:
-        ph, pw = int_pair(padding, "padding", 0, what)
-        for p, e in ((ph, eff[0]), (pw, eff[1])):
+        if isinstance(padding, (tuple, list)) and len(padding) == 4:  # (top, bottom, left, right)
+            pads = int_pair(padding[:2], "padding", 0, what) + \
+                int_pair(padding[2:], "padding", 0, what)
+        else:
+            ph, pw = int_pair(padding, "padding", 0, what)
+            pads = (ph, ph, pw, pw)
+        for p, e in zip(pads, (eff[0], eff[0], eff[1], eff[1])):
             if 2 * p > e:
                 raise ValueError(f"{what}: padding should be at most half of the effective "
                                  f"kernel size, got padding {padding}, kernel_size {kernel_size}"
                                  f" and dilation {dilation}")
-        pads, same = (ph, ph, pw, pw), False
+        same = False
     out = []
     for size, e, s, lo, hi in ((hw[0], eff[0], stride[0], pads[0], pads[1]),
                                (hw[1], eff[1], stride[1], pads[2], pads[3])):
@@ -378,6 +387,10 @@ _cases = [
     _case("same-s2", 2, 2, 9, 8, 3, 2, "same"),
     _case("same-s2-2x2", 1, 2, 7, 7, 2, 2, "same"),
     _case("valid", 1, 2, 9, 9, 3, 3, "valid"),
+    _case("asym-3x3s2", 2, 3, 9, 10, 3, 2, (0, 1, 1, 0)),
+    _case("asym-2x2s2-sameupper", 1, 2, 7, 7, 2, 2, (0, 1, 0, 1)),
+    _case("asym-ceil", 1, 2, 8, 9, 3, 2, (1, 0, 0, 1), ceil_mode=True),
+    _case("asym-dil2", 1, 2, 11, 9, 3, 1, (2, 0, 1, 2), dilation=2),
     _case("N1-odd", 1, 5, 13, 11, 3, 2),
     _case("lenet", 3, 6, 28, 28, 2),
     _case("empty-batch", 0, 3, 6, 6, 2),
