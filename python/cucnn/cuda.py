@@ -47,7 +47,11 @@ def why_unavailable() -> str:
 
 def synchronize() -> None:
     """Wait until the GPU has finished all work (cudaDeviceSynchronize): for timing from the host.
+    Then reports a bad cross-entropy target found on the device since the last check (the
+    kernels check targets without a host round trip; see ops/cross_entropy.check_targets).
     Raises RuntimeError where the cuda device is not available."""
     if not is_available():
         raise RuntimeError("cucnn.cuda.synchronize: no CUDA device here (see is_available())")
     cuda_module().synchronize()
+    from .ops.cross_entropy import check_targets
+    check_targets()
