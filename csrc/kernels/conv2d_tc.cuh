@@ -24,7 +24,7 @@
 //   - operands are rounded to TF32 with cvt.rna.tf32.f32 when a fragment is loaded from shared
 //     memory (cp.async cannot convert on the way); the epilogue adds the bias and applies ReLU
 //     (forward), or writes the wgrad split's partial sums to the workspace, reduced in split order
-//     by conv2d_wgrad_reduce_kernel: no float atomics, bitwise reproducible.
+//     by conv2d_split_reduce_kernel: no float atomics, bitwise reproducible.
 // Tiles: 128x128 (8 warps of 64x32) for large layers, 64x64 (4 warps of 32x32) when 128x128 tiles
 // would not fill the GPU, 128x32 and 128x16 (4 warps) for the narrow GEMMs of small layers (LeNet's
 // 6 and 16 filters). Every channel and filter count is taken (the gathers zero-fill); the fp32
@@ -458,8 +458,7 @@ inline void conv2d_tc_backward_weight(float* dw, float* workspace, const float* 
   const int splits = conv2d_tc_wgrad_splits(s);
   conv_tc_launch<TcWgradA, TcWgradB>(s.K, s.C * s.R * s.S, static_cast<int64_t>(s.N) * s.P * s.Q,
                                      splits, s, dy, x, TcWgradStore{workspace}, s.P, s.Q, stream);
-  simt::launch(conv2d_wgrad_reduce_kernel, dim3(grid_stride_blocks(n, kConvBiasBlock)),
-               dim3(kConvBiasBlock), 0, stream, dw, workspace, n, splits);
+  conv2d_split_reduce(dw, workspace, n, splits, nullptr, 1, 1, false, stream);
 }
 
 }  // namespace cucnn
