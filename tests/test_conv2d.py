@@ -427,3 +427,16 @@ def test_dgrad_with_infinite_weights_is_a_documented_difference():
     assert np.all(np.isfinite(cpu[0, 0][~reached]))
     np.testing.assert_array_equal(naive, cpu)
     assert np.all(np.isnan(sim[0, 0][~reached]))
+
+
+@pytest.mark.parametrize("device", ["cpu", "sim"])
+@pytest.mark.parametrize("groups", [2, 4])  # grouped, and depthwise (groups == channels)
+def test_sequential_fuses_grouped_conv_and_relu_like_the_unfused_pair(device, groups):
+    # nn.Sequential runs Conv2d + ReLU as one fused Function; groups must travel with it.
+    import cucnn.nn as nn
+    cucnn.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=groups), nn.ReLU()).to(device)
+    x = cucnn.tensor(np.random.default_rng(1).standard_normal((2, 4, 7, 6)), device=device)
+    fused = net(x).numpy()
+    net.fuse_relu = False
+    np.testing.assert_array_equal(fused, net(x).numpy())

@@ -236,12 +236,14 @@ class DataLoader:
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             if hasattr(self.dataset, "batch"):
-                xb, yb = self.dataset.batch(idx)
+                batch = tuple(self.dataset.batch(idx))  # (images, labels), or a TensorDataset's
             else:
                 items = [self.dataset[int(i)] for i in idx]
-                xb, yb = (np.stack([np.asarray(x, dtype=np.float32) for x, _ in items]),
-                          np.asarray([y for _, y in items], dtype=np.int64))
-            yield (self.transform(xb) if self.transform is not None else xb), yb
+                batch = (np.stack([np.asarray(x, dtype=np.float32) for x, _ in items]),
+                         np.asarray([y for _, y in items], dtype=np.int64))
+            if self.transform is not None:  # maps the images, the batch's first member
+                batch = (self.transform(batch[0]),) + batch[1:]
+            yield batch
 
 
 class TensorDataset:

@@ -65,7 +65,8 @@ class Conv2d(Module):
     def _forward_relu(self, x):
         """relu(forward(x)) as one fused Function (see Sequential.fuse_relu)."""
         from ..ops.conv2d import conv2d_relu
-        return conv2d_relu(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return conv2d_relu(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                           self.groups)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

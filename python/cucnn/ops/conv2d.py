@@ -295,10 +295,10 @@ def _conv_grads(ctx, dy, x, w):
 
 
 def conv2d_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
-                dilation=1) -> Tensor:
+                dilation=1, groups: int = 1) -> Tensor:
     """relu(conv2d(input, weight, bias, ...)) as one fused Function (one forward launch, one
     backward mask); nn.Sequential uses it for a Conv2d followed by a ReLU."""
-    return conv2d(input, weight, bias, stride, padding, dilation, _relu=True)
+    return conv2d(input, weight, bias, stride, padding, dilation, groups, _relu=True)
 
 
 def linear_relu(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
