@@ -513,6 +513,15 @@ float* split_workspace(py::object ws_, int64_t need, const char* query) {
   return need > 0 ? f32(ws) : nullptr;
 }
 
+// The optional bias (K,) of a convolution entry point (fp32, TF32 and depthwise).
+const float* conv_bias(py::object bias_, int64_t K) {
+  if (bias_.is_none()) return nullptr;
+  Array b = in(bias_, "bias");
+  expect_dtype(b, "bias", "float32");
+  expect_shape(b, "bias", {K}, "(one per filter)");
+  return f32(b);
+}
+
 void conv2d_forward(py::handle x_, py::handle w_, py::object bias_, py::handle y_, Pair stride,
                     Pads pads, Pair dilation, bool relu, int version, std::uintptr_t stream,
                     py::object ws_) {
@@ -523,13 +532,7 @@ void conv2d_forward(py::handle x_, py::handle w_, py::object bias_, py::handle y
   expect_dtype(y, "y", "float32");
   const auto s = conv_shape(x.shape, w.shape, stride, pads, dilation);
   expect_shape(y, "y", out_shape(s), "(N, K, P, Q)");
-  const float* bias = nullptr;
-  if (!bias_.is_none()) {
-    Array b = in(bias_, "bias");
-    expect_dtype(b, "bias", "float32");
-    expect_shape(b, "bias", {s.K}, "(one per filter)");
-    bias = f32(b);
-  }
+  const float* bias = conv_bias(bias_, s.K);
   float* ws = split_workspace(ws_, version == 0 ? 0 : cucnn::conv2d_forward_workspace(s),
                               "conv2d_forward_workspace");
   py::gil_scoped_release release;
@@ -658,13 +661,7 @@ void conv2d_tc_forward(py::handle x_, py::handle w_, py::object bias_, py::handl
   const auto s = conv_shape(x.shape, w.shape, stride, pads, dilation);
   expect_shape(y, "y", out_shape(s), "(N, K, P, Q)");
   expect_tc_supported(s);
-  const float* bias = nullptr;
-  if (!bias_.is_none()) {
-    Array b = in(bias_, "bias");
-    expect_dtype(b, "bias", "float32");
-    expect_shape(b, "bias", {s.K}, "(one per filter)");
-    bias = f32(b);
-  }
+  const float* bias = conv_bias(bias_, s.K);
   py::gil_scoped_release release;
   cucnn::conv2d_tc_forward(f32(y), f32(x), f32(w), bias, s, relu, as_stream(stream));
 }
@@ -754,13 +751,7 @@ void depthwise_conv2d_forward(py::handle x_, py::handle w_, py::object bias_, py
   expect_dtype(y, "y", "float32");
   const auto s = depthwise_shape(x.shape, w.shape, stride, pads, dilation);
   expect_shape(y, "y", out_shape(s), "(N, K, P, Q)");
-  const float* bias = nullptr;
-  if (!bias_.is_none()) {
-    Array b = in(bias_, "bias");
-    expect_dtype(b, "bias", "float32");
-    expect_shape(b, "bias", {s.K}, "(one per filter)");
-    bias = f32(b);
-  }
+  const float* bias = conv_bias(bias_, s.K);
   py::gil_scoped_release release;
   cucnn::depthwise_conv2d_forward(f32(y), f32(x), f32(w), bias, s, version, as_stream(stream));
 }
