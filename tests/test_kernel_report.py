@@ -163,3 +163,12 @@ def test_classify_and_loop_finding_on_a_known_listing():
         "LDL", "IMAD.MOV.U32", "MUFU.EX2", "LDS.U8", "STS.64")] == [
         "hmma", "int", "ldgsts", "bar", "local", "int", "other", "lds32", "sts64"]
     assert kernel_report.demangle(["_ZN5cucnn6nestedILi7EEEvPfii"]) == ["nested<7>"]
+
+
+def test_mem_bytes_of_async_copies_and_matrix_loads():
+    """LDGSTS (cp.async, the TF32 kernels' loads) is sized from its width, not read as a
+    width class ("ldgsts" starts with "ldg"); LDSM moves no counted bytes; LDS.128 16."""
+    assert kernel_report.mem_bytes({"cls": "ldgsts", "opcode": "LDGSTS.E.BYPASS.LTC128B.128"}) == 16
+    assert kernel_report.mem_bytes({"cls": "ldgsts", "opcode": "LDGSTS.E.LTC128B"}) == 4
+    assert kernel_report.mem_bytes({"cls": "ldsm", "opcode": "LDSM.16.M88.4"}) == 0
+    assert kernel_report.mem_bytes({"cls": "lds128", "opcode": "LDS.128"}) == 16
