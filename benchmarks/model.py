@@ -42,23 +42,132 @@ SM_REGS, SM_WARPS, SM_BLOCKS, SM_SMEM, BLOCK_SMEM_RESERVED = 65536, 64, 32, 228 
 ISSUE_PER_CLOCK = 4  # four schedulers per SM, one warp instruction each per clock
 WAVEFRONTS_PER_CLOCK = 1  # 128 bytes of shared memory per clock per SM
 
-# ---- launch plans: the launchers' choices, in Python ----------------------------------------------
+# ---- launch plans: the launchers' choices ---------------------------------------------------------
 
 CONV_BK, CONV_THREADS = 16, 256
+TC_BK, TC_STAGES, TC_PAD = 32, 3, 8
+# conv2d_tc.cuh's tiles: (BM, BN, warp tile WM, WN) -> threads = (BM/WM) * (BN/WN) * 32
+TC_TILES = {"large": (128, 128, 64, 32), "small": (64, 64, 32, 32), "n32": (128, 32, 32, 32),
+            "n16": (128, 16, 32, 16)}
+_PASS = {"fwd": "forward", "dgrad": "dgrad", "wgrad": "wgrad"}
 
 
-def conv_tile(n: int) -> tuple:
-    """conv_gemm_launch's tile for GEMM-N = n (csrc/kernels/conv2d.cuh)."""
-    return (256, 16) if n <= 16 else (128, 32) if n <= 32 else (64, 64)
+def _conv_args(p: dict) -> tuple:
+    return ((p["N"], p["C"], p["H"], p["W"]), (p["K"], p["C"], p["R"], p["S"]),
+            (p["stride"],) * 2, (p["pad"],) * 4, (p.get("dilation", 1),) * 2)
 
 
-def conv_wgrad_splits(p: dict) -> int:
-    """conv2d_wgrad_splits (csrc/kernels/conv2d.cuh)."""
-    kdim, n = p["N"] * p["P"] * p["Q"], p["C"] * p["R"] * p["S"]
-    bm, bn = conv_tile(n)
-    tiles = -(-p["K"] // bm) * -(-n // bn)
-    splits = min(-(-264 // tiles), -(-kdim // (8 * CONV_BK)), 256)
-    return max(int(splits), 1)
+def conv_plan(direction: str, p: dict):
+    """(bm, bn, blocks, splits) of the fp32 implicit GEMM for one pass, from the C++ chooser itself
+    (``conv2d_plan`` binding of the sim module: the same conv_plan serves sim and cuda; forward and
+    dgrad as the Python op calls them, with a workspace, i.e. split-K allowed). None without sim."""
+    try:
+        from cucnn import _backend
+        mod = _backend.sim_module()
+    except Exception:  # noqa: BLE001  (no sim build: the plan is unknown)
+        return None
+    if mod is None or not hasattr(mod, "conv2d_plan"):
+        return None
+    return tuple(mod.conv2d_plan(_PASS[direction], *_conv_args(p)))
+
+
+def conv_tc_plan(direction: str, p: dict) -> tuple:
+    """(tile kind, splits) of the TF32 tensor-core kernels (conv2d_tc.cuh: conv_tc_tile and
+    conv2d_tc_wgrad_splits; forward and dgrad never split). The one Python replica of that
+    policy; tests/test_model.py checks its splits against conv2d_tc_wgrad_workspace."""
+    N, C, H, W, K, R, S, P, Q = (p[k] for k in ("N", "C", "H", "W", "K", "R", "S", "P", "Q"))
+    m, n, kdim = {"fwd": (N * P * Q, K, C * R * S), "dgrad": (N * H * W, C, K * R * S),
+                  "wgrad": (K, C * R * S, N * P * Q)}[direction]
+    if n <= 16:
+        kind = "n16"
+    elif n <= 32:
+        kind = "n32"
+    else:
+        kind = "large" if -(-m // 128) * -(-n // 128) >= 132 else "small"
+    if direction != "wgrad":
+        return kind, 1
+    bm, bn = TC_TILES[kind][:2]
+    tiles = -(-m // bm) * -(-n // bn)
+    splits = min(-(-264 // tiles), -(-kdim // (4 * TC_BK)), 256)
+    return kind, max(int(splits), 1)
+
+
+def conv_index32(p: dict) -> bool:
+    """conv_index32 (conv2d.cuh): the 32-bit gather instantiations serve the shape."""
+    eh = p["pad"] + p["P"] * p["stride"] + p["R"] * p.get("dilation", 1) + p["H"]
+    ew = p["pad"] + p["Q"] * p["stride"] + p["S"] * p.get("dilation", 1) + p["W"]
+    x = p["N"] * p["C"] * p["H"] * p["W"]
+    y = p["N"] * p["K"] * p["P"] * p["Q"]
+    w = p["K"] * p["C"] * p["R"] * p["S"]
+    return x + y + w + 4 * eh * (ew + 1) < 2 ** 31 - 1
+
+
+def conv_kernel_name(direction: str, p: dict, bm: int, bn: int) -> str:
+    """The demangled name prefix of the conv_gemm_kernel instantiation the launcher runs
+    (kernel_report's naming: namespace dropped, aliases expanded)."""
+    ix = "int" if conv_index32(p) else "long"
+    if direction == "fwd":
+        vec = "true" if (p["C"] * p["R"] * p["S"]) % 4 == 0 else "false"
+        return f"conv_gemm_kernel<{bm}, {bn}, FwdLoadAT<{bm}, {ix}>, FwdLoadBT<{bn}, {vec}>"
+    if direction == "dgrad":
+        a = "DgradLoadA1T" if p["stride"] == 1 else "DgradLoadAST"
+        return f"conv_gemm_kernel<{bm}, {bn}, {a}<{bm}, {ix}>, DgradLoadBT<{bn}, {ix}>"
+    return f"conv_gemm_kernel<{bm}, {bn}, WgradLoadA<{bm}>, WgradLoadBT<{bn}, {ix}>"
+
+
+def conv_tc_kernel_name(direction: str, kind: str, p: dict) -> str:
+    bm, bn, wm, wn = TC_TILES[kind]
+    ga = {"fwd": "TcFwdA", "wgrad": "TcWgradA",
+          "dgrad": f"TcDgradA<{'false' if p['stride'] == 1 else 'true'}>"}[direction]
+    return f"conv_tc_kernel<TcTile<{bm}, {bn}, {wm}, {wn}>, {ga}"
+
+
+def _split_trips(kdim: int, per_split: int, splits: int, bk: int) -> int:
+    """BK-slices summed over the splits of one output tile."""
+    return sum(-(-max(0, min(per_split, kdim - z * per_split)) // bk) for z in range(splits))
+
+
+def conv_launches(case, tf32: bool = False) -> list:
+    """The launches of one conv2d BenchCase: the GEMM (fp32 tile from conv_plan, or the TF32
+    tile) and, where it splits K (wgrad always), conv2d_split_reduce_kernel."""
+    p, d = case.params, case.direction
+    N, C, H, W, K, R, S, P, Q = (p[k] for k in ("N", "C", "H", "W", "K", "R", "S", "P", "Q"))
+    m, n, kdim = {"fwd": (N * P * Q, K, C * R * S), "dgrad": (N * H * W, C, K * R * S),
+                  "wgrad": (K, C * R * S, N * P * Q)}[d]
+    n_out = m * n  # output elements (y, dx or dw)
+    if tf32:
+        kind, splits = conv_tc_plan(d, p)
+        bm, bn, wm, wn = TC_TILES[kind]
+        threads = (bm // wm) * (bn // wn) * 32
+        bk, name = TC_BK, conv_tc_kernel_name(d, kind, p)
+        per_split = -(-(-(-kdim // splits)) // bk) * bk
+        blocks = -(-m // bm) * -(-n // bn) * splits
+        smem = TC_STAGES * TC_BK * (bm + TC_PAD + bn + TC_PAD) * 4
+        note = f"TF32 tile {bm}x{bn}"
+    else:
+        plan = conv_plan(d, p)
+        if plan is None:
+            return []
+        bm, bn, blocks, splits = plan
+        threads, bk, name = CONV_THREADS, CONV_BK, conv_kernel_name(d, p, bm, bn)
+        per_split = -(-(-(-kdim // bk)) // splits) * bk  # conv_plan: ceil(slices / z) slices
+        smem = 2 * CONV_BK * (bm + 4 + bn + 4) * 4 + 2 * 2 * CONV_BK * 32
+        note = f"tile {bm}x{bn}"
+    tiles = -(-m // bm) * -(-n // bn)
+    reduce = splits > 1 or d == "wgrad"
+    if splits > 1:
+        note += f", {splits} splits"
+    # the GEMM writes splits partials instead of the output when it splits K
+    gemm_bytes = case.bytes + (4.0 * n_out * (splits - 1) if reduce else 0.0) +         (4.0 * n_out if reduce and splits == 1 else 0.0)
+    main = _launch(name, blocks, threads, smem, trips=tiles * _split_trips(kdim, per_split,
+                                                                          splits, bk),
+                   flops=case.flops, bytes_=gemm_bytes, note=note)
+    main["trips_total"] = True  # trips: slices summed over all blocks
+    plan = [main]
+    if reduce:
+        plan.append(_launch("conv2d_split_reduce_kernel", grid_stride_blocks(n_out, 256), 256,
+                            bytes_=4.0 * n_out * (splits + 1), note=f"{splits} splits"))
+    return plan
 
 
 def grid_stride_blocks(work: int, block: int) -> int:
@@ -70,37 +179,14 @@ def _launch(kernel, blocks, threads, smem=0, trips=None, flops=0.0, bytes_=0.0, 
             "trips": trips, "flops": float(flops), "bytes": float(bytes_), "note": note}
 
 
-def launch_plan(case) -> list:
-    """[launch] for one registry BenchCase (version 1 kernels), or [] when unknown.
+def launch_plan(case, tf32: bool = False) -> list:
+    """[launch] for one registry BenchCase (version 1 kernels; ``tf32``: the TF32 tensor-core
+    convs, as with cucnn.backends.allow_tf32), or [] when unknown.
 
     ``kernel`` is the prefix of the demangled SASS name (kernel_report's naming)."""
     p, d = case.params, case.direction
     if case.op == "conv2d":
-        N, C, H, W, K, R, S, P, Q = (p[k] for k in ("N", "C", "H", "W", "K", "R", "S", "P", "Q"))
-        if d == "fwd":
-            m, n, kdim, splits, name = N * P * Q, K, C * R * S, 1, "Fwd"
-        elif d == "dgrad":
-            m, n, kdim, splits, name = N * H * W, C, K * R * S, 1, "Dgrad"
-        else:
-            m, n, kdim, splits, name = K, C * R * S, N * P * Q, conv_wgrad_splits(p), "Wgrad"
-        bm, bn = conv_tile(n)
-        per_split = -(-(-(-kdim // splits)) // CONV_BK) * CONV_BK
-        slices = sum(-(-max(0, min(per_split, kdim - z * per_split)) // CONV_BK)
-                     for z in range(splits))
-        tiles = -(-m // bm) * -(-n // bn)
-        smem = 2 * CONV_BK * (bm + 4 + bn + 4) * 4
-        main = _launch(f"conv_gemm_kernel<{bm}, {bn}, {name}LoadA", tiles * splits, CONV_THREADS,
-                       smem, trips=tiles * slices, flops=case.flops,
-                       bytes_=case.bytes + (8.0 * splits * K * C * R * S if splits > 1 else 0),
-                       note=f"tile {bm}x{bn}" + (f", {splits} splits" if splits > 1 else ""))
-        # trips: K-slices summed over all blocks (each block of split z runs its slices)
-        main["trips_total"] = True
-        plan = [main]
-        if d == "wgrad":
-            nw = K * C * R * S
-            plan.append(_launch("conv2d_wgrad_reduce_kernel", grid_stride_blocks(nw, 256), 256,
-                                bytes_=4.0 * nw * (splits + 1), note=f"{splits} splits"))
-        return plan
+        return conv_launches(case, tf32)
     if case.op in ("max_pool2d", "avg_pool2d"):
         n = p["N"] * p["C"] * (p["P"] * p["Q"] if d == "fwd" else p["H"] * p["W"])
         kind = "forward" if d == "fwd" else "backward"
@@ -194,11 +280,13 @@ def predict_launch(launch: dict, gpu: dict, sass: list, prof: dict | None = None
             "s": t, "bound": bound, "bounds": bounds, "note": launch["note"]}
 
 
-def predict_case(case, gpu_name: str, sass: list, profiles: dict | None = None) -> dict:
+def predict_case(case, gpu_name: str, sass: list, profiles: dict | None = None,
+                 tf32: bool = False) -> dict:
     """The predicted time of one registry BenchCase on one GPU: the sum over its launches.
-    profiles: {kernel prefix: profiler figures} (see ``profile_case``)."""
+    profiles: {kernel prefix: profiler figures} (see ``profile_case``); tf32: the TF32
+    tensor-core plan (conv2d; impl "model-tf32 (GPU, predicted)")."""
     gpu = GPUS[gpu_name]
-    plan = launch_plan(case)
+    plan = launch_plan(case, tf32)
     if not plan:  # unknown op: a single launch bounded by FLOPs and minimum bytes
         plan = [_launch("?", 0, 0, flops=case.flops, bytes_=case.bytes, note="no launch plan")]
     launches = [predict_launch(ln, gpu, sass, match_profile(profiles, ln["kernel"]))
@@ -207,7 +295,7 @@ def predict_case(case, gpu_name: str, sass: list, profiles: dict | None = None) 
     main = max(launches, key=lambda ln: ln["s"])
     peak = case.flops / t / gpu[main["unit"]] if case.flops else case.bytes / t / gpu["hbm"]
     return {"op": case.op, "direction": case.direction, "shape": case.shape, "label": case.label,
-            "impl": f"model ({gpu_name}, predicted)", "ms": t * 1e3, "bound": main["bound"],
+            "impl": f"model{'-tf32' if tf32 else ''} ({gpu_name}, predicted)", "ms": t * 1e3, "bound": main["bound"],
             "peak_share": peak, "peak_of": "fp32/tf32 FLOPs" if case.flops else "HBM bandwidth",
             "launches": launches}
 
@@ -305,16 +393,22 @@ def ensure_profiler() -> str | None:
     return None
 
 
-def profile_case(case, seed: int = 0) -> dict:
-    """Run one BenchCase on sim (version 1) under cucnn.sim.profile(): summarize_records."""
+def profile_case(case, seed: int = 0, tf32: bool = False) -> dict:
+    """Run one BenchCase on sim (version 1; ``tf32``: with cucnn.backends.allow_tf32, i.e. the
+    tensor-core convs) under cucnn.sim.profile(): summarize_records."""
     import numpy as np
-    import cucnn
     from cucnn import _backend
     xp = _backend.xp_of("sim")
     host = case.make(np.random.default_rng(seed))
     inputs = {k: (xp.asarray(v) if isinstance(v, np.ndarray) else v) for k, v in host.items()}
-    with cucnn.sim.profile() as prof:
-        case.run("sim", inputs, 1)
+    return profile_call(lambda: case.run("sim", inputs, 1), tf32)
+
+
+def profile_call(fn, tf32: bool = False) -> dict:
+    """Run fn() under cucnn.sim.profile() (TF32 allowed or not): summarize_records."""
+    import cucnn
+    with cucnn.backends.flags(allow_tf32=tf32), cucnn.sim.profile() as prof:
+        fn()
     return summarize_records(prof.records)
 
 
@@ -337,8 +431,14 @@ def load_sass(path=None, arch="sm_90", compile=True) -> tuple:
         return [], f"no SASS ({e})"
 
 
-def predict_all(cases, sass, profiles=None, gpus=("H100", "H200")) -> list:
-    return [predict_case(c, g, sass, profiles) for c in cases for g in gpus]
+def predict_all(cases, sass, profiles=None, gpus=("H100", "H200"), tf32=False) -> list:
+    """fp32 rows for every case; with ``tf32`` also TF32 rows for the cases TF32 changes
+    (BenchCase.tf32: conv2d)."""
+    rows = [predict_case(c, g, sass, profiles) for c in cases for g in gpus]
+    if tf32:
+        rows += [predict_case(c, g, sass, profiles, tf32=True) for c in cases for g in gpus
+                 if getattr(c, "tf32", False) and c.op == "conv2d"]
+    return rows
 
 
 def main(argv=None) -> int:

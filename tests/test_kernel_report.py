@@ -108,8 +108,8 @@ def test_planted_cold_path_counts_in_the_body_not_the_lean_path(planted):
 
 @needs_sass
 def test_sass_report_of_the_module(tmp_path):
-    """Every kernel of _cuda is listed; every conv GEMM tile's loop does BM*BN/16 = 256 FFMA per
-    BK=16 slice (a TM x TN micro-tile, 16 times), whatever the tile."""
+    """Every kernel of _cuda is listed; every conv GEMM tile's loop does BM*BN/16 FFMA per BK=16
+    slice (a TM x TN micro-tile, 16 times, on 256 threads)."""
     out = tmp_path / "sass.json"
     assert kernel_report.main(["--src", str(ROOT), "--sass", "--json", str(out)]) == 0
     import json
@@ -118,8 +118,9 @@ def test_sass_report_of_the_module(tmp_path):
     rows = {r["name"]: r for r in payload["kernels"]}
     gemm = [r for n, r in rows.items() if n.startswith("conv_gemm_kernel<")]
     assert len(gemm) >= 9, sorted(rows)
-    for r in gemm:
-        assert r["hot_loop"]["body"]["counts"]["ffma"] == 256, r["name"]
+    for r in gemm:  # BK=16 slices of a (BM/16) x (BN/16) micro-tile per thread
+        bm, bn = map(int, r["name"].split("<")[1].split(", ")[:2])
+        assert r["hot_loop"]["body"]["counts"]["ffma"] == bm * bn // 16, r["name"]
         assert r["hot_loop"]["body"]["counts"]["bar"] >= 1
         lean, busy = r["hot_loop"]["lean_path"], r["hot_loop"]["busy_path"]
         assert 0 < lean["instructions"] <= busy["instructions"] <= r["hot_loop"]["body"]["instructions"]
@@ -163,3 +164,12 @@ def test_classify_and_loop_finding_on_a_known_listing():
         "LDL", "IMAD.MOV.U32", "MUFU.EX2", "LDS.U8", "STS.64")] == [
         "hmma", "int", "ldgsts", "bar", "local", "int", "other", "lds32", "sts64"]
     assert kernel_report.demangle(["_ZN5cucnn6nestedILi7EEEvPfii"]) == ["nested<7>"]
+
+
+def test_mem_bytes_of_async_copies_and_matrix_loads():
+    """LDGSTS (cp.async, the TF32 kernels' loads) is sized from its width, not read as a
+    width class ("ldgsts" starts with "ldg"); LDSM moves no counted bytes; LDS.128 16."""
+    assert kernel_report.mem_bytes({"cls": "ldgsts", "opcode": "LDGSTS.E.BYPASS.LTC128B.128"}) == 16
+    assert kernel_report.mem_bytes({"cls": "ldgsts", "opcode": "LDGSTS.E.LTC128B"}) == 4
+    assert kernel_report.mem_bytes({"cls": "ldsm", "opcode": "LDSM.16.M88.4"}) == 0
+    assert kernel_report.mem_bytes({"cls": "lds128", "opcode": "LDS.128"}) == 16

@@ -35,33 +35,76 @@ def _conv_cases():
     return cases
 
 
+def _conv_args(p):
+    return ((p["N"], p["C"], p["H"], p["W"]), (p["K"], p["C"], p["R"], p["S"]),
+            (p["stride"],) * 2, (p["pad"],) * 4, (1, 1))
+
+
 @pytest.mark.skipif(not cucnn.sim.is_available(), reason="cucnn._sim did not build")
-def test_wgrad_splits_match_the_launcher():
-    """The model's split count times the weights is the workspace the C++ launcher asks for."""
+def test_conv_plans_are_the_launchers():
+    """The fp32 plans are conv2d_plan's (the C++ chooser): grid, tile and split-K, the workspace
+    the launcher asks for, and the split reduction wherever K is split (always for wgrad)."""
+    mod = _backend.sim_module()
+    ws = {"fwd": mod.conv2d_forward_workspace, "dgrad": mod.conv2d_dgrad_workspace,
+          "wgrad": mod.conv2d_wgrad_workspace}
+    seen = set()
+    for c in _conv_cases():
+        p, d = c.params, c.direction
+        bm, bn, blocks, splits = mod.conv2d_plan(model._PASS[d], *_conv_args(p))
+        plan = model.launch_plan(c)
+        assert plan[0]["kernel"].startswith(f"conv_gemm_kernel<{bm}, {bn}, ") and \
+            plan[0]["blocks"] == blocks and plan[0]["threads"] == 256, (c.shape, d)
+        out = {"fwd": p["N"] * p["K"] * p["P"] * p["Q"], "dgrad": p["N"] * p["C"] * p["H"] * p["W"],
+               "wgrad": p["K"] * p["C"] * p["R"] * p["S"]}[d]
+        need = ws[d](*_conv_args(p))
+        assert need == (splits * out if splits > 1 or d == "wgrad" else 0), (c.shape, d)
+        reduce = [ln for ln in plan[1:] if ln["kernel"] == "conv2d_split_reduce_kernel"]
+        assert len(reduce) == (1 if splits > 1 or d == "wgrad" else 0) and len(plan) == 1 + len(reduce)
+        seen.add((d, splits > 1))
+    assert {("fwd", True), ("dgrad", True), ("wgrad", True)} <= seen  # split-K is exercised
+
+
+@pytest.mark.skipif(not cucnn.sim.is_available(), reason="cucnn._sim did not build")
+def test_tf32_wgrad_splits_match_the_launcher():
+    """The one replica of the TF32 tile/split policy: its split count times the weights is the
+    workspace conv2d_tc_wgrad_workspace asks for."""
     mod = _backend.sim_module()
     for c in _conv_cases():
         if c.direction != "wgrad":
             continue
         p = c.params
-        need = mod.conv2d_wgrad_workspace((p["N"], p["C"], p["H"], p["W"]),
-                                          (p["K"], p["C"], p["R"], p["S"]),
-                                          (p["stride"],) * 2, (p["pad"],) * 4, (1, 1))
-        assert model.conv_wgrad_splits(p) * p["K"] * p["C"] * p["R"] * p["S"] == need, c.shape
+        kind, splits = model.conv_tc_plan("wgrad", p)
+        assert splits * p["K"] * p["C"] * p["R"] * p["S"] == \
+            mod.conv2d_tc_wgrad_workspace(*_conv_args(p)), c.shape
 
 
 def test_conv_launch_plans():
     (fwd, dgrad, wgrad) = conv2d.bench_case("t", 2, 3, 10, 9, 40, 3, 3, 1, 1)
-    f, = model.launch_plan(fwd)  # GEMM 180 x 40 x 27: tile 64x64, 3 x 1 blocks, 2 slices each
+    for c in (fwd, dgrad, wgrad):  # the GEMM, then the reduction when K is split
+        f = model.launch_plan(c)[0]
+        assert f["flops"] == c.flops and f["threads"] == 256 and f["trips"] >= f["blocks"]
+        bm, bn = map(int, f["kernel"].split("<")[1].split(", ")[:2])
+        assert f["smem"] == 2 * 16 * (bm + 4 + bn + 4) * 4 + 2 * 2 * 16 * 32
+    assert model.launch_plan(fwd)[0]["kernel"].endswith("FwdLoadAT<%s, int>, FwdLoadBT<%s, false>"
+                                                        % tuple(model.launch_plan(fwd)[0][
+                                                            "kernel"].split("<")[1].split(", ")[:2]))
+    assert "DgradLoadA1T<" in model.launch_plan(dgrad)[0]["kernel"]
+    assert model.launch_plan(wgrad)[-1]["kernel"] == "conv2d_split_reduce_kernel"
+    # TF32: fwd GEMM 180 x 40 x 27 -> 64x64 (2 blocks of 128x128 < 132), 3 blocks, 1 slice each
+    f, = model.launch_plan(fwd, tf32=True)
     assert (f["kernel"], f["blocks"], f["threads"], f["trips"]) == \
-        ("conv_gemm_kernel<64, 64, FwdLoadA", 3, 256, 6)
-    assert f["smem"] == 2 * 16 * (68 + 68) * 4 and f["flops"] == fwd.flops
-    d, = model.launch_plan(dgrad)  # GEMM 180 x 3 x 360: tile 256x16, 1 block, 23 slices
-    assert (d["kernel"], d["blocks"], d["trips"]) == ("conv_gemm_kernel<256, 16, DgradLoadA", 1, 23)
-    g, red = model.launch_plan(wgrad)  # GEMM 40 x 27 x 180: tile 128x32, splits min(264, 2)
-    assert g["kernel"] == "conv_gemm_kernel<128, 32, WgradLoadA" and g["blocks"] == 2
-    assert g["trips"] == 6 + 6 and red["kernel"] == "conv2d_wgrad_reduce_kernel"
-    assert model.conv_tile(16) == (256, 16) and model.conv_tile(17) == (128, 32) \
-        and model.conv_tile(33) == (64, 64)
+        ("conv_tc_kernel<TcTile<64, 64, 32, 32>, TcFwdA", 3, 128, 3)
+    assert f["smem"] == 3 * 32 * (72 + 72) * 4
+    # dgrad GEMM 180 x 3 x 360: the N<=16 tile 128x16, 2 blocks x 12 slices of 32
+    d, = model.launch_plan(dgrad, tf32=True)
+    assert (d["kernel"], d["blocks"], d["threads"], d["trips"]) == \
+        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcDgradA<false>", 2, 128, 24)
+    # wgrad GEMM 40 x 27 x 180: 128x32, splits min(264, ceil(180/128)) = 2 of 96: 3 + 3 slices
+    g, red = model.launch_plan(wgrad, tf32=True)
+    assert (g["kernel"], g["blocks"], g["trips"]) == \
+        ("conv_tc_kernel<TcTile<128, 32, 32, 32>, TcWgradA", 2, 6)
+    assert red["kernel"] == "conv2d_split_reduce_kernel" and red["bytes"] == 4.0 * 1080 * 3
+    assert model.conv_tc_plan("fwd", dict(fwd.params, N=512))[0] == "large"
 
 
 def _fake_sass(name, registers=64, instructions=500, wavefronts=100, hmma=0, lds128=10):
@@ -151,13 +194,11 @@ def test_launch_plans_match_the_profiled_launches():
     why_not = model.ensure_profiler()
     if why_not:
         pytest.skip(why_not)
-    for c in bench_cases("tiny"):
-        if c.op != "conv2d":
-            continue
-        prof = model.profile_case(c)
-        for ln in model.launch_plan(c):
+    for c, tf32 in [(c, t) for c in bench_cases("tiny") if c.op == "conv2d" for t in (0, 1)]:
+        prof = model.profile_case(c, tf32=bool(tf32))
+        for ln in model.launch_plan(c, bool(tf32)):
             fig = model.match_profile(prof, ln["kernel"])
-            assert fig is not None, (c.shape, c.direction, ln["kernel"], list(prof))
+            assert fig is not None, (c.shape, c.direction, tf32, ln["kernel"], list(prof))
             grid = fig["grid"]
             assert grid[0] * grid[1] * grid[2] == ln["blocks"], (c.shape, c.direction)
             assert fig["block"][0] * fig["block"][1] * fig["block"][2] == ln["threads"]
@@ -165,8 +206,10 @@ def test_launch_plans_match_the_profiled_launches():
 
 class _FakeProfile:
     """Stands in for cucnn.sim.profile() in builds without the profiler: records one launch."""
+    records = SAMPLE["kernels"]
+
     def __init__(self):
-        self.records = SAMPLE["kernels"]
+        self.records = type(self).records
 
 
 @pytest.mark.skipif(not cucnn.sim.is_available(), reason="cucnn._sim did not build")
@@ -191,11 +234,17 @@ def test_kernels_report_with_and_without_the_profiler(tmp_path, monkeypatch):
     md = out.with_suffix(".md").read_text()
     assert "profiler not available in this build" in md and "## Worst findings" in md
     data = json.loads(out.with_suffix(".json").read_text())
-    assert len(data["representative"]) == 3 and data["profiler"] is False
+    assert len(data["representative"]) == 6 and data["profiler"] is False  # fp32 + TF32
     assert {p["impl"] for p in data["predictions"]} == {"model (H100, predicted)",
-                                                         "model (H200, predicted)"}
+                                                         "model (H200, predicted)",
+                                                         "model-tf32 (H100, predicted)",
+                                                         "model-tf32 (H200, predicted)"}
     # with a profiler: its figures reach the table (the fake records one fwd 64x64 launch)
     monkeypatch.setattr(kr.model, "ensure_profiler", lambda: None)
+    # the fake records the fp32 forward kernel the plan names for this layer
+    fwd_kernel = model.launch_plan(conv2d.bench_case("t", 1, 3, 6, 6, 40, 3, 3, 1, 1)[0])[0]["kernel"]
+    monkeypatch.setattr(_FakeProfile, "records", [dict(
+        SAMPLE["kernels"][0], name=f"void cucnn::{fwd_kernel}, cucnn::FwdStore>(cucnn::ConvShape)")])
     monkeypatch.setattr(cucnn.sim, "profile", contextlib.contextmanager(
         lambda: (yield _FakeProfile())), raising=False)
     assert kr.main(["--out", str(out), "--sass-json", str(sj), "--suite", "tiny"]) == 0

@@ -250,11 +250,11 @@ def _blocks(func: dict, start: int, end: int) -> list:
 def mem_bytes(ins: dict) -> int:
     """Bytes one lane moves with a load/store/LDGSTS (0 for everything else)."""
     cls = ins["cls"]
-    if cls.startswith(tuple(o.lower() for o in WIDTH_OPS)):
-        return int(cls[3:]) // 8
-    if cls == "ldgsts":
+    if cls == "ldgsts":  # before the width classes: "ldgsts" starts with "ldg"
         parts = ins["opcode"].split(".")
         return 16 if "128" in parts else 8 if "64" in parts else 4
+    if cls.startswith(tuple(o.lower() for o in WIDTH_OPS)) and cls[3:].isdigit():
+        return int(cls[3:]) // 8
     return 0
 
 
