@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _backend
-from ..tensor import Function, Tensor, check_float_tensor
+from ..tensor import Tensor, check_float_tensor
 from . import conv2d as _conv
 from ._spec import Case, OpSpec, int_pair, nasty, register
 
@@ -23,15 +23,6 @@ def route(C: int, K: int, groups: int) -> bool:
     that conv2d's dispatch should call this module: every group is one input channel (groups == C
     > 1) and K is a multiple of C (the channel multiplier)."""
     return groups > 1 and groups == C and K % C == 0
-
-
-def resolve_padding(padding, hw, kernel, stride, dilation) -> tuple:
-    """(top, bottom, left, right): a 4-tuple as given, else conv2d's rule (int, pair, "valid",
-    "same")."""
-    if isinstance(padding, (tuple, list)) and len(padding) == 4:
-        return int_pair(padding[:2], "padding", 0, "conv2d") + \
-            int_pair(padding[2:], "padding", 0, "conv2d")
-    return _conv.resolve_padding(padding, hw, kernel, stride, dilation)
 
 
 # ---- oracle ---------------------------------------------------------------------------------------
@@ -120,28 +111,6 @@ def backward_weight(device, dy, x, w_shape, stride, pads, dilation, version=1):
 backward_bias = _conv.backward_bias  # a per-filter sum of dy, whatever the groups
 
 
-# ---- autograd -------------------------------------------------------------------------------------
-
-
-class DepthwiseConv2d(Function):
-    @staticmethod
-    def forward(ctx, x, w, b, stride, pads, dilation):
-        ctx.geometry = (stride, pads, dilation)
-        ctx.save_for_backward(x, w)
-        ctx.has_bias = b is not None
-        return forward(ctx.device, x, w, b, stride, pads, dilation)
-
-    @staticmethod
-    def backward(ctx, dy):
-        x, w = ctx.saved_tensors
-        g = ctx.geometry
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        dx = backward_data(ctx.device, dy, w, x.shape, *g) if need_x else None
-        dw = backward_weight(ctx.device, dy, x, w.shape, *g) if need_w else None
-        db = backward_bias(ctx.device, dy) if need_b and ctx.has_bias else None
-        return dx, dw, db, None, None, None
-
-
 # ---- functional -----------------------------------------------------------------------------------
 
 
@@ -172,13 +141,14 @@ def depthwise_conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     stride = int_pair(stride, "stride", 1, "depthwise_conv2d")
     dilation = int_pair(dilation, "dilation", 1, "depthwise_conv2d")
     R, S = weight.shape[2:]
-    pads = resolve_padding(padding, input.shape[2:], (R, S), stride, dilation)
+    pads = _conv.resolve_padding(padding, input.shape[2:], (R, S), stride, dilation)
     P, Q = _conv.output_size(input.shape[2:], (R, S), stride, pads, dilation)
     if P <= 0 or Q <= 0:
         raise ValueError(f"depthwise_conv2d: kernel {R}x{S} (dilation {dilation}) is larger than "
                          f"the padded input {input.shape[2] + pads[0] + pads[1]}x"
                          f"{input.shape[3] + pads[2] + pads[3]}: the output would be {P}x{Q}")
-    return DepthwiseConv2d.apply(input, weight, bias, stride, pads, dilation)
+    # conv2d's Function routes groups == C to this module's kernels (route() above)
+    return _conv.conv2d(input, weight, bias, stride, pads, dilation, groups=C)
 
 
 # ---- spec -----------------------------------------------------------------------------------------
@@ -199,7 +169,7 @@ def _compute(device, inputs, version):
 def _case(name, N, C, H, W, R, S, M=1, stride=1, padding=0, dilation=1):
     stride, dilation = int_pair(stride, "stride", 1, "case"), int_pair(dilation, "dilation", 1,
                                                                        "case")
-    pads = resolve_padding(padding, (H, W), (R, S), stride, dilation)
+    pads = _conv.resolve_padding(padding, (H, W), (R, S), stride, dilation)
     P, Q = _conv.output_size((H, W), (R, S), stride, pads, dilation)
     K = C * M
 
