@@ -548,8 +548,11 @@ void conv2d_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair st
   expect_dtype(dx, "dx", "float32");
   const auto s = conv_shape(dx.shape, w.shape, stride, pads, dilation);
   expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
-  float* ws = split_workspace(ws_, version == 0 ? 0 : cucnn::conv2d_dgrad_workspace(s),
-                              "conv2d_dgrad_workspace");
+  const int64_t need = version == 0 ? 0 : cucnn::conv2d_dgrad_workspace(s);
+  if (need > 0 && ws_.is_none())  // version 1 keeps the flipped filters there
+    throw py::value_error("workspace must hold at least " + std::to_string(need) +
+                          " floats (conv2d_dgrad_workspace), got None");
+  float* ws = split_workspace(ws_, need, "conv2d_dgrad_workspace");
   py::gil_scoped_release release;
   cucnn::conv2d_backward_data(f32(dx), f32(dy), f32(w), s, version, as_stream(stream), ws);
 }
@@ -569,6 +572,23 @@ int64_t conv2d_dgrad_workspace(std::vector<int64_t> x_shape, std::vector<int64_t
                                Pair stride, Pads pads, Pair dilation) {
   return cucnn::conv2d_dgrad_workspace(conv_shape(x_shape, w_shape, stride, pads, dilation));
 }
+// dgrad's launches (conv2d_dgrad_phases): whether dx is zero-filled first, and per stride phase
+// (a, b, rows, cols, taps R, taps S, tile M, tile N, blocks, splits, 32-bit offsets, float4 B).
+py::tuple conv2d_dgrad_phases(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
+                              Pair stride, Pads pads, Pair dilation) {
+  const auto s = conv_shape(x_shape, w_shape, stride, pads, dilation);
+  const cucnn::DgradPhases d = cucnn::conv2d_dgrad_phases(s);
+  py::list phases;
+  for (const cucnn::DgradPhase& ph : d.phases) {
+    const cucnn::ConvTile& t = cucnn::kConvTiles[ph.plan.tile];
+    const int64_t kdim = static_cast<int64_t>(ph.g.C) * ph.g.R * ph.g.S;
+    phases.append(py::make_tuple(ph.a, ph.b, ph.g.P, ph.g.Q, ph.g.R, ph.g.S, t.bm, t.bn,
+                                 ph.plan.blocks, ph.plan.splits,
+                                 cucnn::conv2d_dgrad_index32(ph.g), kdim % 4 == 0));
+  }
+  return py::make_tuple(d.zero_fill, phases);
+}
+
 std::tuple<int, int, int64_t, int> conv2d_plan(const std::string& pass, std::vector<int64_t> x_shape,
                                                std::vector<int64_t> w_shape, Pair stride, Pads pads,
                                                Pair dilation) {
@@ -1192,13 +1212,18 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
   m.def("conv2d_backward_data", &conv2d_backward_data, py::arg("dy"), py::arg("weight"),
         py::arg("dx"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         py::arg("version") = 1, py::arg("stream") = 0, py::arg("workspace") = py::none(),
-        "dx of conv2d; workspace: conv2d_dgrad_workspace floats for split-K, or None");
+        "dx of conv2d; workspace: conv2d_dgrad_workspace floats (version 1: the flipped "
+        "filters of its stride phases and split-K partials; None only when that is 0)");
   m.def("conv2d_forward_workspace", &conv2d_forward_workspace, py::arg("x_shape"),
         py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         "floats of split-K workspace conv2d_forward uses (0: no split)");
   m.def("conv2d_dgrad_workspace", &conv2d_dgrad_workspace, py::arg("x_shape"),
         py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        "floats of split-K workspace conv2d_backward_data uses (0: no split)");
+        "floats of workspace conv2d_backward_data needs (flipped filters + split-K partials)");
+  m.def("conv2d_dgrad_phases", &conv2d_dgrad_phases, py::arg("x_shape"), py::arg("w_shape"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "(zero_fill, [(a, b, rows, cols, taps_r, taps_s, bm, bn, blocks, splits, index32, vec)]): "
+        "the stride phases conv2d_backward_data runs as forward GEMMs");
   m.def("conv2d_force_plan", [](int tile, int splits, bool force64) {
     cucnn::conv_plan_override() = cucnn::ConvPlanOverride{tile, splits, force64};
   }, py::arg("tile"), py::arg("splits") = 1, py::arg("force64") = false,
@@ -1207,7 +1232,8 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
         "force64 False) restores the defaults");
   m.def("conv2d_plan", &conv2d_plan, py::arg("pass"), py::arg("x_shape"), py::arg("w_shape"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        "(tile M, tile N, blocks, splits) the fp32 kernels launch for 'forward'/'dgrad'/'wgrad'");
+        "(tile M, tile N, blocks, splits) the fp32 kernels launch for 'forward'/'dgrad'/'wgrad' "
+        "(dgrad: its first stride phase, the only one at stride 1)");
   m.def("conv2d_wgrad_workspace", &conv2d_wgrad_workspace, py::arg("x_shape"),
         py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         "floats of workspace conv2d_backward_weight needs");

@@ -10,7 +10,8 @@
 //
 //   pass      GEMM-M         GEMM-N      GEMM-K          A (M x K)              B (K x N)
 //   forward   N*P*Q pixels   K filters   C*R*S           x gathered (im2col)    w
-//   dgrad     N*H*W pixels   C           K*R*S           dy gathered            w
+//   dgrad     N*H*W pixels   C           K*R*S           dy gathered            w flipped
+//             per stride phase (a, b): N*(H/sh)*(W/sw) x C x K*(R/sh)*(S/sw), as forward
 //   wgrad     K              C*R*S       N*P*Q (split)   dy                     x gathered
 //
 // The kernel: a BM x BN output tile per block of 256 threads (16 x 16), each thread a (BM/16) x
@@ -24,14 +25,15 @@
 // Gathers go through per-slice tap tables (TableGather): 16 threads decode the slice's reduction
 // indices (c, r, s / k, r, s / n, p, q) with carry-stepped cursors into shared memory, two slices
 // ahead, and each load slot costs a broadcast read, two adds, two unsigned compares and an address
-// add — no division or modulo in any slot's gather, strided dgrad included (phase compare; its 16
-// decoding threads divide once per slice). Offsets are 32-bit when the tensors allow
+// add — no division or modulo in any slot's gather. dgrad is forward's GEMM run once per stride
+// phase on a flipped copy of the filter (conv2d_dgrad_phases): a stride-1 problem of the phase's
+// taps only. Offsets are 32-bit when the tensors allow
 // (conv_index32), else the int64 instantiations run. Each thread's output row is decoded once. wgrad reads dy K-major (16 consecutive (p, q) per half-warp); forward reads the
 // weights as predicated float4s where rows are 16-byte aligned. The forward epilogue adds the
 // bias and, optionally, applies ReLU.
 //
 // One chooser, conv_plan, picks the tile and the split-K factor of every pass from the GEMM shape,
-// the tiles' occupancy and 132 SMs (see there). Split K (wgrad always may; forward and dgrad when
+// the tiles' occupancy and 132 SMs (see there). Split K (wgrad and dgrad always may; forward when
 // the caller passes a workspace) writes partial sums per split into a workspace and
 // conv2d_split_reduce_kernel adds them in split order (then the bias and ReLU for the forward
 // pass): no float atomics anywhere, results bitwise identical run to run and across SIMT orders.
@@ -49,6 +51,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/common.cuh"
 #include "simt.h"
@@ -267,40 +270,6 @@ struct FwdLoadAT : TableGather<BM, Index> {
   }
 };
 
-// dgrad A for stride 1 through the table: rows are input pixels m = (n, h, w), K is (k, r, s).
-// h0 = h + pt, w0 = w + pl, base = n*K*P*Q + h0*Q + w0; entry of (k, r, s): off = k*P*Q -
-// r*dh*Q - s*dw, dr = -r*dh, ds = -s*dw, limit P (row p = h + pt - r*dh; column limit Q).
-template <int BM, class Index>
-struct DgradLoadA1T : TableGather<BM, Index> {
-  using Base = TableGather<BM, Index>;
-  using typename Base::Entry;
-  using Base::src, Base::base, Base::h0, Base::w0, Base::wlim, Base::dcur, Base::dk;
-  __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
-    const int64_t m = m0 + Base::Map::row(static_cast<int>(threadIdx.x));
-    const bool valid = m < M;
-    const int64_t hw = static_cast<int64_t>(s.H) * s.W;
-    const int64_t n = valid ? m / hw : 0;
-    const int rem = static_cast<int>(valid ? m - n * hw : 0);
-    h0 = rem / s.W + s.pt;
-    w0 = rem % s.W + s.pl;
-    wlim = valid ? s.Q : 0;
-    base = static_cast<Index>(n * s.K * static_cast<int64_t>(s.P) * s.Q +
-                              static_cast<int64_t>(h0) * s.Q + w0);
-    src = dy;
-    this->init_decoder(k0, s.R, s.S);
-  }
-  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
-    const bool ok = dk < kend;
-    const int dr = dcur.mid * s.dh, ds = dcur.lo * s.dw;
-    const int64_t off =
-        static_cast<int64_t>(dcur.hi) * s.P * s.Q - static_cast<int64_t>(dr) * s.Q - ds;
-    return Entry{static_cast<Index>(ok ? off : 0), ok ? -dr : 0, ok ? -ds : 0, ok ? s.P : 0};
-  }
-  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
-    Base::decode_advance(step, s.R, s.S);
-  }
-};
-
 // wgrad B through the table: x gathered as an (N*P*Q) x (C*R*S) matrix; rows are filter taps
 // j = (c, r, s), K is (n, p, q). h0 = r*dh - pt, w0 = s*dw - pl, base = c*H*W + h0*W + w0; entry
 // of (n, p, q): off = n*C*H*W + p*sh*W + q*sw, dr = p*sh, ds = q*sw, limit H.
@@ -380,109 +349,6 @@ struct FwdLoadBT {
   }
 };
 
-// dgrad A for any stride through a table: input pixel (h, w) reads dy at p = (h + pt - r*dh) / sh
-// when sh divides it. With hp = h + pt = h0*sh + phase_h (decoded once per thread) and r*dh =
-// q_r*sh + rem_r (decoded per slice, in the table), the tap is live iff phase_h == rem_r, and then
-// p = h0 - q_r: the per-slot gather compares phases and adds, with no division or modulo (the
-// 16 decoding threads divide once per slice). Same for the columns.
-template <class Index>
-struct alignas(16) PhaseEntry {
-  Index off;       // k*P*Q - q_r*Q - q_s
-  int dr, ds;      // -q_r, -q_s
-  int hlim;        // P, or 0 when k is past the split's end
-  int phr, phs;    // rem_r, rem_s
-};
-template <int BM, class Index>
-struct DgradLoadAST {
-  using Map = Strided<BM>;
-  using Entry = PhaseEntry<Index>;
-  static constexpr int kSlots = Map::kSlots;
-  static constexpr bool kTable = true;
-  const float* src;
-  Index base;
-  int h0, w0, wlim, phh, phw;
-  Cursor3 dcur;
-  int64_t dk;
-  __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
-    const int64_t m = m0 + Map::row(static_cast<int>(threadIdx.x));
-    const bool valid = m < M;
-    const int64_t hw = static_cast<int64_t>(s.H) * s.W;
-    const int64_t n = valid ? m / hw : 0;
-    const int rem = static_cast<int>(valid ? m - n * hw : 0);
-    const int hp = rem / s.W + s.pt, wp = rem % s.W + s.pl;
-    h0 = hp / s.sh;
-    phh = hp % s.sh;
-    w0 = wp / s.sw;
-    phw = wp % s.sw;
-    wlim = valid ? s.Q : 0;
-    base = static_cast<Index>(n * s.K * static_cast<int64_t>(s.P) * s.Q +
-                              static_cast<int64_t>(h0) * s.Q + w0);
-    src = dy;
-    dk = k0 + static_cast<int>(threadIdx.x) % kConvBK;
-    dcur.init(dk, s.R, s.S);
-  }
-  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
-    const bool ok = dk < kend;
-    const int rd = dcur.mid * s.dh, sd = dcur.lo * s.dw;
-    const int qr = rd / s.sh, qs = sd / s.sw;
-    const int64_t off = static_cast<int64_t>(dcur.hi) * s.P * s.Q -
-                        static_cast<int64_t>(qr) * s.Q - qs;
-    return Entry{static_cast<Index>(ok ? off : 0), -qr, -qs, ok ? s.P : 0, rd - qr * s.sh,
-                 sd - qs * s.sw};
-  }
-  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
-    dk += kConvBK;
-    dcur.advance(step, s.R, s.S);
-  }
-  __device__ __forceinline__ void load(const Entry* table, float* r) const {
-    const int t = static_cast<int>(threadIdx.x);
-#pragma unroll
-    for (int i = 0; i < kSlots; ++i) {
-      const Entry e = table[Map::kk(t, i)];
-      const unsigned p = static_cast<unsigned>(h0 + e.dr), q = static_cast<unsigned>(w0 + e.ds);
-      const bool in = e.phr == phh && e.phs == phw && p < static_cast<unsigned>(e.hlim) &&
-                      q < static_cast<unsigned>(wlim);
-      r[i] = in ? src[base + e.off] : 0.0f;
-    }
-  }
-  __device__ void store(float* smem, const float* r) const {
-    const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < kSlots; ++i) smem[Map::kk(t, i) * (BM + 4) + Map::row(t)] = r[i];
-  }
-};
-
-// dgrad B through the table: w as a (K*R*S) x C matrix, B[(k, r, s)][c] = w[k, c, r, s]. The
-// thread's column c gives src = w + c*R*S; the entry of (k, r, s) is off = k*C*R*S + r*S + s, and
-// hlim says whether k is inside the split (no bounds otherwise).
-template <int BN, class Index>
-struct DgradLoadBT : TableGather<BN, Index> {
-  using Base = TableGather<BN, Index>;
-  using typename Base::Entry;
-  using Base::src, Base::wlim, Base::dcur, Base::dk;
-  __device__ void init(const ConvShape& s, const float* w, int n0, int64_t k0) {
-    const int c = n0 + Base::Map::row(static_cast<int>(threadIdx.x));
-    wlim = c < s.C ? 1 : 0;
-    src = w + static_cast<int64_t>(wlim ? c : 0) * s.R * s.S;
-    this->init_decoder(k0, s.R, s.S);
-  }
-  __device__ Entry decode(const ConvShape& s, int64_t kend) const {
-    const bool ok = dk < kend;
-    const int64_t off = static_cast<int64_t>(dcur.hi) * s.C * s.R * s.S + dcur.mid * s.S + dcur.lo;
-    return Entry{static_cast<Index>(ok ? off : 0), 0, 0, ok ? 1 : 0};
-  }
-  __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
-    Base::decode_advance(step, s.R, s.S);
-  }
-  __device__ __forceinline__ void load(const Entry* table, float* r) const {
-    const int t = static_cast<int>(threadIdx.x);
-#pragma unroll
-    for (int i = 0; i < Base::kSlots; ++i) {
-      const Entry e = table[Base::Map::kk(t, i)];
-      r[i] = (e.hlim & wlim) ? src[e.off] : 0.0f;
-    }
-  }
-};
-
 // wgrad A: dy as a K x (N*P*Q) matrix: A[k][(n, p, q)] = dy[n, k, p, q]. "K-major" mapping: thread
 // t reads reduction index t % kConvBK of the filter rows t / kConvBK + 16 i, so each half-warp
 // reads 16 consecutive (p, q) of one filter (64 contiguous bytes, not 16 lone floats P*Q apart),
@@ -543,13 +409,22 @@ struct FwdStore {  // y[n, k, p, q] = acc + bias[k], optionally ReLU
         relu && acc < 0.0f ? 0.0f : acc;
   }
 };
-struct DgradStore {  // dx[n, c, h, w]
-  float* dx;
+// dgrad runs as forward convolutions of dy, one per stride phase (conv2d_dgrad_phases): the
+// kernel's shape g is the phase's problem, its output pixel m = (n, i, j) of channel c is
+// dx[n, c, a + sh*i, b + sw*j]. Split-K partials go to dense (N, C, g.P, g.Q) slices instead
+// (a = b = 0, sh = sw = 1, H = g.P, W = g.Q), zstride floats apart.
+struct DgradPhaseStore {
+  float* out;
   int64_t zstride;  // 0 without split-K
-  __device__ void operator()(const ConvShape& s, int64_t m, int c, float acc) const {
-    const int64_t hw = static_cast<int64_t>(s.H) * s.W;
-    const int64_t n = m / hw;
-    dx[static_cast<int64_t>(blockIdx.z) * zstride + (n * s.C + c) * hw + (m - n * hw)] = acc;
+  int a, b, sh, sw, H, W;  // out is (N, C, H, W); the phase's rows a + sh*i, columns b + sw*j
+  __device__ void operator()(const ConvShape& g, int64_t m, int c, float acc) const {
+    const int64_t pq = static_cast<int64_t>(g.P) * g.Q;
+    const int64_t n = m / pq;
+    const int rem = static_cast<int>(m - n * pq);
+    const int i = rem / g.Q, j = rem - i * g.Q;
+    out[static_cast<int64_t>(blockIdx.z) * zstride +
+        ((n * g.K + c) * H + a + static_cast<int64_t>(sh) * i) * W + b +
+        static_cast<int64_t>(sw) * j] = acc;
   }
 };
 struct WgradStore {  // workspace[split][k][(c, r, s)]
@@ -726,6 +601,53 @@ __global__ void conv2d_split_reduce_kernel(float* out, const float* ws, int64_t 
   }
 }
 
+// ---- dgrad by stride phase: the kernels around the GEMM ----
+// wf (C, K, Ra, Sb), the flipped filter of one stride phase (conv2d_dgrad_phases):
+// wf[c, k, i, j] = w[k, c, r0 + rstep*(Ra-1-i), s0 + sstep*(Sb-1-j)], so the phase is a forward
+// convolution of dy with filters wf (forward's B, read as contiguous float4s). w is (K, C, R, S).
+__global__ void conv2d_dgrad_weight_kernel(float* wf, const float* w, ConvShape s, int r0,
+                                           int rstep, int Ra, int s0, int sstep, int Sb) {
+  const int64_t n = static_cast<int64_t>(s.C) * s.K * Ra * Sb;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += stride) {
+    const int j = static_cast<int>(e % Sb), i = static_cast<int>(e / Sb % Ra);
+    const int64_t ck = e / (static_cast<int64_t>(Sb) * Ra);
+    const int64_t k = ck % s.K, c = ck / s.K;
+    const int r = r0 + rstep * (Ra - 1 - i), q = s0 + sstep * (Sb - 1 - j);
+    wf[e] = w[((k * s.C + c) * s.R + r) * s.S + q];
+  }
+}
+
+// The pixels of one stride phase of dx = the sum of its split partials (dense (N, C, rows, cols)
+// slices n floats apart), added in split order (deterministic), scattered to rows a + sh*i and
+// columns b + sw*j of dx (N, C, H, W).
+__global__ void conv2d_dgrad_phase_reduce_kernel(float* dx, const float* ws, int64_t n,
+                                                 int splits, int rows, int cols,
+                                                 DgradPhaseStore st) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t plane = static_cast<int64_t>(rows) * cols;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += stride) {
+    float acc = 0.0f;
+    for (int z = 0; z < splits; ++z) acc += ws[z * n + e];
+    const int64_t nc = e / plane;
+    const int rem = static_cast<int>(e - nc * plane);
+    const int i = rem / cols, j = rem - i * cols;
+    dx[(nc * st.H + st.a + static_cast<int64_t>(st.sh) * i) * st.W + st.b +
+       static_cast<int64_t>(st.sw) * j] = acc;
+  }
+}
+
+// dx = 0 where no filter tap reaches (a stride larger than the dilated kernel leaves whole
+// phases of the input untouched by the forward pass); the phases with taps overwrite theirs.
+__global__ void conv2d_dgrad_zero_kernel(float* dx, int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += stride)
+    dx[e] = 0.0f;
+}
+
 // ---- the tile and split chooser ------------------------------------------------------------------
 
 constexpr int kConvSMs = 132;  // H100/H200 SXM; the plan is a function of the shape alone
@@ -865,18 +787,6 @@ template <int BM>
 using FwdLoadA32 = FwdLoadAT<BM, int>;
 template <int BM>
 using FwdLoadA64 = FwdLoadAT<BM, int64_t>;
-template <int BM>
-using DgradLoadA1_32 = DgradLoadA1T<BM, int>;
-template <int BM>
-using DgradLoadA1_64 = DgradLoadA1T<BM, int64_t>;
-template <int BM>
-using DgradLoadAS32 = DgradLoadAST<BM, int>;
-template <int BM>
-using DgradLoadAS64 = DgradLoadAST<BM, int64_t>;
-template <int BN>
-using DgradLoadB32 = DgradLoadBT<BN, int>;
-template <int BN>
-using DgradLoadB64 = DgradLoadBT<BN, int64_t>;
 template <int BN>
 using WgradLoadB32 = WgradLoadBT<BN, int>;
 template <int BN>
@@ -895,9 +805,101 @@ inline ConvPlan conv2d_forward_plan(const ConvShape& s, int max_splits = kConvMa
   return conv2d_gemm_plan(static_cast<int64_t>(s.N) * s.P * s.Q, s.K,
                           static_cast<int64_t>(s.C) * s.R * s.S, 2, max_splits);
 }
-inline ConvPlan conv2d_dgrad_plan(const ConvShape& s, int max_splits = kConvMaxSplits) {
-  return conv2d_gemm_plan(static_cast<int64_t>(s.N) * s.H * s.W, s.C,
-                          static_cast<int64_t>(s.K) * s.R * s.S, 2, max_splits);
+
+// ---- dgrad by stride phase ----
+// dx[n, c, h, w] = sum over (k, r, s) of dy[n, k, p, q] * w[k, c, r, s] where h + pt - r*dh =
+// p*sh with 0 <= p < P (and likewise for w, q). The input rows h = a + sh*i of one phase a
+// (0 <= a < sh) are reached only by the taps r with sh | a + pt - r*dh: r = r0 + rstep*j with
+// rstep = sh / gcd(sh, dh), and then p = i + c0 - j*dh', c0 = (a + pt - r0*dh) / sh, dh' =
+// dh / gcd(sh, dh). With the taps flipped (j = Ra-1-j') that is a stride-1 forward convolution
+// of dy with dilation dh' and top padding (Ra-1)*dh' - c0 (negative when the padding exceeds
+// the kernel: the gathers' unsigned compares take any offset). So each phase (a, b) runs the
+// forward GEMM (FwdLoadAT, and FwdLoadBT reading the phase's flipped filter, built by
+// conv2d_dgrad_weight_kernel, as contiguous float4s) on its own shape: no tap table for B, no
+// phase compare, no division and no off-phase (zero) tap in the loop. Stride 1 is the single
+// phase (0, 0) with the whole flipped filter: "dgrad as a convolution with flipped weights".
+// Phases no tap reaches (a stride larger than the dilated kernel) are zero-filled first.
+struct DgradTaps {
+  int first, step, count;  // taps first + step*j, j < count (count 0: none reach the phase)
+  int dil, pad;            // the phase problem's dilation and (top or left) padding
+};
+inline int conv_gcd(int a, int b) {
+  while (b != 0) {
+    const int r = a % b;
+    a = b;
+    b = r;
+  }
+  return a;
+}
+// Of one dimension: the taps of phase a (0 <= a < stride) of an extent-R filter.
+inline DgradTaps conv_dgrad_taps(int a, int pad, int stride, int dil, int R) {
+  const int g = conv_gcd(stride, dil);
+  DgradTaps t{0, stride / g, 0, dil / g, 0};
+  for (int r = 0; r < R && r < stride; ++r) {  // r*dil mod stride has period stride/g
+    const int64_t d = static_cast<int64_t>(a) + pad - static_cast<int64_t>(r) * dil;
+    if (d % stride != 0) continue;
+    t.first = r;
+    t.count = (R - 1 - r) / t.step + 1;
+    t.pad = static_cast<int>(static_cast<int64_t>(t.count - 1) * t.dil - d / stride);
+    break;
+  }
+  return t;
+}
+struct DgradPhase {
+  int a, b;          // dx rows a + sh*i, columns b + sw*j
+  DgradTaps tr, ts;  // its taps along R and S
+  ConvShape g;       // dy (N, K, P, Q) * wf (C, K, tr.count, ts.count) -> (N, C, rows, cols)
+  ConvPlan plan;     // forward's plan of g
+  int64_t w_off;     // wf in the workspace (floats; a multiple of 4: float4-aligned)
+};
+struct DgradPhases {
+  std::vector<DgradPhase> phases;  // those some tap reaches
+  bool zero_fill;                  // some dx pixel no tap reaches
+  int64_t weights, partials;       // workspace floats: the flipped filters, then split partials
+};
+// 32-bit offsets for a phase problem (its padding may be negative: bound it by its magnitude).
+inline bool conv2d_dgrad_index32(ConvShape g) {
+  g.pt = g.pt < 0 ? -g.pt : g.pt;
+  g.pl = g.pl < 0 ? -g.pl : g.pl;
+  return conv_index32(g);
+}
+inline DgradPhases conv2d_dgrad_phases(const ConvShape& s) {
+  DgradPhases d{{}, false, 0, 0};
+  std::vector<DgradTaps> rows, cols;  // phases with taps
+  std::vector<int> ra, cb;
+  for (int a = 0; a < s.sh && a < s.H; ++a) {
+    const DgradTaps t = conv_dgrad_taps(a, s.pt, s.sh, s.dh, s.R);
+    if (t.count == 0) d.zero_fill = true;
+    else rows.push_back(t), ra.push_back(a);
+  }
+  for (int b = 0; b < s.sw && b < s.W; ++b) {
+    const DgradTaps t = conv_dgrad_taps(b, s.pl, s.sw, s.dw, s.S);
+    if (t.count == 0) d.zero_fill = true;
+    else cols.push_back(t), cb.push_back(b);
+  }
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (size_t j = 0; j < cols.size(); ++j) {
+      DgradPhase ph;
+      ph.a = ra[i];
+      ph.b = cb[j];
+      ph.tr = rows[i];
+      ph.ts = cols[j];
+      ph.g = ConvShape{s.N, s.K, s.P, s.Q, s.C, ph.tr.count, ph.ts.count,
+                       (s.H - ph.a + s.sh - 1) / s.sh, (s.W - ph.b + s.sw - 1) / s.sw, 1, 1,
+                       ph.tr.pad, ph.ts.pad, ph.tr.dil, ph.ts.dil};
+      ph.plan = conv2d_forward_plan(ph.g);
+      ph.w_off = d.weights;
+      d.weights += (static_cast<int64_t>(s.C) * s.K * ph.tr.count * ph.ts.count + 3) / 4 * 4;
+      const int64_t out = static_cast<int64_t>(s.N) * s.C * ph.g.P * ph.g.Q;
+      if (ph.plan.splits > 1 && ph.plan.splits * out > d.partials) d.partials = ph.plan.splits * out;
+      d.phases.push_back(ph);
+    }
+  return d;
+}
+// dgrad's plan as conv2d_plan reports it: its first phase's (the only one at stride 1).
+inline ConvPlan conv2d_dgrad_plan(const ConvShape& s) {
+  const DgradPhases d = conv2d_dgrad_phases(s);
+  return d.phases.empty() ? ConvPlan{0, 1, 0, 0} : d.phases[0].plan;
 }
 inline ConvPlan conv2d_wgrad_plan(const ConvShape& s) {
   return conv2d_gemm_plan(s.K, static_cast<int64_t>(s.C) * s.R * s.S,
@@ -942,9 +944,12 @@ inline int64_t conv2d_forward_workspace(const ConvShape& s) {
   const ConvPlan p = conv2d_forward_plan(s);
   return p.splits > 1 ? p.splits * static_cast<int64_t>(s.N) * s.K * s.P * s.Q : 0;
 }
+// Floats of workspace conv2d_backward_data needs (version 1): the phases' flipped filters, then
+// the split-K partials of the phase that needs the most.
 inline int64_t conv2d_dgrad_workspace(const ConvShape& s) {
-  const ConvPlan p = conv2d_dgrad_plan(s);
-  return p.splits > 1 ? p.splits * static_cast<int64_t>(s.N) * s.C * s.H * s.W : 0;
+  if (static_cast<int64_t>(s.N) * s.C * s.H * s.W == 0) return 0;
+  const DgradPhases d = conv2d_dgrad_phases(s);
+  return d.weights + d.partials;
 }
 
 // y = conv2d(x, w) + bias (bias may be null), ReLU when relu. x (N,C,H,W), w (K,C,R,S), y (N,K,P,Q).
@@ -981,7 +986,8 @@ inline void conv2d_forward(float* y, const float* x, const float* w, const float
                       relu, stream);
 }
 
-// dx from dy and w. dx (N,C,H,W). workspace: conv2d_dgrad_workspace(s) floats, or null.
+// dx from dy and w. dx (N,C,H,W). workspace: conv2d_dgrad_workspace(s) floats (version 1; it
+// holds the flipped filters, so it is required whenever that is not 0).
 inline void conv2d_backward_data(float* dx, const float* dy, const float* w, const ConvShape& s,
                                  int version, cudaStream_t stream, float* workspace = nullptr) {
   const int64_t M = static_cast<int64_t>(s.N) * s.H * s.W;
@@ -993,26 +999,45 @@ inline void conv2d_backward_data(float* dx, const float* dy, const float* w, con
                  dim3(kConvNaiveBlock), 0, stream, dx, dy, w, s);
     return;
   }
-  const int64_t Kdim = static_cast<int64_t>(s.K) * s.R * s.S;
-  const ConvPlan plan = conv2d_dgrad_plan(s, workspace ? kConvMaxSplits : 1);
-  const int64_t n = M * s.C;
-  const DgradStore store{plan.splits == 1 ? dx : workspace, plan.splits == 1 ? 0 : n};
-  const Cursor3 step = conv_step(s.R, s.S);
-  const bool unit = s.sh == 1 && s.sw == 1, i32 = conv_index32(s);
-  if (unit && i32)
-    conv_gemm_launch<DgradLoadA1_32, DgradLoadB32>(plan, M, s.C, Kdim, s, dy, w, store, step,
-                                                   stream);
-  else if (unit)
-    conv_gemm_launch<DgradLoadA1_64, DgradLoadB64>(plan, M, s.C, Kdim, s, dy, w, store, step,
-                                                   stream);
-  else if (i32)
-    conv_gemm_launch<DgradLoadAS32, DgradLoadB32>(plan, M, s.C, Kdim, s, dy, w, store, step,
-                                                  stream);
-  else
-    conv_gemm_launch<DgradLoadAS64, DgradLoadB64>(plan, M, s.C, Kdim, s, dy, w, store, step,
-                                                  stream);
-  if (plan.splits > 1)
-    conv2d_split_reduce(dx, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
+  const DgradPhases d = conv2d_dgrad_phases(s);
+  if (d.zero_fill)
+    simt::launch(conv2d_dgrad_zero_kernel, dim3(grid_stride_blocks(M * s.C, kConvBiasBlock)),
+                 dim3(kConvBiasBlock), 0, stream, dx, M * s.C);
+  float* partials = workspace + d.weights;
+  for (const DgradPhase& ph : d.phases) {
+    const ConvShape& g = ph.g;
+    float* wf = workspace + ph.w_off;
+    const int64_t Kdim = static_cast<int64_t>(g.C) * g.R * g.S;
+    if (Kdim > 0)
+      simt::launch(conv2d_dgrad_weight_kernel,
+                   dim3(grid_stride_blocks(Kdim * s.C, kConvBiasBlock)), dim3(kConvBiasBlock), 0,
+                   stream, wf, w, s, ph.tr.first, ph.tr.step, g.R, ph.ts.first, ph.ts.step, g.S);
+    const int64_t Mg = static_cast<int64_t>(g.N) * g.P * g.Q, n = Mg * s.C;
+    const DgradPhaseStore direct{dx, 0, ph.a, ph.b, s.sh, s.sw, s.H, s.W};
+    const DgradPhaseStore split{partials, n, 0, 0, 1, 1, g.P, g.Q};
+    const DgradPhaseStore& store = ph.plan.splits == 1 ? direct : split;
+    const bool vec = Kdim % 4 == 0 && reinterpret_cast<std::uintptr_t>(wf) % 16 == 0;
+    const Cursor3 step = conv_step(g.R, g.S);
+    if (conv2d_dgrad_index32(g) && vec)
+      conv_gemm_launch<FwdLoadA32, FwdLoadBV>(ph.plan, Mg, s.C, Kdim, g, dy, wf, store, step,
+                                              stream);
+    else if (conv2d_dgrad_index32(g))
+      conv_gemm_launch<FwdLoadA32, FwdLoadBS>(ph.plan, Mg, s.C, Kdim, g, dy, wf, store, step,
+                                              stream);
+    else if (vec)
+      conv_gemm_launch<FwdLoadA64, FwdLoadBV>(ph.plan, Mg, s.C, Kdim, g, dy, wf, store, step,
+                                              stream);
+    else
+      conv_gemm_launch<FwdLoadA64, FwdLoadBS>(ph.plan, Mg, s.C, Kdim, g, dy, wf, store, step,
+                                              stream);
+    if (ph.plan.splits == 1) continue;
+    if (s.sh == 1 && s.sw == 1)  // the one phase is dx itself
+      conv2d_split_reduce(dx, partials, n, ph.plan.splits, nullptr, 1, 1, false, stream);
+    else
+      simt::launch(conv2d_dgrad_phase_reduce_kernel, dim3(grid_stride_blocks(n, kConvBiasBlock)),
+                   dim3(kConvBiasBlock), 0, stream, dx, partials, n, ph.plan.splits, g.P, g.Q,
+                   direct);
+  }
 }
 
 // How many splits wgrad uses (conv2d_wgrad_plan): a function of the shape alone, so results are
