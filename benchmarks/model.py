@@ -102,16 +102,19 @@ def conv_index32(p: dict) -> bool:
     return x + y + w + 4 * eh * (ew + 1) < 2 ** 31 - 1
 
 
-def conv_kernel_name(direction: str, p: dict, bm: int, bn: int) -> str:
+def conv_kernel_name(direction: str, p: dict, bm: int, bn: int, vec: bool = True,
+                     index32: bool | None = None) -> str:
     """The demangled name prefix of the conv_gemm_kernel instantiation the launcher runs
-    (kernel_report's naming: namespace dropped, aliases expanded)."""
-    ix = "int" if conv_index32(p) else "long"
+    (kernel_report's naming: namespace dropped, aliases expanded). dgrad: ``vec`` and ``index32``
+    are its stride phase's (conv2d_dgrad_phases: the phase's flipped filter read as float4s, its
+    forward problem's offsets)."""
+    ix = "int" if (conv_index32(p) if index32 is None else index32) else "long"
     if direction == "fwd":
         vec = "true" if (p["C"] * p["R"] * p["S"]) % 4 == 0 else "false"
         return f"conv_gemm_kernel<{bm}, {bn}, FwdLoadAT<{bm}, {ix}>, FwdLoadBT<{bn}, {vec}>"
-    if direction == "dgrad":
-        a = "DgradLoadA1T" if p["stride"] == 1 else "DgradLoadAST"
-        return f"conv_gemm_kernel<{bm}, {bn}, {a}<{bm}, {ix}>, DgradLoadBT<{bn}, {ix}>"
+    if direction == "dgrad":  # forward's GEMM on one stride phase (see conv_dgrad_launches)
+        return (f"conv_gemm_kernel<{bm}, {bn}, FwdLoadAT<{bm}, {ix}>, FwdLoadBT<{bn}, "
+                f"{'true' if vec else 'false'}>, DgradPhaseStore>")
     return f"conv_gemm_kernel<{bm}, {bn}, WgradLoadA<{bm}>, WgradLoadBT<{bn}, {ix}>"
 
 
@@ -125,6 +128,56 @@ def conv_tc_kernel_name(direction: str, kind: str, p: dict) -> str:
 def _split_trips(kdim: int, per_split: int, splits: int, bk: int) -> int:
     """BK-slices summed over the splits of one output tile."""
     return sum(-(-max(0, min(per_split, kdim - z * per_split)) // bk) for z in range(splits))
+
+
+def conv_dgrad_launches(case) -> list:
+    """The fp32 dgrad launches (conv2d.cuh conv2d_backward_data), from the C++ phase plan itself
+    (``conv2d_dgrad_phases`` of the sim module): per stride phase the forward GEMM over the
+    phase's pixels and taps (the GEMMs first, the first phase's being the main kernel), the
+    kernel that writes the phase's flipped filter, and the split reduction where the phase splits
+    K; a zero fill of dx first where some phase no tap reaches. FLOPs and bytes of the case are
+    shared among the GEMMs in proportion to their sizes. [] without sim."""
+    try:
+        from cucnn import _backend
+        mod = _backend.sim_module()
+    except Exception:  # noqa: BLE001
+        return []
+    if mod is None or not hasattr(mod, "conv2d_dgrad_phases"):
+        return []
+    p = case.params
+    N, C, H, W, K = (p[k] for k in ("N", "C", "H", "W", "K"))
+    zero_fill, phases = mod.conv2d_dgrad_phases(*_conv_args(p))
+    sizes = [N * rows * cols * K * tr * ts for (_, _, rows, cols, tr, ts, *_) in phases]
+    total = sum(sizes) or 1
+    gemms, others = [], []
+    for ph, size in zip(phases, sizes):
+        _, _, rows, cols, tr, ts, bm, bn, blocks, splits, i32, vec = ph
+        m, kdim = N * rows * cols, K * tr * ts
+        n_out = m * C
+        per_split = -(-(-(-kdim // CONV_BK)) // splits) * CONV_BK
+        name = conv_kernel_name("dgrad", p, bm, bn, vec, i32)
+        tiles = -(-m // bm) * -(-C // bn)
+        share = size / total
+        ln = _launch(name, blocks, CONV_THREADS, 2 * CONV_BK * (bm + 4 + bn + 4) * 4 +
+                     2 * 2 * CONV_BK * 32,
+                     trips=tiles * _split_trips(kdim, per_split, splits, CONV_BK),
+                     flops=case.flops * share,
+                     bytes_=case.bytes * share + (4.0 * n_out * (splits - 1) if splits > 1 else 0),
+                     note=f"tile {bm}x{bn}, phase {rows}x{cols} of {tr}x{ts} taps" +
+                     (f", {splits} splits" if splits > 1 else ""))
+        ln["trips_total"] = True
+        gemms.append(ln)
+        others.append(_launch("conv2d_dgrad_weight_kernel", grid_stride_blocks(C * kdim, 256), 256,
+                              bytes_=8.0 * C * kdim, note="flipped filter"))
+        if splits > 1:
+            red = "conv2d_split_reduce_kernel" if p["stride"] == 1 else \
+                "conv2d_dgrad_phase_reduce_kernel"
+            others.append(_launch(red, grid_stride_blocks(n_out, 256), 256,
+                                  bytes_=4.0 * n_out * (splits + 1), note=f"{splits} splits"))
+    if zero_fill:
+        others.append(_launch("conv2d_dgrad_zero_kernel", grid_stride_blocks(N * C * H * W, 256),
+                              256, bytes_=4.0 * N * C * H * W, note="pixels no tap reaches"))
+    return gemms + others
 
 
 def conv_launches(case, tf32: bool = False) -> list:
@@ -144,6 +197,8 @@ def conv_launches(case, tf32: bool = False) -> list:
         blocks = -(-m // bm) * -(-n // bn) * splits
         smem = TC_STAGES * TC_BK * (bm + TC_PAD + bn + TC_PAD) * 4
         note = f"TF32 tile {bm}x{bn}"
+    elif d == "dgrad":
+        return conv_dgrad_launches(case)
     else:
         plan = conv_plan(d, p)
         if plan is None:

@@ -194,6 +194,8 @@ _TILE_SHAPES = [  # (x shape, w shape, stride, pads, dilation): unaligned sizes,
     ((2, 5, 11, 9), (7, 5, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     ((1, 3, 13, 10), (5, 3, 3, 2), (2, 1), (1, 0, 2, 1), (1, 1)),
     ((2, 4, 12, 11), (3, 4, 3, 3), (1, 2), (2, 2, 1, 1), (2, 1)),
+    # dgrad stride phases (3 x 2 of them; dilation 2 along W reaches only even columns' phase)
+    ((1, 4, 14, 13), (6, 4, 5, 3), (3, 2), (2, 1, 0, 2), (1, 2)),
 ]
 
 
@@ -237,6 +239,81 @@ def test_every_tile_and_split_against_oracle(tile, splits, force64):
                 np.testing.assert_array_equal(again[k], got[k])
     finally:
         m.conv2d_force_plan(-1, 1, False)
+
+
+# ---- dgrad by stride phase ------------------------------------------------------------------------
+
+
+def _phase_taps(a, pad, stride, dil, R):
+    """The taps r that reach input rows a + stride*i: stride divides a + pad - r*dil."""
+    return [r for r in range(R) if (a + pad - r * dil) % stride == 0]
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("dil", [1, 2, 3])
+def test_dgrad_phases_are_the_taps_of_each_residue(stride, dil):
+    """conv2d_dgrad_phases (the C++ plan of the launcher): one phase per (row, column) residue
+    some tap reaches, with the right pixel counts and taps (first, count, in steps of
+    stride/gcd); the zero fill exactly when some residue has no tap."""
+    m = cucnn._backend.sim_module()
+    for R, S, H, W, pt, pl in [(1, 2, 9, 7, 0, 1), (3, 5, 11, 13, 1, 2), (5, 3, 10, 3, 4, 0),
+                               (2, 4, 1, 6, 0, 3)]:
+        xs, ws = (1, 2, H, W), (3, 2, R, S)
+        g = ((stride, stride + 1), (pt, 0, pl, 1), (dil, 1))
+        if min(conv.output_size((H, W), (R, S), *g)) <= 0:
+            continue
+        zero_fill, phases = m.conv2d_dgrad_phases(xs, ws, *g)
+        rows = {a: _phase_taps(a, pt, stride, dil, R) for a in range(min(stride, H))}
+        cols = {b: _phase_taps(b, pl, stride + 1, 1, S) for b in range(min(stride + 1, W))}
+        want = [(a, b, len(range(a, H, stride)), len(range(b, W, stride + 1)), len(rows[a]),
+                 len(cols[b])) for a in rows for b in cols if rows[a] and cols[b]]
+        assert [ph[:6] for ph in phases] == want, (R, S, H, W, g)
+        assert zero_fill == (not all(rows.values()) or not all(cols.values()))
+
+
+@pytest.mark.parametrize("stride", [2, 3, 4])
+@pytest.mark.parametrize("R", [1, 2, 3, 5])
+@pytest.mark.parametrize("dil", [1, 2])
+def test_dgrad_strided_against_oracle(stride, R, dil):
+    """dx on sim (one forward GEMM per stride phase, dx NaN-filled first so a pixel no phase
+    writes shows) against the float64 oracle: strides 2-4 with kernels 1, 2, 3, 5 (strides larger
+    than the kernel leave phases no tap reaches: zeros), dilation, odd sizes, batch 1, asymmetric
+    padding, an anisotropic stride; bitwise the same in reverse SIMT order."""
+    rng = np.random.default_rng(100 * stride + 10 * R + dil)
+    for xs, K, st, pads in [((1, 3, 17, 13), 5, (stride, stride), (R // 2, R - 1, 0, R // 2)),
+                            ((2, 5, 11, 15), 3, (stride, stride - 1), (0, 1, R - 1, 0))]:
+        ws = (K, xs[1], R, R + 1)
+        g = (st, pads, (dil, 1))
+        P, Q = conv.output_size(xs[2:], ws[2:], *g)
+        if min(P, Q) <= 0:
+            continue
+        w = (nasty(rng, ws) / np.sqrt(np.prod(ws[1:]))).astype(np.float32)
+        dy = nasty(rng, (xs[0], K, P, Q)).astype(np.float32)
+        got = conv.backward_data("sim", dy, w, xs, *g)
+        want = conv.backward_data_oracle(np, dy.astype(np.float64), w.astype(np.float64), xs, *g)
+        assert_close(got, want, reduce_len=K * R * (R + 1), name="dx")
+        with cucnn.sim.order("reverse"):
+            np.testing.assert_array_equal(conv.backward_data("sim", dy, w, xs, *g), got)
+
+
+def test_dgrad_workspace_is_required():
+    """Version 1 dgrad keeps the phases' flipped filters in its workspace: None or a short one
+    is a ValueError naming the size conv2d_dgrad_workspace gives; version 0 needs none."""
+    m = cucnn._backend.sim_module()
+    xs, ws, g = (2, 3, 9, 8), (4, 3, 3, 3), ((2, 2), (1, 1, 1, 1), (1, 1))
+    need = m.conv2d_dgrad_workspace(xs, ws, *g)
+    assert need >= 4 * 3 * 3 * 3
+    dy = np.ones((2, 4, 5, 4), np.float32)
+    w = np.ones(ws, np.float32)
+    dx = np.empty(xs, np.float32)
+    with pytest.raises(ValueError, match=f"at least {need} floats.*got None"):
+        m.conv2d_backward_data(dy, w, dx, *g)
+    with pytest.raises(ValueError, match=f"at least {need} floats.*got {need - 1}"):
+        m.conv2d_backward_data(dy, w, dx, *g, workspace=np.zeros(need - 1, np.float32))
+    m.conv2d_backward_data(dy, w, dx, *g, version=0)
+    ref = dx.copy()
+    m.conv2d_backward_data(dy, w, dx, *g, workspace=np.full(need, np.nan, np.float32))
+    np.testing.assert_allclose(dx, ref, rtol=1e-6)
 
 
 def test_plans_fill_the_gpu():
@@ -427,6 +504,15 @@ def test_dgrad_with_infinite_weights_is_a_documented_difference():
     assert np.all(np.isfinite(cpu[0, 0][~reached]))
     np.testing.assert_array_equal(naive, cpu)
     assert np.all(np.isnan(sim[0, 0][~reached]))
+    # strided: each stride phase multiplies only its own taps (no off-phase zeros), so where every
+    # dy a tap reads is in range, sim agrees with cpu: inf on tap (0, 0)'s phase, finite elsewhere
+    w2 = np.ones((1, 1, 2, 2), np.float32)
+    w2[0, 0, 0, 0] = np.inf
+    g2 = ((2, 2), (0, 0, 0, 0), (1, 1))
+    cpu2 = conv.backward_data("cpu", dy[:, :, :2, :2], w2, (1, 1, 4, 4), *g2)
+    sim2 = conv.backward_data("sim", dy[:, :, :2, :2], w2, (1, 1, 4, 4), *g2)
+    np.testing.assert_array_equal(sim2, cpu2)
+    assert np.isinf(cpu2[0, 0, ::2, ::2]).all() and np.isfinite(cpu2[0, 0, 1::2, :]).all()
 
 
 @pytest.mark.parametrize("device", ["cpu", "sim"])

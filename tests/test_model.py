@@ -54,6 +54,10 @@ def test_conv_plans_are_the_launchers():
         plan = model.launch_plan(c)
         assert plan[0]["kernel"].startswith(f"conv_gemm_kernel<{bm}, {bn}, ") and \
             plan[0]["blocks"] == blocks and plan[0]["threads"] == 256, (c.shape, d)
+        if d == "dgrad":  # one forward GEMM per stride phase (conv2d_dgrad_phases)
+            _check_dgrad_plan(mod, c, plan)
+            seen.add((d, any(ph[9] > 1 for ph in mod.conv2d_dgrad_phases(*_conv_args(p))[1])))
+            continue
         out = {"fwd": p["N"] * p["K"] * p["P"] * p["Q"], "dgrad": p["N"] * p["C"] * p["H"] * p["W"],
                "wgrad": p["K"] * p["C"] * p["R"] * p["S"]}[d]
         need = ws[d](*_conv_args(p))
@@ -62,6 +66,47 @@ def test_conv_plans_are_the_launchers():
         assert len(reduce) == (1 if splits > 1 or d == "wgrad" else 0) and len(plan) == 1 + len(reduce)
         seen.add((d, splits > 1))
     assert {("fwd", True), ("dgrad", True), ("wgrad", True)} <= seen  # split-K is exercised
+
+
+def _check_dgrad_plan(mod, c, plan):
+    """dgrad's launches are its phases': a GEMM each (grid, FLOPs summing to the case's), a
+    flipped-filter kernel each, a reduction per split phase, the zero fill where a phase has no
+    tap; and the workspace is the filters (float4-aligned each) plus the largest split's partials."""
+    p = c.params
+    zero_fill, phases = mod.conv2d_dgrad_phases(*_conv_args(p))
+    gemms = [ln for ln in plan if ln["kernel"].startswith("conv_gemm_kernel<")]
+    assert len(gemms) == len(phases) and sum(ln["flops"] for ln in gemms) == \
+        pytest.approx(c.flops), c.shape
+    weights = partials = 0
+    for ln, (_, _, rows, cols, tr, ts, bm, bn, blocks, splits, _, _) in zip(gemms, phases):
+        assert ln["kernel"].startswith(f"conv_gemm_kernel<{bm}, {bn}, FwdLoadAT<") and \
+            ln["kernel"].endswith("DgradPhaseStore>") and ln["blocks"] == blocks, c.shape
+        out = p["N"] * p["C"] * rows * cols
+        weights += -(-p["C"] * p["K"] * tr * ts // 4) * 4
+        partials = max(partials, splits * out if splits > 1 else 0)
+    names = [ln["kernel"] for ln in plan]
+    assert names.count("conv2d_dgrad_weight_kernel") == len(phases)
+    assert names.count("conv2d_dgrad_zero_kernel") == int(zero_fill)
+    reduces = sum(n in ("conv2d_split_reduce_kernel", "conv2d_dgrad_phase_reduce_kernel")
+                  for n in names)
+    assert reduces == sum(ph[9] > 1 for ph in phases)
+    assert mod.conv2d_dgrad_workspace(*_conv_args(p)) == weights + partials, c.shape
+
+
+@pytest.mark.skipif(not cucnn.sim.is_available(), reason="cucnn._sim did not build")
+def test_dgrad_plan_of_a_strided_conv():
+    """Stride 2, 3x3, pad 1 on 9x9: four phases (rows 5/4 x columns 5/4 of 2/1 x 2/1 taps);
+    stride 4 with a 1x1 kernel: one phase of 1x1 tap and the zero fill for the other 15."""
+    mod = _backend.sim_module()
+    c = [k for k in conv2d.bench_case("s2", 2, 3, 9, 9, 8, 3, 3, 2, 1) if k.direction == "dgrad"][0]
+    zero_fill, phases = mod.conv2d_dgrad_phases(*_conv_args(c.params))
+    assert not zero_fill and [ph[:6] for ph in phases] == [
+        (0, 0, 5, 5, 1, 1), (0, 1, 5, 4, 1, 2), (1, 0, 4, 5, 2, 1), (1, 1, 4, 4, 2, 2)]
+    _check_dgrad_plan(mod, c, model.launch_plan(c))
+    c = [k for k in conv2d.bench_case("s4", 2, 3, 9, 9, 8, 1, 1, 4, 0) if k.direction == "dgrad"][0]
+    zero_fill, phases = mod.conv2d_dgrad_phases(*_conv_args(c.params))
+    assert zero_fill and [ph[:6] for ph in phases] == [(0, 0, 3, 3, 1, 1)]
+    _check_dgrad_plan(mod, c, model.launch_plan(c))
 
 
 @pytest.mark.skipif(not cucnn.sim.is_available(), reason="cucnn._sim did not build")
@@ -88,7 +133,7 @@ def test_conv_launch_plans():
     assert model.launch_plan(fwd)[0]["kernel"].endswith("FwdLoadAT<%s, int>, FwdLoadBT<%s, false>"
                                                         % tuple(model.launch_plan(fwd)[0][
                                                             "kernel"].split("<")[1].split(", ")[:2]))
-    assert "DgradLoadA1T<" in model.launch_plan(dgrad)[0]["kernel"]
+    assert model.launch_plan(dgrad)[0]["kernel"].endswith("DgradPhaseStore>")
     assert model.launch_plan(wgrad)[-1]["kernel"] == "conv2d_split_reduce_kernel"
     # TF32: fwd GEMM 180 x 40 x 27 -> 64x64 (2 blocks of 128x128 < 132), 3 blocks, 1 slice each
     f, = model.launch_plan(fwd, tf32=True)
@@ -196,12 +241,16 @@ def test_launch_plans_match_the_profiled_launches():
         pytest.skip(why_not)
     for c, tf32 in [(c, t) for c in bench_cases("tiny") if c.op == "conv2d" for t in (0, 1)]:
         prof = model.profile_case(c, tf32=bool(tf32))
+        by_name = {}  # strided dgrad launches one kernel once per stride phase
         for ln in model.launch_plan(c, bool(tf32)):
-            fig = model.match_profile(prof, ln["kernel"])
-            assert fig is not None, (c.shape, c.direction, tf32, ln["kernel"], list(prof))
-            grid = fig["grid"]
-            assert grid[0] * grid[1] * grid[2] == ln["blocks"], (c.shape, c.direction)
-            assert fig["block"][0] * fig["block"][1] * fig["block"][2] == ln["threads"]
+            by_name.setdefault(ln["kernel"], []).append(ln)
+        for name, lns in by_name.items():
+            fig = model.match_profile(prof, name)
+            assert fig is not None, (c.shape, c.direction, tf32, name, list(prof))
+            assert fig["launches"] == len(lns), (c.shape, c.direction, name)
+            grid = fig["grid"]  # the first launch's
+            assert grid[0] * grid[1] * grid[2] == lns[0]["blocks"], (c.shape, c.direction)
+            assert fig["block"][0] * fig["block"][1] * fig["block"][2] == lns[0]["threads"]
 
 
 class _FakeProfile:
