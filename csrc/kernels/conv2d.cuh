@@ -42,6 +42,7 @@
 // Known difference: the implicit-GEMM dgrad gathers dy with zeros where a filter tap falls outside
 // the output, so with an infinite weight 0 * inf = NaN reaches input cells no infinite tap touches;
 // the array-code oracle (cpu) and the naive version 0 skip those taps (tests/test_conv2d.py pins it).
+// Taps of another stride phase never meet a pixel (each phase multiplies its own taps only).
 //
 // Empty problems (no filters, no channels, an empty batch) launch nothing or run empty
 // reductions; the plan of an empty GEMM is one split (no division by a zero tile count).
@@ -792,8 +793,9 @@ using WgradLoadB32 = WgradLoadBT<BN, int>;
 template <int BN>
 using WgradLoadB64 = WgradLoadBT<BN, int64_t>;
 
-// The passes' plans. Forward and dgrad split K only when given a workspace (max_splits > 1);
-// wgrad always may, with splits of at least 8 slices (its reduction is long).
+// The passes' plans. Forward splits K only when given a workspace (max_splits > 1); dgrad (which
+// always has one) and wgrad always may, wgrad with splits of at least 8 slices (its reduction is
+// long).
 constexpr int kConvMaxSplits = 64;
 inline ConvPlan conv2d_gemm_plan(int64_t M, int64_t N, int64_t Kdim, int min_slices,
                                  int max_splits) {

@@ -416,6 +416,11 @@ _cases = [
     _case("nonsquare", 2, 3, 11, 9, 5, 2, 5, stride=(2, 1), padding=(1, 2)),
     _case("pad-larger-than-half", 1, 2, 5, 6, 3, 3, 3, padding=3),
     _case("11x11-s4", 1, 3, 31, 29, 8, 11, 11, stride=4, padding=2),
+    # dgrad stride phases: strides beyond the kernel (pixels no tap reaches), gcd(stride, dilation)
+    _case("s4-k1", 2, 5, 9, 7, 6, 1, 1, stride=4),
+    _case("s3-k2", 1, 3, 10, 11, 4, 2, 2, stride=3, padding=(1, 0)),
+    _case("s2-d2", 2, 3, 13, 12, 5, 3, 3, stride=2, padding=2, dilation=2),
+    _case("s3x2-k5-d2", 1, 4, 17, 14, 3, 5, 3, stride=(3, 2), padding=(2, 1), dilation=(2, 3)),
     _case("wide-K", 1, 16, 6, 6, 70, 3, 3, padding=1),
     _case("deep-reduction", 2, 40, 6, 5, 33, 3, 3, padding=1),
     _case("linear", 7, 37, 1, 1, 13, 1, 1),
