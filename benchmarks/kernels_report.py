@@ -75,10 +75,13 @@ def sass_table(kernels: list) -> list:
 def tile_of(name: str) -> str:
     """A conv GEMM kernel's pass and tile: ``conv_gemm_kernel<64, 64, FwdLoadAT<64, int>, ...``
     -> ``fwd 64x64``; ``conv_tc_kernel<TcTile<128, 128, 64, 32>, TcDgradA<true>, ...`` ->
-    ``tf32 dgrad-strided 128x128``; 64-bit gathers, scalar weight loads are named."""
+    ``tf32 dgrad-strided 128x128``; 64-bit gathers, scalar weight loads are named. fp32 dgrad
+    (forward's loaders with ``DgradPhaseStore``) -> ``dgrad 128x128``."""
     m = re.match(r"conv_gemm_kernel<(\d+), ?(\d+), ?(Fwd|Dgrad|Wgrad)LoadA(1T|ST|T)?", name)
     if m:
         kind = m.group(3).lower() + ("-strided" if m.group(4) == "ST" else "")
+        if "DgradPhaseStore" in name:  # dgrad runs forward's GEMM per stride phase (any stride)
+            kind = "dgrad"
         extra = [t for t, pat in (("int64", r"<\d+, ?long>"), ("scalar B", r"LoadBT<\d+, ?false>"))
                  if re.search(pat, name)]
         return f"{kind} {m.group(1)}x{m.group(2)}" + (f" ({', '.join(extra)})" if extra else "")
@@ -387,7 +390,9 @@ def main(argv=None) -> int:
           "one (conv_tc_kernel) one BK=32 slice.",
           "- Conv launch plans: the fp32 tile and split-K come from the C++ chooser itself "
           "(`conv2d_plan` binding: forward and dgrad with the workspace the op passes, so they "
-          "may split K; partials reduced by conv2d_split_reduce_kernel, wgrad always); the TF32 "
+          "may split K; partials reduced by conv2d_split_reduce_kernel, wgrad always; dgrad per "
+          "stride phase from `conv2d_dgrad_phases`: a forward GEMM on the phase's flipped filter "
+          "each); the TF32 "
           "tile and wgrad splits from model.conv_tc_plan (conv2d_tc.cuh's policy, tested against "
           "conv2d_tc_wgrad_workspace). TF32 rows use the TF32 peak where the hot loop has HMMA.",
           "- The SASS shared-wavefront estimate assumes no conflict and no broadcast (an upper "

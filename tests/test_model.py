@@ -109,6 +109,14 @@ def test_dgrad_plan_of_a_strided_conv():
     _check_dgrad_plan(mod, c, model.launch_plan(c))
 
 
+def test_kernel_report_names_the_phase_dgrad():
+    """fp32 dgrad runs forward's loaders with DgradPhaseStore: the report calls it dgrad."""
+    kr = _load("kernels_report")
+    name = "conv_gemm_kernel<128, 128, FwdLoadAT<128, long>, FwdLoadBT<128, false>, DgradPhaseStore>"
+    assert kr.tile_of(name) == "dgrad 128x128 (int64, scalar B)"
+    assert kr.tile_of(name.replace("DgradPhaseStore", "FwdStore")).startswith("fwd 128x128")
+
+
 @pytest.mark.skipif(not cucnn.sim.is_available(), reason="cucnn._sim did not build")
 def test_tf32_wgrad_splits_match_the_launcher():
     """The one replica of the TF32 tile/split policy: its split count times the weights is the
