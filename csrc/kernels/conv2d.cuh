@@ -312,15 +312,22 @@ struct DgradLoadA1T : TableGather<BM, Index> {
 // wgrad B through the table: x gathered as an (N*P*Q) x (C*R*S) matrix; rows are filter taps
 // j = (c, r, s), K is (n, p, q). h0 = r*dh - pt, w0 = s*dw - pl, base = c*H*W + h0*W + w0; entry
 // of (n, p, q): off = n*C*H*W + p*sh*W + q*sw, dr = p*sh, ds = q*sw, limit H.
+// The fused bias gradient: when the GEMM's N is C*R*S + 1 (conv2d_backward_weight with db, on a
+// plan whose last column tile has a spare column), column C*R*S of B is all ones, so the GEMM
+// computes db[k] = sum_j dy[k][j] * 1 in the FMAs that tile runs anyway. The gather gives `fill`
+// where the tap is outside x: 0, or 1 on that column (whose limits fail every compare). Past the
+// split's end A is 0, so the ones there add nothing.
 template <int BN, class Index>
 struct WgradLoadBT : TableGather<BN, Index> {
   using Base = TableGather<BN, Index>;
   using typename Base::Entry;
   using Base::src, Base::base, Base::h0, Base::w0, Base::wlim, Base::dcur, Base::dk;
-  __device__ void init(const ConvShape& s, const float* x, int n0, int64_t k0) {
+  float fill;
+  __device__ void init(const ConvShape& s, const float* x, int n0, int64_t k0, int N) {
     const int j = n0 + Base::Map::row(static_cast<int>(threadIdx.x));
     const int rs = s.R * s.S;
     const bool valid = j < s.C * rs;
+    fill = j == s.C * rs && N > j ? 1.0f : 0.0f;
     const int c = valid ? j / rs : 0, r = valid ? j % rs / s.S : 0, q = valid ? j % s.S : 0;
     h0 = r * s.dh - s.pt;
     w0 = q * s.dw - s.pl;
@@ -339,6 +346,16 @@ struct WgradLoadBT : TableGather<BN, Index> {
   }
   __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
     Base::decode_advance(step, s.P, s.Q);
+  }
+  __device__ __forceinline__ void load(const Entry* table, float* r) const {  // Base's, with fill
+    const int t = static_cast<int>(threadIdx.x);
+#pragma unroll
+    for (int i = 0; i < Base::kSlots; ++i) {
+      const Entry e = table[Base::Map::kk(t, i)];
+      const unsigned h = static_cast<unsigned>(h0 + e.dr), w = static_cast<unsigned>(w0 + e.ds);
+      const bool in = h < static_cast<unsigned>(e.hlim) && w < static_cast<unsigned>(wlim);
+      r[i] = in ? src[base + e.off] : fill;
+    }
   }
 };
 
@@ -591,11 +608,16 @@ struct DgradStore {  // dx[n, c, h, w]
     dx[static_cast<int64_t>(blockIdx.z) * zstride + (n * s.C + c) * hw + (m - n * hw)] = acc;
   }
 };
-struct WgradStore {  // workspace[split][k][(c, r, s)]
+// workspace[split][zstride]: dw's partial sums [k][(c, r, s)], then (zstride = K*C*R*S + K, the
+// fused bias gradient) the bias column's [k]: column j = C*R*S of the GEMM.
+struct WgradStore {
   float* ws;
+  int64_t zstride;
   __device__ void operator()(const ConvShape& s, int64_t k, int j, float acc) const {
     const int64_t crs = static_cast<int64_t>(s.C) * s.R * s.S;
-    ws[(static_cast<int64_t>(blockIdx.z) * s.K + k) * crs + j] = acc;
+    float* split = ws + static_cast<int64_t>(blockIdx.z) * zstride;
+    if (j < crs) split[k * crs + j] = acc;
+    else split[s.K * crs + k] = acc;
   }
 };
 
@@ -667,6 +689,20 @@ __device__ __forceinline__ void conv_fill_table(L& l, const ConvShape& s, int64_
   }
 }
 
+// B loaders that need the GEMM's N (wgrad's fused bias column) take it as a fifth init argument.
+template <class L, class = void>
+struct ConvInitTakesN : std::false_type {};
+template <class L>
+struct ConvInitTakesN<L, std::void_t<decltype(std::declval<L&>().init(
+                             std::declval<const ConvShape&>(), std::declval<const float*>(), 0,
+                             int64_t{0}, 0))>> : std::true_type {};
+template <class L>
+__device__ __forceinline__ void conv_init_b(L& l, const ConvShape& s, const float* b, int n0,
+                                            int64_t k0, int N) {
+  if constexpr (ConvInitTakesN<L>::value) l.init(s, b, n0, k0, N);
+  else l.init(s, b, n0, k0);
+}
+
 // The shared-memory row pitch of a loader's slice: its kPitch, else ROWS + 4 (the pad keeps float4
 // alignment). conv_gemm_smem sizes every slice at ROWS + 4, so no pitch may exceed it.
 template <class L, int ROWS, class = void>
@@ -711,7 +747,7 @@ __global__ void __launch_bounds__(kConvThreads, BM <= 64 && BN <= 64 ? 3 : 1)
   LoadA la;
   LoadB lb;
   la.init(s, a_src, m0, k_begin, M);
-  lb.init(s, b_src, n0, k_begin);
+  conv_init_b(lb, s, b_src, n0, k_begin, N);
   float ra[SA], rb[SB];
   float acc[TM][TN];
 #pragma unroll
@@ -781,14 +817,20 @@ __global__ void __launch_bounds__(kConvThreads, BM <= 64 && BN <= 64 ? 3 : 1)
 }
 
 // out = sum over splits of the workspace, in split order (deterministic); then, for the forward
-// pass, + bias[k] (k = i / pq % K) and ReLU.
+// pass, + bias[k] (k = i / pq % K) and ReLU. A split's slice is zstride floats; n2 > 0 (wgrad's
+// fused bias gradient): elements n .. n + n2 - 1 of each slice are summed into out2.
 __global__ void conv2d_split_reduce_kernel(float* out, const float* ws, int64_t n, int splits,
-                                           const float* bias, int64_t pq, int K, int relu) {
+                                           const float* bias, int64_t pq, int K, int relu,
+                                           int64_t zstride, float* out2, int64_t n2) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n + n2;
        i += stride) {
     float acc = 0.0f;
-    for (int z = 0; z < splits; ++z) acc += ws[z * n + i];
+    for (int z = 0; z < splits; ++z) acc += ws[z * zstride + i];
+    if (i >= n) {
+      out2[i - n] = acc;
+      continue;
+    }
     if (bias) acc += bias[i / pq % K];
     out[i] = relu && acc < 0.0f ? 0.0f : acc;
   }
@@ -1000,9 +1042,11 @@ void conv_gemm_launch(const ConvPlan& plan, int64_t M, int N, int64_t Kdim, cons
 
 inline void conv2d_split_reduce(float* out, const float* ws, int64_t n, int splits,
                                 const float* bias, int64_t pq, int K, bool relu,
-                                cudaStream_t stream) {
-  simt::launch(conv2d_split_reduce_kernel, dim3(grid_stride_blocks(n, kConvBiasBlock)),
-               dim3(kConvBiasBlock), 0, stream, out, ws, n, splits, bias, pq, K, relu ? 1 : 0);
+                                cudaStream_t stream, int64_t zstride = -1, float* out2 = nullptr,
+                                int64_t n2 = 0) {
+  simt::launch(conv2d_split_reduce_kernel, dim3(grid_stride_blocks(n + n2, kConvBiasBlock)),
+               dim3(kConvBiasBlock), 0, stream, out, ws, n, splits, bias, pq, K, relu ? 1 : 0,
+               zstride < 0 ? n : zstride, out2, n2);
 }
 
 // Floats of workspace conv2d_forward needs for its split-K plan (0: no split).
@@ -1087,31 +1131,51 @@ inline void conv2d_backward_data(float* dx, const float* dy, const float* w, con
 // reproducible. 1 for an empty problem.
 inline int conv2d_wgrad_splits(const ConvShape& s) { return conv2d_wgrad_plan(s).splits; }
 
-// Floats of workspace conv2d_backward_weight needs (version 1; version 0 needs none).
-inline int64_t conv2d_wgrad_workspace(const ConvShape& s) {
-  return static_cast<int64_t>(conv2d_wgrad_splits(s)) * s.K * s.C * s.R * s.S;
+// Floats of workspace conv2d_backward_weight needs (version 1; version 0 needs none): per split,
+// dw's partial sums, and K more when it is given db (room for the fused bias gradient's).
+inline int64_t conv2d_wgrad_workspace(const ConvShape& s, bool with_bias = false) {
+  return static_cast<int64_t>(conv2d_wgrad_splits(s)) * s.K *
+         (static_cast<int64_t>(s.C) * s.R * s.S + (with_bias ? 1 : 0));
 }
 
-// dw from dy and x. dw (K,C,R,S); workspace of conv2d_wgrad_workspace(s) floats.
-inline void conv2d_backward_weight(float* dw, float* workspace, const float* dy, const float* x,
-                                   const ConvShape& s, int version, cudaStream_t stream) {
+// Whether conv2d_backward_weight computes db in the same GEMM (the version-1 plan's last column
+// tile has a spare column for the ones column of B: C*R*S not a multiple of the tile's width) —
+// the free case. Elsewhere db is conv2d_backward_bias's job.
+inline bool conv2d_wgrad_fuses_bias(const ConvShape& s) {
+  const int crs = s.C * s.R * s.S;
+  if (s.K == 0 || crs == 0) return false;
+  return crs % kConvTiles[conv2d_wgrad_plan(s).tile].bn != 0;
+}
+
+// dw from dy and x. dw (K,C,R,S); workspace of conv2d_wgrad_workspace(s, db != null) floats. db (K,)
+// or null: when conv2d_wgrad_fuses_bias(s) (version 1), db = sum of dy over (N, P, Q) is computed
+// too, and the call returns true; otherwise db is untouched and it returns false.
+inline bool conv2d_backward_weight(float* dw, float* workspace, const float* dy, const float* x,
+                                   const ConvShape& s, int version, cudaStream_t stream,
+                                   float* db = nullptr) {
   const int64_t n = static_cast<int64_t>(s.K) * s.C * s.R * s.S;
-  if (n == 0) return;
+  if (n == 0) return false;
   if (version == 0) {
     simt::launch(conv2d_wgrad_naive_kernel,
                  dim3(static_cast<unsigned>(simt::ceil_div<int64_t>(n, kConvNaiveBlock))),
                  dim3(kConvNaiveBlock), 0, stream, dw, dy, x, s);
-    return;
+    return false;
   }
   const ConvPlan plan = conv2d_wgrad_plan(s);
   const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
+  const bool fused = db && conv2d_wgrad_fuses_bias(s);
+  const int N = s.C * s.R * s.S + (fused ? 1 : 0);  // the ones column (same grid: a spare column)
+  const int64_t zstride = n + (fused ? s.K : 0);
+  const WgradStore store{workspace, zstride};
   if (conv_index32(s))
-    conv_gemm_launch<WgradLoadA, WgradLoadB32>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
-                                               WgradStore{workspace}, conv_step(s.P, s.Q), stream);
+    conv_gemm_launch<WgradLoadA, WgradLoadB32>(plan, s.K, N, Kdim, s, dy, x, store,
+                                               conv_step(s.P, s.Q), stream);
   else
-    conv_gemm_launch<WgradLoadA, WgradLoadB64>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
-                                               WgradStore{workspace}, conv_step(s.P, s.Q), stream);
-  conv2d_split_reduce(dw, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
+    conv_gemm_launch<WgradLoadA, WgradLoadB64>(plan, s.K, N, Kdim, s, dy, x, store,
+                                               conv_step(s.P, s.Q), stream);
+  conv2d_split_reduce(dw, workspace, n, plan.splits, nullptr, 1, 1, false, stream, zstride,
+                      fused ? db : nullptr, fused ? s.K : 0);
+  return fused;
 }
 
 // db[k] = sum of dy[:, k, :, :]. db (K,).
