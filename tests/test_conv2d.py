@@ -442,7 +442,7 @@ def test_sequential_fuses_grouped_conv_and_relu_like_the_unfused_pair(device, gr
     np.testing.assert_array_equal(fused, net(x).numpy())
 
 
-# ---- the bias gradient fused into the weight-gradient GEMM -----------------------------------------
+# ---- the bias gradient fused into the weight-gradient GEMM ---------------------------------------
 # (tile, C, R, S): C*R*S not a multiple of the tile's width (a spare column: fused) or a multiple
 # (no spare column: db left to the separate reduction).
 _FUSE_CASES = [(0, 4, 3, 3, True), (1, 3, 3, 3, True), (2, 5, 5, 5, True), (3, 2, 3, 3, True),

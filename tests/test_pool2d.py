@@ -146,8 +146,8 @@ def test_pool_errors(device):
     with pytest.raises(ValueError, match="divisor_override must be a positive int, got 0"):
         F.avg_pool2d(x, 2, divisor_override=0)
     # the message of the padding resolver pooling shares with conv2d (ops/_geometry.py)
-    with pytest.raises(ValueError, match=r"padding must be an int, a pair, a 4-tuple \(top, bottom, left, "
-                       r"right\), 'valid' or 'same', got 'full'"):
+    with pytest.raises(ValueError, match=r"padding must be an int, a pair, a 4-tuple \(top, "
+                       r"bottom, left, right\), 'valid' or 'same', got 'full'"):
         F.max_pool2d(x, 2, padding="full")
     with pytest.raises(TypeError, match="kernel_size must be an int or a pair of ints, got float"):
         F.max_pool2d(x, 2.0)

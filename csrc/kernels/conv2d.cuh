@@ -37,7 +37,10 @@
 // the caller passes a workspace) writes partial sums per split into a workspace and
 // conv2d_split_reduce_kernel adds them in split order (then the bias and ReLU for the forward
 // pass): no float atomics anywhere, results bitwise identical run to run and across SIMT orders.
-// The bias gradient is a block reduction per filter, also in a fixed order.
+// The bias gradient rides in the wgrad GEMM where that is free (conv2d_wgrad_fuses_bias: the last
+// column tile has a spare column, which B fills with ones, so db[k] = sum_j dy[k][j] * 1 comes out
+// of FMAs the tile runs anyway, split partials and all); elsewhere it is a block reduction per
+// filter (conv2d_bias_grad_kernel), also in a fixed order.
 //
 // Known difference: the implicit-GEMM dgrad gathers dy with zeros where a filter tap falls outside
 // the output, so with an infinite weight 0 * inf = NaN reaches input cells no infinite tap touches;
@@ -1147,9 +1150,9 @@ inline bool conv2d_wgrad_fuses_bias(const ConvShape& s) {
   return crs % kConvTiles[conv2d_wgrad_plan(s).tile].bn != 0;
 }
 
-// dw from dy and x. dw (K,C,R,S); workspace of conv2d_wgrad_workspace(s, db != null) floats. db (K,)
-// or null: when conv2d_wgrad_fuses_bias(s) (version 1), db = sum of dy over (N, P, Q) is computed
-// too, and the call returns true; otherwise db is untouched and it returns false.
+// dw from dy and x. dw (K,C,R,S); workspace of conv2d_wgrad_workspace(s, db != null) floats.
+// db (K,) or null: when conv2d_wgrad_fuses_bias(s) (version 1), db = sum of dy over (N, P, Q) is
+// computed too, and the call returns true; otherwise db is untouched and it returns false.
 inline bool conv2d_backward_weight(float* dw, float* workspace, const float* dy, const float* x,
                                    const ConvShape& s, int version, cudaStream_t stream,
                                    float* db = nullptr) {
