@@ -558,8 +558,8 @@ void conv2d_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair st
 }
 
 int64_t conv2d_wgrad_workspace(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
-                               Pair stride, Pads pads, Pair dilation) {
-  return cucnn::conv2d_wgrad_workspace(conv_shape(x_shape, w_shape, stride, pads, dilation));
+                               Pair stride, Pads pads, Pair dilation, bool bias) {
+  return cucnn::conv2d_wgrad_workspace(conv_shape(x_shape, w_shape, stride, pads, dilation), bias);
 }
 
 // Split-K workspace (floats) of forward / dgrad, and the plan of a pass (for tests and reports):
@@ -602,9 +602,11 @@ std::tuple<int, int, int64_t, int> conv2d_plan(const std::string& pass, std::vec
   return {t.bm, t.bn, p.blocks, p.splits};
 }
 
-void conv2d_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, py::handle ws_,
+// db (K,) or None: where the plan has a spare column (cucnn::conv2d_wgrad_fuses_bias), the GEMM
+// computes the bias gradient too and this returns True; otherwise db is untouched (False).
+bool conv2d_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, py::handle ws_,
                             Pair stride, Pads pads, Pair dilation, int version,
-                            std::uintptr_t stream) {
+                            std::uintptr_t stream, py::object db_) {
   expect_version(version, 1);
   Array dy = in(dy_, "dy"), x = in(x_, "x"), dw = out(dw_, "dw"), ws = out(ws_, "workspace");
   expect_dtype(dy, "dy", "float32");
@@ -613,12 +615,21 @@ void conv2d_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, py::h
   expect_dtype(ws, "workspace", "float32");
   const auto s = conv_shape(x.shape, dw.shape, stride, pads, dilation);
   expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
-  const int64_t need = version == 0 ? 0 : cucnn::conv2d_wgrad_workspace(s);
+  float* db = nullptr;
+  if (!db_.is_none()) {
+    Array dba = out(db_, "db");
+    expect_dtype(dba, "db", "float32");
+    expect_shape(dba, "db", {s.K}, "(one per filter)");
+    db = f32(dba);
+  }
+  const int64_t need = version == 0 ? 0 : cucnn::conv2d_wgrad_workspace(s, db != nullptr);
   if (ws.size() < need)
     throw py::value_error("workspace must hold at least " + std::to_string(need) +
-                          " floats (conv2d_wgrad_workspace), got " + std::to_string(ws.size()));
+                          " floats (conv2d_wgrad_workspace" + (db ? ", bias=True" : "") +
+                          "), got " + std::to_string(ws.size()));
   py::gil_scoped_release release;
-  cucnn::conv2d_backward_weight(f32(dw), f32(ws), f32(dy), f32(x), s, version, as_stream(stream));
+  return cucnn::conv2d_backward_weight(f32(dw), f32(ws), f32(dy), f32(x), s, version,
+                                       as_stream(stream), db);
 }
 
 void conv2d_backward_bias(py::handle dy_, py::handle db_, std::uintptr_t stream) {
@@ -1236,11 +1247,15 @@ PYBIND11_MODULE(CUCNN_MODULE_NAME, m) {
         "(dgrad: its first stride phase, the only one at stride 1)");
   m.def("conv2d_wgrad_workspace", &conv2d_wgrad_workspace, py::arg("x_shape"),
         py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        "floats of workspace conv2d_backward_weight needs");
+        py::arg("bias") = false,
+        "floats of workspace conv2d_backward_weight needs (bias=True: when it is given db)");
   m.def("conv2d_backward_weight", &conv2d_backward_weight, py::arg("dy"), py::arg("x"),
         py::arg("dw"), py::arg("workspace"), py::arg("stride"), py::arg("padding"),
         py::arg("dilation"), py::arg("version") = 1, py::arg("stream") = 0,
-        "dw of conv2d (split-K into workspace, then a fixed-order reduction)");
+        py::arg("db") = py::none(),
+        "dw of conv2d (split-K into workspace, then a fixed-order reduction); with db, also the "
+        "bias gradient where it is free (a spare column of the last tile): returns whether it "
+        "wrote db");
   m.def("conv2d_backward_bias", &conv2d_backward_bias, py::arg("dy"), py::arg("db"),
         py::arg("stream") = 0, "db[k] = sum of dy[:, k]");
   bind_conv2d_tc(m);

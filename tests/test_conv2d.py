@@ -526,3 +526,107 @@ def test_sequential_fuses_grouped_conv_and_relu_like_the_unfused_pair(device, gr
     fused = net(x).numpy()
     net.fuse_relu = False
     np.testing.assert_array_equal(fused, net(x).numpy())
+
+
+# ---- the bias gradient fused into the weight-gradient GEMM ---------------------------------------
+# (tile, C, R, S): C*R*S not a multiple of the tile's width (a spare column: fused) or a multiple
+# (no spare column: db left to the separate reduction).
+_FUSE_CASES = [(0, 4, 3, 3, True), (1, 3, 3, 3, True), (2, 5, 5, 5, True), (3, 2, 3, 3, True),
+               (4, 3, 1, 1, True), (5, 7, 1, 3, True), (6, 1, 5, 3, True), (7, 3, 1, 1, True),
+               (3, 64, 1, 1, False), (6, 16, 1, 1, False), (0, 8, 4, 4, False)]
+
+
+def _wgrad_with_bias(m, dy, x, w_shape, g, db=None):
+    ws = np.full(m.conv2d_wgrad_workspace(x.shape, w_shape, *g, bias=db is not None), np.nan,
+                 np.float32)
+    dw = np.full(w_shape, np.nan, np.float32)
+    fused = m.conv2d_backward_weight(dy, x, dw, ws, *g, db=db)
+    return dw, fused
+
+
+@pytest.mark.parametrize("splits", [1, 3])
+@pytest.mark.parametrize("tile,C,R,S,free", _FUSE_CASES)
+def test_bias_gradient_fused_into_wgrad(tile, C, R, S, free, splits):
+    """With db, conv2d_backward_weight computes the bias gradient in the wgrad GEMM where the
+    forced tile has a spare column (a column of ones in B): db matches the float64 oracle, dw is
+    bitwise what the call without db gives, the split partials are reduced in order (bitwise equal
+    in reverse SIMT order and on a second run), the workspace's NaN fill never leaks. Without a
+    spare column the call says so and leaves db alone."""
+    m = cucnn._backend.sim_module()
+    rng = np.random.default_rng(tile * 7 + C)
+    xs, K, g = (2, C, 9, 7), 5, ((1, 2), (1, 0, 2, 1), (1, 1))
+    P, Q = conv.output_size(xs[2:], (R, S), *g)
+    x = nasty(rng, xs).astype(np.float32)
+    dy = nasty(rng, (xs[0], K, P, Q)).astype(np.float32)
+    dy[1, 2, 0, 0] = np.inf  # db[2] = inf, as the oracle's
+    ws_shape = (K, C, R, S)
+    m.conv2d_force_plan(tile, splits, False)
+    try:
+        db = np.full(K, np.nan, np.float32)
+        dw, fused = _wgrad_with_bias(m, dy, x, ws_shape, g, db)
+        assert fused == free
+        plain, plain_fused = _wgrad_with_bias(m, dy, x, ws_shape, g)
+        assert plain_fused is False
+        np.testing.assert_array_equal(dw, plain)
+        if not free:
+            assert np.isnan(db).all()
+            return
+        assert_close(db, conv.backward_bias_oracle(np, dy.astype(np.float64)),
+                     reduce_len=xs[0] * P * Q, name="db")
+        for order in ("reverse", "forward"):
+            with cucnn.sim.order(order):
+                db2 = np.full(K, np.nan, np.float32)
+                dw2, _ = _wgrad_with_bias(m, dy, x, ws_shape, g, db2)
+            np.testing.assert_array_equal(db2, db)
+            np.testing.assert_array_equal(dw2, dw)
+    finally:
+        m.conv2d_force_plan(-1, 1, False)
+
+
+def test_fused_bias_gradient_argument_errors():
+    m = cucnn._backend.sim_module()
+    g = ((1, 1), (1, 1, 1, 1), (1, 1))
+    x, dy = np.zeros((1, 3, 5, 5), np.float32), np.zeros((1, 4, 5, 5), np.float32)
+    dw = np.zeros((4, 3, 3, 3), np.float32)
+    n = m.conv2d_wgrad_workspace(x.shape, dw.shape, *g)
+    nb = m.conv2d_wgrad_workspace(x.shape, dw.shape, *g, bias=True)
+    splits = m.conv2d_plan("wgrad", x.shape, dw.shape, *g)[3]
+    assert nb == n + splits * 4
+    with pytest.raises(ValueError, match=r"at least %d floats \(conv2d_wgrad_workspace, "
+                                         r"bias=True\), got %d" % (nb, n)):
+        m.conv2d_backward_weight(dy, x, dw, np.zeros(n, np.float32), *g,
+                                 db=np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="db"):
+        m.conv2d_backward_weight(dy, x, dw, np.zeros(nb, np.float32), *g,
+                                 db=np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match="db"):
+        m.conv2d_backward_weight(dy, x, dw, np.zeros(nb, np.float32), *g,
+                                 db=np.zeros(4, np.float64))
+
+
+@pytest.mark.parametrize("requires", ["all", "bias_only", "weight_and_bias"])
+def test_conv_backward_routes_the_bias_gradient(requires, monkeypatch):
+    """F.conv2d's backward on sim: with the weight gradient wanted, db comes out of the wgrad GEMM
+    (3*3*3 = 27 taps: a spare column in any tile) and the separate bias reduction does not run;
+    with only the bias wanted, it does. Same values as the float64 autograd."""
+    m = cucnn._backend.sim_module()
+    calls = []
+    for name in ("conv2d_backward_bias", "conv2d_backward_weight"):
+        def spy(*args, _f=getattr(m, name), _n=name, **kw):
+            calls.append((_n, kw.get("db") is not None))
+            return _f(*args, **kw)
+        monkeypatch.setattr(m, name, spy)
+    rng = np.random.default_rng(3)
+    xv, wv, bv = (nasty(rng, s).astype(np.float32) for s in ((2, 3, 8, 8), (4, 3, 3, 3), (4,)))
+    x = cucnn.tensor(xv, device="sim", requires_grad=requires == "all")
+    w = cucnn.tensor(wv, device="sim", requires_grad=requires != "bias_only")
+    b = cucnn.tensor(bv, device="sim", requires_grad=True)
+    F.conv2d(x, w, b, padding=1).sum().backward()
+    want = [("conv2d_backward_bias", False)] if requires == "bias_only" else \
+        [("conv2d_backward_weight", True)]
+    assert calls == want
+    x64, w64, b64 = t64(xv), t64(wv), t64(bv)
+    F.conv2d(x64, w64, b64, padding=1).sum().backward()
+    assert_close(b.grad.numpy(), b64.grad.numpy(), reduce_len=2 * 64, name="db")
+    if requires != "bias_only":
+        assert_close(w.grad.numpy(), w64.grad.numpy(), reduce_len=2 * 64, name="dw")

@@ -145,8 +145,9 @@ def test_pool_errors(device):
         F.avg_pool2d(cucnn.tensor(np.zeros((1, 1, 4, 4), np.int64), device=device), 2)
     with pytest.raises(ValueError, match="divisor_override must be a positive int, got 0"):
         F.avg_pool2d(x, 2, divisor_override=0)
-    with pytest.raises(ValueError, match=r"padding must be an int, a pair, \(top, bottom, left, right\), 'valid' or "
-                       r"'same', got 'full'"):
+    # the message of the padding resolver pooling shares with conv2d (ops/_geometry.py)
+    with pytest.raises(ValueError, match=r"padding must be an int, a pair, a 4-tuple \(top, "
+                       r"bottom, left, right\), 'valid' or 'same', got 'full'"):
         F.max_pool2d(x, 2, padding="full")
     with pytest.raises(TypeError, match="kernel_size must be an int or a pair of ints, got float"):
         F.max_pool2d(x, 2.0)
@@ -268,3 +269,42 @@ def test_pad_gradcheck_and_errors():
         F.pad(x, (1.0, 1))
     with pytest.raises(ValueError, match="ZeroPad2d: padding must be an int or"):
         nn.ZeroPad2d((1, 2))
+
+
+def test_pooling_shares_the_conv_geometry():
+    """Pooling's padding and output sizes come from ops/_geometry.py, convolution's helper: the
+    same "same" padding (Keras, any stride, dilation), the same floor-mode sizes, and ceil_mode's
+    PyTorch rules (floor division towards -inf; a last window starting in the right padding is
+    dropped) in output_length, checked here against the rule written out and, where installed,
+    PyTorch's max_pool2d."""
+    from cucnn.ops import _geometry as geo
+    torch = None
+    try:
+        import torch
+    except ImportError:
+        pass
+    for H in (1, 2, 5, 7, 8, 13):
+        for k in (1, 2, 3, 5):
+            for s in (1, 2, 3):
+                for d in (1, 2):
+                    e = d * (k - 1) + 1
+                    pads = geo.resolve_padding("same", (H, H), (k, k), (s, s), (d, d))
+                    g = pool2d.geometry((H, H), k, s, "same", d, False, "t")
+                    assert g[2] == pads and g[4] == (-(-H // s),) * 2
+                    assert geo.output_length(H, k, s, pads[0], pads[1], d) == -(-H // s)
+                    for p in range(e // 2 + 1):
+                        for ceil in (False, True):
+                            o = (H + 2 * p - e + (s - 1 if ceil else 0)) // s + 1
+                            if ceil and (o - 1) * s >= H + p:
+                                o -= 1
+                            assert geo.output_length(H, k, s, p, p, d, ceil) == o
+                            if o <= 0:
+                                continue
+                            assert pool2d.geometry((H, H), k, s, p, d, ceil, "t")[4] == (o, o)
+                            if not ceil:
+                                assert geo.output_size((H, H), (k, k), (s, s), (p,) * 4,
+                                                       (d, d)) == (o, o)
+                            if torch is not None and p <= k // 2:  # its pad rule: half k
+                                y = torch.nn.functional.max_pool2d(
+                                    torch.zeros(1, 1, H, H), k, s, p, d, ceil_mode=ceil)
+                                assert tuple(y.shape[2:]) == (o, o), (H, k, s, p, d, ceil)

@@ -18,7 +18,9 @@
 // (BN/16) register micro-tile: 8 x 8 in the 128 x 128 tile, 8 x 4 / 4 x 8 in 128 x 64 / 64 x 128,
 // 4 x 4 in 64 x 64, and 1- or 2-column tiles (256 x 16, 64 x 16, 128 x 32, 64 x 32) for narrow
 // GEMMs. A thread's fragment is float4 groups 64 floats apart (Frag), so every 128-bit shared load
-// of a warp reads 16 consecutive float4 (conflict-free); fragments are double-buffered in
+// of a warp reads 16 consecutive float4 (conflict-free; the slice stores and tap-table writes are
+// laid out to be conflict-free too, which tests/test_conv2d_profile.py checks with the sim memory
+// profiler for every tile and pass); fragments are double-buffered in
 // registers (step kk+1 loaded while step kk's FMAs run). BK = 16 slices of A and B are staged in
 // shared memory, double-buffered: the next slice is fetched into registers while the current one
 // is multiplied, so global latency hides behind the FMAs, and one barrier per slice suffices.
@@ -37,7 +39,10 @@
 // the caller passes a workspace) writes partial sums per split into a workspace and
 // conv2d_split_reduce_kernel adds them in split order (then the bias and ReLU for the forward
 // pass): no float atomics anywhere, results bitwise identical run to run and across SIMT orders.
-// The bias gradient is a block reduction per filter, also in a fixed order.
+// The bias gradient rides in the wgrad GEMM where that is free (conv2d_wgrad_fuses_bias: the last
+// column tile has a spare column, which B fills with ones, so db[k] = sum_j dy[k][j] * 1 comes out
+// of FMAs the tile runs anyway, split partials and all); elsewhere it is a block reduction per
+// filter (conv2d_bias_grad_kernel), also in a fixed order.
 //
 // Known difference: the implicit-GEMM dgrad gathers dy with zeros where a filter tap falls outside
 // the output, so with an infinite weight 0 * inf = NaN reaches input cells no infinite tap touches;
@@ -52,6 +57,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/common.cuh"
@@ -208,6 +215,10 @@ struct TableGather {
   using Entry = TapEntry<Index>;
   static constexpr int kSlots = Map::kSlots;
   static constexpr bool kTable = true;
+  // The slice's row pitch in shared memory. A warp stores 32 / ROWS k-rows of ROWS floats: with 16
+  // rows two k-rows, 16 floats apart (pitch 16: one wavefront; 20 put k and k+1 on banks 0..15 and
+  // 20..35, a 2-way conflict). The 16-wide tiles read B one float at a time: no float4 alignment.
+  static constexpr int kPitch = ROWS == 16 ? 16 : ROWS + 4;
   const float* src;
   Index base;
   int h0, w0, wlim;
@@ -233,7 +244,7 @@ struct TableGather {
   }
   __device__ void store(float* smem, const float* r) const {
     const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < kSlots; ++i) smem[Map::kk(t, i) * (ROWS + 4) + Map::row(t)] = r[i];
+    for (int i = 0; i < kSlots; ++i) smem[Map::kk(t, i) * kPitch + Map::row(t)] = r[i];
   }
 };
 
@@ -274,15 +285,22 @@ struct FwdLoadAT : TableGather<BM, Index> {
 // wgrad B through the table: x gathered as an (N*P*Q) x (C*R*S) matrix; rows are filter taps
 // j = (c, r, s), K is (n, p, q). h0 = r*dh - pt, w0 = s*dw - pl, base = c*H*W + h0*W + w0; entry
 // of (n, p, q): off = n*C*H*W + p*sh*W + q*sw, dr = p*sh, ds = q*sw, limit H.
+// The fused bias gradient: when the GEMM's N is C*R*S + 1 (conv2d_backward_weight with db, on a
+// plan whose last column tile has a spare column), column C*R*S of B is all ones, so the GEMM
+// computes db[k] = sum_j dy[k][j] * 1 in the FMAs that tile runs anyway. The gather gives `fill`
+// where the tap is outside x: 0, or 1 on that column (whose limits fail every compare). Past the
+// split's end A is 0, so the ones there add nothing.
 template <int BN, class Index>
 struct WgradLoadBT : TableGather<BN, Index> {
   using Base = TableGather<BN, Index>;
   using typename Base::Entry;
   using Base::src, Base::base, Base::h0, Base::w0, Base::wlim, Base::dcur, Base::dk;
-  __device__ void init(const ConvShape& s, const float* x, int n0, int64_t k0) {
+  float fill;
+  __device__ void init(const ConvShape& s, const float* x, int n0, int64_t k0, int N) {
     const int j = n0 + Base::Map::row(static_cast<int>(threadIdx.x));
     const int rs = s.R * s.S;
     const bool valid = j < s.C * rs;
+    fill = j == s.C * rs && N > j ? 1.0f : 0.0f;
     const int c = valid ? j / rs : 0, r = valid ? j % rs / s.S : 0, q = valid ? j % s.S : 0;
     h0 = r * s.dh - s.pt;
     w0 = q * s.dw - s.pl;
@@ -302,28 +320,51 @@ struct WgradLoadBT : TableGather<BN, Index> {
   __device__ void decode_advance(const ConvShape& s, const Cursor3& step) {
     Base::decode_advance(step, s.P, s.Q);
   }
+  __device__ __forceinline__ void load(const Entry* table, float* r) const {  // Base's, with fill
+    const int t = static_cast<int>(threadIdx.x);
+#pragma unroll
+    for (int i = 0; i < Base::kSlots; ++i) {
+      const Entry e = table[Base::Map::kk(t, i)];
+      const unsigned h = static_cast<unsigned>(h0 + e.dr), w = static_cast<unsigned>(w0 + e.ds);
+      const bool in = h < static_cast<unsigned>(e.hlim) && w < static_cast<unsigned>(wlim);
+      r[i] = in ? src[base + e.off] : fill;
+    }
+  }
 };
 
 // forward B: the weights as a (C*R*S) x K matrix, i.e. w rows read along K. "Contiguous"
-// mapping: each thread loads SLOTS consecutive K-values of one filter. kVec (the launcher's choice
-// when C*R*S % 4 == 0 and w is 16-byte aligned): as float4s, each predicated on its own (split
-// ends are multiples of 4 then), so the loop holds no scalar path.
+// mapping: each thread loads SLOTS consecutive K-values (its k-group g) of one filter n. kVec (the
+// launcher's choice when C*R*S % 4 == 0 and w is 16-byte aligned): as float4s, each predicated on
+// its own (split ends are multiples of 4 then), so the loop holds no scalar path.
+// Which thread takes which (n, g): a warp takes F = 4 * SLOTS consecutive filters and 8 / SLOTS
+// consecutive k-groups, so that its shared stores (slice row g * SLOTS + i, column n; the pitch
+// BN + 4 is 4 mod 32 banks, 20 for BN = 16) land on 32 distinct banks: the groups' rows are
+// 4 * SLOTS * pitch apart, i.e. 0 (BN 128, one group a warp), 16 (64), 8 (32) or 4 * (5 g mod 8)
+// (16) banks, and the F columns fill the gaps. (Two threads a filter at BN = 128 put k and k + 8
+// on the same bank: 2-way conflicts.) The global reads keep their sectors: each filter's
+// SLOTS * 32 / F floats of a warp are contiguous.
 template <int BN, bool kVec>
 struct FwdLoadBT {
   static constexpr int kSlots = BN * kConvBK / kConvThreads;
   static constexpr bool kTable = false;
   using Entry = int;  // no table
-  static constexpr int kThreadsPerRow = kConvBK / kSlots;
+  static constexpr int kF = 4 * kSlots;           // filters a warp covers (4 warps span BN)
+  static constexpr int kGroupsPerWarp = 32 / kF;  // k-groups a warp covers
+  static_assert(BN == 4 * kF, "four warps span the filter columns");
+  static __device__ __forceinline__ int filt(int t) { return kF * (t / 32 % 4) + t % 32 % kF; }
+  static __device__ __forceinline__ int kgrp(int t) {
+    return kGroupsPerWarp * (t / 128) + t % 32 / kF;
+  }
   const float* row;  // w at filter n
   bool valid;
   int64_t k, crs;
   __device__ void init(const ConvShape& s, const float* w, int n0, int64_t k0) {
     const int t = static_cast<int>(threadIdx.x);
-    const int n = n0 + t / kThreadsPerRow;
+    const int n = n0 + filt(t);
     crs = static_cast<int64_t>(s.C) * s.R * s.S;
     valid = n < s.K;
     row = w + (valid ? n : 0) * crs;
-    k = k0 + (t % kThreadsPerRow) * kSlots;
+    k = k0 + kgrp(t) * kSlots;
   }
   __device__ void load(const ConvShape&, int64_t kend, float* r) const {
     // how many of this thread's slots are inside the split (one 64-bit compare, then 32-bit ones)
@@ -345,41 +386,51 @@ struct FwdLoadBT {
   __device__ void advance(const ConvShape&, const Cursor3&) { k += kConvBK; }
   __device__ void store(float* smem, const float* r) const {
     const int t = static_cast<int>(threadIdx.x);
-    const int n = t / kThreadsPerRow, kk = (t % kThreadsPerRow) * kSlots;
+    const int n = filt(t), kk = kgrp(t) * kSlots;
     for (int i = 0; i < kSlots; ++i) smem[(kk + i) * (BN + 4) + n] = r[i];
   }
 };
 
 // wgrad A: dy as a K x (N*P*Q) matrix: A[k][(n, p, q)] = dy[n, k, p, q]. "K-major" mapping: thread
-// t reads reduction index t % kConvBK of the filter rows t / kConvBK + 16 i, so each half-warp
-// reads 16 consecutive (p, q) of one filter (64 contiguous bytes, not 16 lone floats P*Q apart),
-// and all slots of a thread share one cursor: their addresses differ by the constant 16*P*Q.
+// t reads reduction index t % kConvBK, so each half-warp reads 16 consecutive (p, q) of one filter
+// row (64 contiguous bytes, not 16 lone floats P*Q apart), and all slots of a thread share one
+// cursor: their addresses differ by constants.
+// Rows: with w = t / 32 and h = t / 16 % 2, register j holds row 32 (j / 2) + 4 w + 2 (j % 2) + h,
+// so a load instruction reads two adjacent rows (when P*Q*4 is not a multiple of 32 bytes, one of
+// them is sector-aligned). The shared store is a transpose: 16 k-rows, whose pitch BM + 4 is
+// 4 mod 32 banks, so k and k + 8 share banks; store instruction j therefore writes register j on
+// the lanes with k % 16 < 8 and register j ^ 1 (2 rows further) on the others, and the 32 lanes
+// cover 4 row residues x 8 k: one wavefront (the plain transpose was 2-way). Costs a select a slot.
 template <int BM>
 struct WgradLoadA {
-  static constexpr int kRowsPerPass = kConvThreads / kConvBK;  // 16
-  static constexpr int kSlots = BM / kRowsPerPass;
+  static constexpr int kSlots = BM * kConvBK / kConvThreads;
+  static_assert(kSlots % 2 == 0, "registers come in (even, odd) row pairs");
   static constexpr bool kTable = false;
   using Entry = int;  // no table
-  const float* base;  // dy at the thread's first filter row, image 0
-  int64_t k, image, row_step;
-  int rows;  // slots whose row is < M
+  const float* base;  // dy at the thread's first (even-register) row, image 0
+  int64_t k, image, pair_step;  // pair_step: 32 rows; an odd register's row is 2 rows further
+  int rows;  // M - the first row, at most BM (register j's row is valid iff its offset < rows)
   Cursor3 cur;  // (n, p, q) of k
+  static __device__ __forceinline__ int row0(int t) { return 4 * (t / 32) + t / 16 % 2; }
   __device__ void init(const ConvShape& s, const float* dy, int64_t m0, int64_t k0, int64_t M) {
     const int t = static_cast<int>(threadIdx.x);
     const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
-    const int64_t row0 = m0 + t / kConvBK;
-    rows = row0 < M ? static_cast<int>((M - row0 + kRowsPerPass - 1) / kRowsPerPass) : 0;
-    base = dy + (row0 < M ? row0 : 0) * pq;
+    const int64_t re = m0 + row0(t);  // the row of register 0
+    rows = re < M ? static_cast<int>(M - re < BM ? M - re : BM) : 0;
+    base = dy + (re < M ? re : 0) * pq;
     k = k0 + t % kConvBK;
     cur.init(k, s.P, s.Q);
     image = static_cast<int64_t>(s.K) * pq;
-    row_step = kRowsPerPass * pq;
+    pair_step = 32 * pq;
   }
   __device__ void load(const ConvShape& s, int64_t kend, float* r) const {
     const bool in = k < kend;
     const float* p = base + (cur.hi * image + static_cast<int64_t>(cur.mid) * s.Q + cur.lo);
 #pragma unroll
-    for (int i = 0; i < kSlots; ++i) r[i] = in && i < rows ? p[i * row_step] : 0.0f;
+    for (int j = 0; j < kSlots; j += 2) {
+      r[j] = in && j / 2 * 32 < rows ? p[j / 2 * pair_step] : 0.0f;
+      r[j + 1] = in && j / 2 * 32 + 2 < rows ? p[j / 2 * pair_step + pair_step / 16] : 0.0f;
+    }
   }
   __device__ void advance(const ConvShape& s, const Cursor3& step) {
     k += kConvBK;
@@ -387,8 +438,16 @@ struct WgradLoadA {
   }
   __device__ void store(float* smem, const float* r) const {
     const int t = static_cast<int>(threadIdx.x);
-    for (int i = 0; i < kSlots; ++i)
-      smem[(t % kConvBK) * (BM + 4) + t / kConvBK + kRowsPerPass * i] = r[i];
+    const int kk = t % kConvBK;
+    const bool hi = kk >= kConvBK / 2;
+    float* at = smem + kk * (BM + 4) + row0(t);
+    float* even = at + (hi ? 2 : 0);  // where store instruction j of an even j writes
+    float* odd = at + (hi ? 0 : 2);
+#pragma unroll
+    for (int j = 0; j < kSlots; j += 2) {
+      even[j / 2 * 32] = hi ? r[j + 1] : r[j];
+      odd[j / 2 * 32] = hi ? r[j] : r[j + 1];
+    }
   }
 };
 
@@ -428,11 +487,16 @@ struct DgradPhaseStore {
         static_cast<int64_t>(sw) * j] = acc;
   }
 };
-struct WgradStore {  // workspace[split][k][(c, r, s)]
+// workspace[split][zstride]: dw's partial sums [k][(c, r, s)], then (zstride = K*C*R*S + K, the
+// fused bias gradient) the bias column's [k]: column j = C*R*S of the GEMM.
+struct WgradStore {
   float* ws;
+  int64_t zstride;
   __device__ void operator()(const ConvShape& s, int64_t k, int j, float acc) const {
     const int64_t crs = static_cast<int64_t>(s.C) * s.R * s.S;
-    ws[(static_cast<int64_t>(blockIdx.z) * s.K + k) * crs + j] = acc;
+    float* split = ws + static_cast<int64_t>(blockIdx.z) * zstride;
+    if (j < crs) split[k * crs + j] = acc;
+    else split[s.K * crs + k] = acc;
   }
 };
 
@@ -477,15 +541,57 @@ __device__ __forceinline__ void conv_step_loader(L& l, const ConvShape& s, const
   if constexpr (!L::kTable) l.advance(s, step);
 }
 // Threads < kConvBK write the entries of the slice the decoders point at; all advance.
+// A 16-byte entry is one 128-bit store, the 16 lanes' contiguous. A 32-byte entry (64-bit offsets,
+// the strided-dgrad phase entry) is two 16-byte halves; stored in the same order by every lane,
+// the 8 lanes of a quarter-warp would span 256 bytes (2-way bank conflicts), so lanes 4..7 of each
+// 8 write their second half first: each store then covers 8 distinct 16-byte bank groups.
 template <class L>
 __device__ __forceinline__ void conv_fill_table(L& l, const ConvShape& s, int64_t kend,
                                                 const Cursor3& step, unsigned char* table) {
   if constexpr (L::kTable) {
-    if (threadIdx.x < kConvBK)
-      reinterpret_cast<typename L::Entry*>(table)[threadIdx.x] = l.decode(s, kend);
+    using Entry = typename L::Entry;
+    if (threadIdx.x < kConvBK) {
+      const Entry e = l.decode(s, kend);
+      if constexpr (sizeof(Entry) == 16) {
+        reinterpret_cast<Entry*>(table)[threadIdx.x] = e;
+      } else {
+        static_assert(sizeof(Entry) == 32, "table entries are 16 or 32 bytes");
+        int4 half[2];
+        memcpy(half, &e, sizeof e);
+        int4* dst = reinterpret_cast<int4*>(table) + 2 * threadIdx.x;
+        const unsigned first = threadIdx.x / 4 % 2;
+        dst[first] = first ? half[1] : half[0];
+        dst[first ^ 1] = first ? half[0] : half[1];
+      }
+    }
     l.decode_advance(s, step);
   }
 }
+
+// B loaders that need the GEMM's N (wgrad's fused bias column) take it as a fifth init argument.
+template <class L, class = void>
+struct ConvInitTakesN : std::false_type {};
+template <class L>
+struct ConvInitTakesN<L, std::void_t<decltype(std::declval<L&>().init(
+                             std::declval<const ConvShape&>(), std::declval<const float*>(), 0,
+                             int64_t{0}, 0))>> : std::true_type {};
+template <class L>
+__device__ __forceinline__ void conv_init_b(L& l, const ConvShape& s, const float* b, int n0,
+                                            int64_t k0, int N) {
+  if constexpr (ConvInitTakesN<L>::value) l.init(s, b, n0, k0, N);
+  else l.init(s, b, n0, k0);
+}
+
+// The shared-memory row pitch of a loader's slice: its kPitch, else ROWS + 4 (the pad keeps float4
+// alignment). conv_gemm_smem sizes every slice at ROWS + 4, so no pitch may exceed it.
+template <class L, int ROWS, class = void>
+struct ConvPitch {
+  static constexpr int value = ROWS + 4;
+};
+template <class L, int ROWS>
+struct ConvPitch<L, ROWS, std::void_t<decltype(L::kPitch)>> {
+  static constexpr int value = L::kPitch;
+};
 
 // C[M x N] = A[M x Kdim] * B[Kdim x N] over this block's split of Kdim.
 // Grid (ceil(M/BM), ceil(N/BN), splits); block 256 = 16 x 16 threads, thread (tx, ty) a
@@ -501,7 +607,8 @@ __global__ void __launch_bounds__(kConvThreads, BM <= 64 && BN <= 64 ? 3 : 1)
                      int N, int64_t Kdim, int64_t k_per_split, Cursor3 step) {
   constexpr int TM = BM / 16, TN = BN / 16;
   constexpr int SA = LoadA::kSlots, SB = LoadB::kSlots;
-  constexpr int LA = BM + 4, LB = BN + 4;  // padded row lengths (float4 alignment kept)
+  constexpr int LA = ConvPitch<LoadA, BM>::value, LB = ConvPitch<LoadB, BN>::value;  // row pitches
+  static_assert(LA <= BM + 4 && LB <= BN + 4, "conv_gemm_smem sizes a slice row at ROWS + 4");
   SIMT_DYNAMIC_SHARED(float, smem);
   float* As = smem;                  // [2][kConvBK][LA]
   float* Bs = smem + 2 * kConvBK * LA;  // [2][kConvBK][LB]
@@ -519,7 +626,7 @@ __global__ void __launch_bounds__(kConvThreads, BM <= 64 && BN <= 64 ? 3 : 1)
   LoadA la;
   LoadB lb;
   la.init(s, a_src, m0, k_begin, M);
-  lb.init(s, b_src, n0, k_begin);
+  conv_init_b(lb, s, b_src, n0, k_begin, N);
   float ra[SA], rb[SB];
   float acc[TM][TN];
 #pragma unroll
@@ -589,14 +696,20 @@ __global__ void __launch_bounds__(kConvThreads, BM <= 64 && BN <= 64 ? 3 : 1)
 }
 
 // out = sum over splits of the workspace, in split order (deterministic); then, for the forward
-// pass, + bias[k] (k = i / pq % K) and ReLU.
+// pass, + bias[k] (k = i / pq % K) and ReLU. A split's slice is zstride floats; n2 > 0 (wgrad's
+// fused bias gradient): elements n .. n + n2 - 1 of each slice are summed into out2.
 __global__ void conv2d_split_reduce_kernel(float* out, const float* ws, int64_t n, int splits,
-                                           const float* bias, int64_t pq, int K, int relu) {
+                                           const float* bias, int64_t pq, int K, int relu,
+                                           int64_t zstride, float* out2, int64_t n2) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n + n2;
        i += stride) {
     float acc = 0.0f;
-    for (int z = 0; z < splits; ++z) acc += ws[z * n + i];
+    for (int z = 0; z < splits; ++z) acc += ws[z * zstride + i];
+    if (i >= n) {
+      out2[i - n] = acc;
+      continue;
+    }
     if (bias) acc += bias[i / pq % K];
     out[i] = relu && acc < 0.0f ? 0.0f : acc;
   }
@@ -936,9 +1049,11 @@ void conv_gemm_launch(const ConvPlan& plan, int64_t M, int N, int64_t Kdim, cons
 
 inline void conv2d_split_reduce(float* out, const float* ws, int64_t n, int splits,
                                 const float* bias, int64_t pq, int K, bool relu,
-                                cudaStream_t stream) {
-  simt::launch(conv2d_split_reduce_kernel, dim3(grid_stride_blocks(n, kConvBiasBlock)),
-               dim3(kConvBiasBlock), 0, stream, out, ws, n, splits, bias, pq, K, relu ? 1 : 0);
+                                cudaStream_t stream, int64_t zstride = -1, float* out2 = nullptr,
+                                int64_t n2 = 0) {
+  simt::launch(conv2d_split_reduce_kernel, dim3(grid_stride_blocks(n + n2, kConvBiasBlock)),
+               dim3(kConvBiasBlock), 0, stream, out, ws, n, splits, bias, pq, K, relu ? 1 : 0,
+               zstride < 0 ? n : zstride, out2, n2);
 }
 
 // Floats of workspace conv2d_forward needs for its split-K plan (0: no split).
@@ -1046,31 +1161,51 @@ inline void conv2d_backward_data(float* dx, const float* dy, const float* w, con
 // reproducible. 1 for an empty problem.
 inline int conv2d_wgrad_splits(const ConvShape& s) { return conv2d_wgrad_plan(s).splits; }
 
-// Floats of workspace conv2d_backward_weight needs (version 1; version 0 needs none).
-inline int64_t conv2d_wgrad_workspace(const ConvShape& s) {
-  return static_cast<int64_t>(conv2d_wgrad_splits(s)) * s.K * s.C * s.R * s.S;
+// Floats of workspace conv2d_backward_weight needs (version 1; version 0 needs none): per split,
+// dw's partial sums, and K more when it is given db (room for the fused bias gradient's).
+inline int64_t conv2d_wgrad_workspace(const ConvShape& s, bool with_bias = false) {
+  return static_cast<int64_t>(conv2d_wgrad_splits(s)) * s.K *
+         (static_cast<int64_t>(s.C) * s.R * s.S + (with_bias ? 1 : 0));
 }
 
-// dw from dy and x. dw (K,C,R,S); workspace of conv2d_wgrad_workspace(s) floats.
-inline void conv2d_backward_weight(float* dw, float* workspace, const float* dy, const float* x,
-                                   const ConvShape& s, int version, cudaStream_t stream) {
+// Whether conv2d_backward_weight computes db in the same GEMM (the version-1 plan's last column
+// tile has a spare column for the ones column of B: C*R*S not a multiple of the tile's width) —
+// the free case. Elsewhere db is conv2d_backward_bias's job.
+inline bool conv2d_wgrad_fuses_bias(const ConvShape& s) {
+  const int crs = s.C * s.R * s.S;
+  if (s.K == 0 || crs == 0) return false;
+  return crs % kConvTiles[conv2d_wgrad_plan(s).tile].bn != 0;
+}
+
+// dw from dy and x. dw (K,C,R,S); workspace of conv2d_wgrad_workspace(s, db != null) floats.
+// db (K,) or null: when conv2d_wgrad_fuses_bias(s) (version 1), db = sum of dy over (N, P, Q) is
+// computed too, and the call returns true; otherwise db is untouched and it returns false.
+inline bool conv2d_backward_weight(float* dw, float* workspace, const float* dy, const float* x,
+                                   const ConvShape& s, int version, cudaStream_t stream,
+                                   float* db = nullptr) {
   const int64_t n = static_cast<int64_t>(s.K) * s.C * s.R * s.S;
-  if (n == 0) return;
+  if (n == 0) return false;
   if (version == 0) {
     simt::launch(conv2d_wgrad_naive_kernel,
                  dim3(static_cast<unsigned>(simt::ceil_div<int64_t>(n, kConvNaiveBlock))),
                  dim3(kConvNaiveBlock), 0, stream, dw, dy, x, s);
-    return;
+    return false;
   }
   const ConvPlan plan = conv2d_wgrad_plan(s);
   const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
+  const bool fused = db && conv2d_wgrad_fuses_bias(s);
+  const int N = s.C * s.R * s.S + (fused ? 1 : 0);  // the ones column (same grid: a spare column)
+  const int64_t zstride = n + (fused ? s.K : 0);
+  const WgradStore store{workspace, zstride};
   if (conv_index32(s))
-    conv_gemm_launch<WgradLoadA, WgradLoadB32>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
-                                               WgradStore{workspace}, conv_step(s.P, s.Q), stream);
+    conv_gemm_launch<WgradLoadA, WgradLoadB32>(plan, s.K, N, Kdim, s, dy, x, store,
+                                               conv_step(s.P, s.Q), stream);
   else
-    conv_gemm_launch<WgradLoadA, WgradLoadB64>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
-                                               WgradStore{workspace}, conv_step(s.P, s.Q), stream);
-  conv2d_split_reduce(dw, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
+    conv_gemm_launch<WgradLoadA, WgradLoadB64>(plan, s.K, N, Kdim, s, dy, x, store,
+                                               conv_step(s.P, s.Q), stream);
+  conv2d_split_reduce(dw, workspace, n, plan.splits, nullptr, 1, 1, false, stream, zstride,
+                      fused ? db : nullptr, fused ? s.K : 0);
+  return fused;
 }
 
 // db[k] = sum of dy[:, k, :, :]. db (K,).

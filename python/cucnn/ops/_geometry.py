@@ -1,5 +1,6 @@
 """Sliding-window geometry shared by convolution and pooling: padding resolution ("valid", "same"
-as Keras defines it for any stride, ints, pairs, explicit (top, bottom, left, right)), output sizes,
+as Keras defines it for any stride, ints, pairs, explicit (top, bottom, left, right)), output sizes
+(floor, or pooling's ceil_mode),
 and ``ConvGeometry``, the one validated description of a convolution (the Python mirror of the
 kernels' ``ConvShape``, like CUTLASS's ``Conv2dProblemSize``): F.conv2d computes it once and the
 autograd Function, the dispatch and the kernels' arguments all come from it.
@@ -25,9 +26,17 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple:
 
 
 def output_length(size: int, kernel: int, stride: int, before: int, after: int,
-                  dilation: int) -> int:
-    """Output positions along one axis (floor mode); <= 0 when the kernel does not fit."""
-    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
+                  dilation: int, ceil_mode: bool = False) -> int:
+    """Output positions along one axis; <= 0 when the kernel does not fit. Floor mode (convolution,
+    pooling by default), or pooling's ceil_mode with PyTorch's rules: the division rounds towards
+    -inf (a kernel larger than the padded input still gives one window), and a last window that
+    would start in the right/bottom padding is dropped (it must start inside the input or the
+    left/top padding)."""
+    span = size + before + after - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and out > 0 and (out - 1) * stride >= size + before:
+        out -= 1
+    return out
 
 
 def output_size(hw, kernel, stride, pads, dilation) -> tuple:

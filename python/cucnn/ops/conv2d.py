@@ -186,6 +186,31 @@ def backward_weight(device, dy, x, w_shape, stride, pads, dilation, version=1, c
     return dw
 
 
+def backward_weight_and_bias(device, dy, x, w_shape, stride, pads, dilation, version=1,
+                             cols=None):
+    """(dw, db) of a convolution with a bias. On the fp32 tiled path (version 1, TF32 off or not
+    eligible) db comes out of the weight-gradient GEMM itself where that is free: the plan's last
+    column tile has a spare column (C*R*S not a multiple of its width), which the kernel fills
+    with ones, so the FMAs it runs anyway sum dy (conv2d.cuh, WgradLoadBT); the split-K reduction
+    then adds the splits' partial sums in order, as for dw. Elsewhere db is backward_bias's
+    separate reduction (TF32, version 0, cpu, or no spare column)."""
+    mod = _backend.native(device)
+    xp = _backend.xp_of(device)
+    if mod is None or version == 0 or \
+            _tf32_eligible(mod, version, x.shape, w_shape, stride, pads, dilation):
+        return (backward_weight(device, dy, x, w_shape, stride, pads, dilation, version, cols),
+                backward_bias(device, dy))
+    n = mod.conv2d_wgrad_workspace(x.shape, w_shape, stride, pads, dilation, bias=True)
+    workspace = _backend.empty(device, (max(n, 1),))  # NaN on sim: an unwritten partial shows
+    dw, db = _backend.empty(device, w_shape), _backend.empty(device, (w_shape[0],))
+    dy = xp.ascontiguousarray(dy)
+    fused = mod.conv2d_backward_weight(dy, xp.ascontiguousarray(x), dw, workspace, stride, pads,
+                                       dilation, version, _backend.stream(device), db=db)
+    if not fused:
+        mod.conv2d_backward_bias(dy, db, _backend.stream(device))
+    return dw, db
+
+
 def backward_bias(device, dy):
     mod = _backend.native(device)
     xp = _backend.xp_of(device)
@@ -271,12 +296,17 @@ def _conv_forward(ctx, x, w, b, geom, relu):
 def _conv_grads(ctx, dy, x, w):
     g = ctx.geom
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    db = backward_bias(ctx.device, dy) if need_b and ctx.has_bias else None
+    need_b = need_b and ctx.has_bias
     if g.groups == 1:
         dx = backward_data(ctx.device, dy, w, x.shape, *g.args) if need_x else None
-        dw = backward_weight(ctx.device, dy, x, w.shape, *g.args,
-                             cols=ctx.cols) if need_w else None
+        if need_w and need_b:  # db fused into the weight-gradient GEMM where it is free
+            dw, db = backward_weight_and_bias(ctx.device, dy, x, w.shape, *g.args, cols=ctx.cols)
+        else:
+            dw = backward_weight(ctx.device, dy, x, w.shape, *g.args,
+                                 cols=ctx.cols) if need_w else None
+            db = backward_bias(ctx.device, dy) if need_b else None
         return dx, dw, db, None
+    db = backward_bias(ctx.device, dy) if need_b else None
     from . import depthwise_conv2d as dwc  # lazy: depthwise_conv2d imports this module
     if dwc.route(g.C, g.K, g.groups):
         dx = dwc.backward_data(ctx.device, dy, w, x.shape, *g.args) if need_x else None

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import _backend
 from ..tensor import Function, Tensor, check_float_tensor
+from ._geometry import output_length, resolve_padding
 from ._spec import BenchCase, Case, OpSpec, int_pair, nasty, register
 
 _INT32_MAX = 2 ** 31 - 1  # the kernels index a plane's rows and columns with int
@@ -33,50 +34,28 @@ _INT32_MAX = 2 ** 31 - 1  # the kernels index a plane's rows and columns with in
 def geometry(hw, kernel_size, stride, padding, dilation, ceil_mode, what):
     """(kernel, stride, (top, bottom, left, right), dilation, (P, Q), same) for an input of size
     hw, every argument checked. padding: an int, a pair, (top, bottom, left, right) (each side at
-    most half the effective kernel, as PyTorch's symmetric rule), "valid" or "same"."""
+    most half the effective kernel, as PyTorch's symmetric rule), "valid" or "same". The padding
+    and the output sizes are convolution's (ops/_geometry.py: resolve_padding, output_length with
+    ceil_mode); "same" gives ceil(H / stride) whatever ceil_mode."""
     kernel = int_pair(kernel_size, "kernel_size", 1, what)
     stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
         else int_pair(stride, "stride", 1, what)
     dilation = int_pair(dilation, "dilation", 1, what)
     eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-    if isinstance(padding, str):
-        if padding not in ("valid", "same"):
-            raise ValueError(f"{what}: padding must be an int, a pair, (top, bottom, left, "
-                             f"right), 'valid' or 'same', got "
-                             f"{padding!r}")
-        if padding == "valid":
-            pads, same = (0, 0, 0, 0), False
-        else:
-            pads = []
-            for size, e, s in zip(hw, eff, stride):
-                total = max((-(-size // s) - 1) * s + e - size, 0)
-                pads += [total // 2, total - total // 2]
-            pads, same = tuple(pads), True
-    else:
-        if isinstance(padding, (tuple, list)) and len(padding) == 4:  # (top, bottom, left, right)
-            pads = int_pair(padding[:2], "padding", 0, what) + \
-                int_pair(padding[2:], "padding", 0, what)
-        else:
-            ph, pw = int_pair(padding, "padding", 0, what)
-            pads = (ph, ph, pw, pw)
+    same = isinstance(padding, str) and padding == "same"
+    pads = resolve_padding(padding, hw, kernel, stride, dilation, what)
+    if not isinstance(padding, str):
         for p, e in zip(pads, (eff[0], eff[0], eff[1], eff[1])):
             if 2 * p > e:
                 raise ValueError(f"{what}: padding should be at most half of the effective "
                                  f"kernel size, got padding {padding}, kernel_size {kernel_size}"
                                  f" and dilation {dilation}")
-        same = False
     out = []
-    for size, e, s, lo, hi in ((hw[0], eff[0], stride[0], pads[0], pads[1]),
-                               (hw[1], eff[1], stride[1], pads[2], pads[3])):
-        if same:
-            o = -(-size // s)
-        else:
-            # PyTorch's pooling_output_shape: a floor division (rounding towards -inf), so with
-            # ceil_mode a kernel larger than the padded input still gives one window.
-            span = size + lo + hi - e
-            o = (span + (s - 1 if ceil_mode else 0)) // s + 1
-            if ceil_mode and o > 0 and (o - 1) * s >= size + lo:
-                o -= 1  # the last window would start in the right padding: dropped
+    for size, k, e, s, d, lo, hi in ((hw[0], kernel[0], eff[0], stride[0], dilation[0], pads[0],
+                                      pads[1]),
+                                     (hw[1], kernel[1], eff[1], stride[1], dilation[1], pads[2],
+                                      pads[3])):
+        o = output_length(size, k, s, lo, hi, d, ceil_mode=ceil_mode and not same)
         if size + lo + hi + e + s > _INT32_MAX:
             raise ValueError(f"{what}: input {hw[0]}x{hw[1]} with padding {padding}, kernel_size "
                              f"{kernel_size}, stride {stride} and dilation {dilation} exceeds the "
