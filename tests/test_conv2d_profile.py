@@ -29,14 +29,14 @@ from cucnn.testing import assert_close
 TILES = [(128, 128), (128, 64), (64, 128), (64, 64), (128, 32), (64, 32), (256, 16), (64, 16)]
 # (x shape, w shape, stride, pads, dilation): 3x3 stride 1 "same" on 14x14 (C*R*S = 36: vector
 # weight loads, stride-1 dgrad), and an odd strided, dilated one (C*R*S = 27: scalar weight loads,
-# the phase-table dgrad).
+# dgrad by stride phase).
 SHAPES = {
     "resnet14": ((1, 4, 14, 14), (8, 4, 3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),
     "strided": ((1, 3, 13, 11), (8, 3, 3, 3), (2, 2), (1, 0, 1, 1), (1, 2)),
 }
 GEMM = re.compile(r"conv_gemm_kernel<(\d+), (\d+), cucnn::(\w+)<")
-PASS_OF = {"FwdLoadAT": "forward", "DgradLoadA1T": "dgrad", "DgradLoadAST": "dgrad",
-           "WgradLoadA": "wgrad"}
+PASS_OF = {"FwdLoadAT": "forward", "WgradLoadA": "wgrad"}  # by A loader; dgrad runs forward's
+# GEMM once per stride phase on flipped filters and is told apart by its store, DgradPhaseStore
 
 
 def _aligned(values):
@@ -90,7 +90,8 @@ def _gemm_records(records):
     for r in records:
         hit = GEMM.search(r["name"])
         if hit:
-            out.append(((int(hit[1]), int(hit[2])), PASS_OF[hit[3]], r))
+            ps = "dgrad" if "DgradPhaseStore" in r["name"] else PASS_OF[hit[3]]
+            out.append(((int(hit[1]), int(hit[2])), ps, r))
     return out
 
 
@@ -120,11 +121,14 @@ def test_every_tile_and_pass_was_profiled(tile_profiles):
     records, _, _ = tile_profiles
     seen = {(tile, ps) for tile, ps, _ in _gemm_records(records)}
     assert seen == {(t, ps) for t in TILES for ps in ("forward", "dgrad", "wgrad")}
-    # both weight loaders of the forward pass, both dgrad A loaders, both offset widths
+    # both weight loaders of the forward pass, both offset widths of every pass
     names = " ".join(r["name"] for _, _, r in _gemm_records(records))
-    for piece in ("FwdLoadBT<128, true>", "FwdLoadBT<128, false>", "DgradLoadA1T<64, int>",
-                  "DgradLoadAST<64, long>", "WgradLoadBT<16, int>", "WgradLoadBT<16, long>"):
+    for piece in ("FwdLoadBT<128, true>", "FwdLoadBT<128, false>", "WgradLoadBT<16, int>",
+                  "WgradLoadBT<16, long>"):
         assert piece in names, piece
+    dgrad = [r["name"] for _, ps, r in _gemm_records(records) if ps == "dgrad"]
+    for width in ("int>", "long>"):
+        assert any("FwdLoadAT<64, " + width in n for n in dgrad), width
 
 
 @pytest.mark.parametrize("tile", TILES, ids=[f"{m}x{n}" for m, n in TILES])
