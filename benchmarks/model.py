@@ -46,6 +46,7 @@ WAVEFRONTS_PER_CLOCK = 1  # 128 bytes of shared memory per clock per SM
 
 CONV_BK, CONV_THREADS = 16, 256
 TC_BK, TC_STAGES, TC_PAD = 32, 3, 8
+TC_TABLE_BYTES = 3 * 2 * TC_BK * 16  # conv2d_tc.cuh: 3 tap tables per operand of BK int4
 # conv2d_tc.cuh's tiles: (BM, BN, warp tile WM, WN) -> threads = (BM/WM) * (BN/WN) * 32
 TC_TILES = {"large": (128, 128, 64, 32), "small": (64, 64, 32, 32), "n32": (128, 32, 32, 32),
             "n16": (128, 16, 32, 16)}
@@ -71,25 +72,20 @@ def conv_plan(direction: str, p: dict):
     return tuple(mod.conv2d_plan(_PASS[direction], *_conv_args(p)))
 
 
-def conv_tc_plan(direction: str, p: dict) -> tuple:
-    """(tile kind, splits) of the TF32 tensor-core kernels (conv2d_tc.cuh: conv_tc_tile and
-    conv2d_tc_wgrad_splits; forward and dgrad never split). The one Python replica of that
-    policy; tests/test_model.py checks its splits against conv2d_tc_wgrad_workspace."""
-    N, C, H, W, K, R, S, P, Q = (p[k] for k in ("N", "C", "H", "W", "K", "R", "S", "P", "Q"))
-    m, n, kdim = {"fwd": (N * P * Q, K, C * R * S), "dgrad": (N * H * W, C, K * R * S),
-                  "wgrad": (K, C * R * S, N * P * Q)}[direction]
-    if n <= 16:
-        kind = "n16"
-    elif n <= 32:
-        kind = "n32"
-    else:
-        kind = "large" if -(-m // 128) * -(-n // 128) >= 132 else "small"
-    if direction != "wgrad":
-        return kind, 1
-    bm, bn = TC_TILES[kind][:2]
-    tiles = -(-m // bm) * -(-n // bn)
-    splits = min(-(-264 // tiles), -(-kdim // (4 * TC_BK)), 256)
-    return kind, max(int(splits), 1)
+def conv_tc_plan(direction: str, p: dict):
+    """(tile kind, splits) of the TF32 tensor-core kernels, from the C++ chooser itself (the
+    ``conv2d_tc_plan`` binding: conv2d.cuh's conv_plan over the TF32 tile table; forward and dgrad
+    do not split K). None without sim."""
+    try:
+        from cucnn import _backend
+        mod = _backend.sim_module()
+    except Exception:  # noqa: BLE001  (no sim build: the plan is unknown)
+        return None
+    if mod is None or not hasattr(mod, "conv2d_tc_plan"):
+        return None
+    bm, bn, _, splits = mod.conv2d_tc_plan(_PASS[direction], *_conv_args(p))
+    kind = next(k for k, t in TC_TILES.items() if t[:2] == (bm, bn))
+    return kind, int(splits)
 
 
 def conv_index32(p: dict) -> bool:
@@ -136,13 +132,16 @@ def conv_launches(case, tf32: bool = False) -> list:
                   "wgrad": (K, C * R * S, N * P * Q)}[d]
     n_out = m * n  # output elements (y, dx or dw)
     if tf32:
-        kind, splits = conv_tc_plan(d, p)
+        plan = conv_tc_plan(d, p)
+        if plan is None:
+            return []
+        kind, splits = plan
         bm, bn, wm, wn = TC_TILES[kind]
         threads = (bm // wm) * (bn // wn) * 32
         bk, name = TC_BK, conv_tc_kernel_name(d, kind, p)
-        per_split = -(-(-(-kdim // splits)) // bk) * bk
+        per_split = -(-(-(-kdim // bk)) // splits) * bk  # conv_plan: ceil(slices / z) slices
         blocks = -(-m // bm) * -(-n // bn) * splits
-        smem = TC_STAGES * TC_BK * (bm + TC_PAD + bn + TC_PAD) * 4
+        smem = TC_STAGES * TC_BK * (bm + TC_PAD + bn + TC_PAD) * 4 + TC_TABLE_BYTES
         note = f"TF32 tile {bm}x{bn}"
     else:
         plan = conv_plan(d, p)

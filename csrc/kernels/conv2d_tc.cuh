@@ -19,15 +19,17 @@
 //     put consecutive rows (lanes) in consecutive words: conflict-free when ROWS >= 32. The fragment
 //     loads read word (k0 + tig) * (ROWS + 8) + row0 + g (tig = lane % 4, g = lane / 4): with
 //     ROWS + 8 = 8 mod 32 the four tig rows land in four disjoint groups of 8 banks, conflict-free.
-//     (The 16-wide B tile of narrow layers has a 2-way conflict on its stores; its fragment loads
-//     are conflict-free.)
+//     The 16-wide B tile of narrow layers maps a warp's two k-rows 2 apart (tc_koff), so its
+//     stores are conflict-free too. The memory profiler proves both per source line
+//     (tests/test_conv2d_tf32_profile.py).
 //   - operands are rounded to TF32 with cvt.rna.tf32.f32 when a fragment is loaded from shared
 //     memory (cp.async cannot convert on the way); the epilogue adds the bias and applies ReLU
 //     (forward), or writes the wgrad split's partial sums to the workspace, reduced in split order
 //     by conv2d_split_reduce_kernel: no float atomics, bitwise reproducible.
 // Tiles: 128x128 (8 warps of 64x32) for large layers, 64x64 (4 warps of 32x32) when 128x128 tiles
 // would not fill the GPU, 128x32 and 128x16 (4 warps) for the narrow GEMMs of small layers (LeNet's
-// 6 and 16 filters). Every channel and filter count is taken (the gathers zero-fill); the fp32
+// 6 and 16 filters). The tile and wgrad's split-K factor come from conv2d.cuh's one chooser,
+// conv_plan, over the TF32 tile table kTcTiles (conv2d_tc_*_plan). Every channel and filter count is taken (the gathers zero-fill); the fp32
 // kernels remain for allow_tf32 off, devices before sm_80, and operands over 2^29 elements
 // (conv2d_tc_supported, the one shape rule).
 #pragma once
@@ -52,7 +54,10 @@ struct TcTile {
   static constexpr int kFragsM = WM / 16, kFragsN = WN / 8;
   static constexpr int kStrideA = BM + kTcPad, kStrideB = BN + kTcPad;
   static constexpr int kStageFloats = kTcBK * (kStrideA + kStrideB);
-  static constexpr size_t kSmemBytes = size_t{kTcStages} * kStageFloats * sizeof(float);
+  // the stages, then the tap tables: kTcTables per operand of kTcBK int4
+  static constexpr size_t kTableBytes = size_t{3} * 2 * kTcBK * 16;
+  static constexpr size_t kSmemBytes =
+      size_t{kTcStages} * kStageFloats * sizeof(float) + kTableBytes;
   static_assert(WM % 16 == 0 && WN % 8 == 0 && BM % WM == 0 && BN % WN == 0, "bad tile");
 };
 using TcTileLarge = TcTile<128, 128, 64, 32>;
@@ -99,6 +104,20 @@ struct TcFwdA {  // x gathered: row m = (n, p, q), k = (c, r, s)
     return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
            static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
   }
+  // Table form (TcTableLoader): offset = row part + tap part, bounds ih0 + r*dh < H, iw0 + s*dw < W.
+  static constexpr bool kTable = true, kTwoBounds = true;
+  __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = img + ih0 * s.W + iw0;
+    ra = ih0;
+    rb = iw0;
+    la = static_cast<unsigned>(s.H);
+    lb = static_cast<unsigned>(s.W);
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4((c.hi * s.H + c.mid * s.dh) * s.W + c.lo * s.dw, c.mid * s.dh, c.lo * s.dw,
+                     0);
+  }
 };
 
 struct TcFwdB {  // w: row = filter, k = (c, r, s), contiguous
@@ -109,6 +128,16 @@ struct TcFwdB {  // w: row = filter, k = (c, r, s), contiguous
   __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
     off = row + (c.hi * s.R + c.mid) * s.S + c.lo;
     return true;
+  }
+  static constexpr bool kTable = true, kTwoBounds = false;
+  __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = row;
+    ra = rb = 0;
+    la = lb = 1;
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4((c.hi * s.R + c.mid) * s.S + c.lo, 0, 0, 0);
   }
 };
 
@@ -139,6 +168,20 @@ struct TcDgradA {  // dy gathered: row m = (n, h, w), k = (k, r, s)
     off = img + (c.hi * s.P + p) * s.Q + q;
     return in && p < s.P && q < s.Q;
   }
+  // Table form, unit stride only: p = hp - r*dh, q = wp - s*dw within [0, P) x [0, Q).
+  static constexpr bool kTable = !kStrided, kTwoBounds = true;
+  __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = img + hp * s.Q + wp;
+    ra = hp;
+    rb = wp;
+    la = static_cast<unsigned>(s.P);
+    lb = static_cast<unsigned>(s.Q);
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4(c.hi * s.P * s.Q - c.mid * s.dh * s.Q - c.lo * s.dw, -c.mid * s.dh,
+                     -c.lo * s.dw, 0);
+  }
 };
 
 struct TcDgradB {  // w: row = channel c, k = (k, r, s): B[(k, r, s)][c] = w[k, c, r, s]
@@ -148,6 +191,16 @@ struct TcDgradB {  // w: row = channel c, k = (k, r, s): B[(k, r, s)][c] = w[k, 
     off = col + (c.hi * s.C * s.R + c.mid) * s.S + c.lo;
     return true;
   }
+  static constexpr bool kTable = true, kTwoBounds = false;
+  __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = col;
+    ra = rb = 0;
+    la = lb = 1;
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4((c.hi * s.C * s.R + c.mid) * s.S + c.lo, 0, 0, 0);
+  }
 };
 
 struct TcWgradA {  // dy: row = filter k, k = (n, p, q)
@@ -156,6 +209,16 @@ struct TcWgradA {  // dy: row = filter k, k = (n, p, q)
   __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
     off = row + (c.hi * s.K * s.P + c.mid) * s.Q + c.lo;
     return true;
+  }
+  static constexpr bool kTable = true, kTwoBounds = false;
+  __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = row;
+    ra = rb = 0;
+    la = lb = 1;
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4((c.hi * s.K * s.P + c.mid) * s.Q + c.lo, 0, 0, 0);
   }
 };
 
@@ -173,18 +236,42 @@ struct TcWgradB {  // x gathered: row j = (c, r, s), k = (n, p, q)
     return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
            static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
   }
+  static constexpr bool kTable = true, kTwoBounds = true;
+  __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = chan + roff * s.W + soff;
+    ra = roff;
+    rb = soff;
+    la = static_cast<unsigned>(s.H);
+    lb = static_cast<unsigned>(s.W);
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4(c.hi * s.C * s.H * s.W + c.mid * s.sh * s.W + c.lo * s.sw, c.mid * s.sh,
+                     c.lo * s.sw, 0);
+  }
 };
 
 // One operand's loads: thread t owns row t % ROWS of the tile and the K-offsets
-// t / ROWS + (THREADS / ROWS) * i of each slice (consecutive lanes: consecutive rows, so the
+// koff(t / ROWS) + (THREADS / ROWS) * i of each slice (consecutive lanes: consecutive rows, so the
 // shared stores of a warp hit consecutive banks). One cursor per thread, for its first slot; the
 // others are stepped from it. A missing element is a 4-byte cp.async with src-size 0 (zero fill,
 // nothing read) from the operand's base.
+// koff: with ROWS >= 32 a warp stores one k-row (32 consecutive words: conflict-free). With
+// ROWS = 16 a warp stores two k-rows of 16 words; k-rows h and h + 1 would start 16 + 8 = 24
+// words apart and share 8 banks (2-way), so the thread-to-k map swaps bits 0 and 1 of t / 16: a
+// warp's two k-rows are 2 apart, 2 * 24 = 48 = 16 (mod 32) words, banks 0-15 and 16-31.
+template <int ROWS>
+__device__ __forceinline__ int tc_koff(int h) {
+  if constexpr (ROWS == 16) return (h & ~3) | (h & 1) << 1 | (h >> 1 & 1);
+  return h;
+}
+
 template <int ROWS, int THREADS, class Gather>
 struct TcLoader {
   static constexpr int kGap = THREADS / ROWS;
   static constexpr int kSlots = ROWS * kTcBK / THREADS;
   static_assert(THREADS % ROWS == 0 && kSlots >= 1, "tile rows and threads do not match");
+  static_assert(ROWS >= 32 || (ROWS == 16 && kGap % 4 == 0), "no conflict-free store map");
   Gather gather;
   const float* src;
   bool valid;
@@ -196,16 +283,17 @@ struct TcLoader {
     src = src_;
     valid = row0 + t % ROWS < rows;
     gather.init(s, row0 + t % ROWS, valid);
-    k0 = k_begin + t / ROWS;
+    k0 = k_begin + tc_koff<ROWS>(t / ROWS);
     cur.init(k0, MID, LO);
     gap.init(kGap, MID, LO);
     step.init(kTcBK, MID, LO);
   }
+  __device__ __forceinline__ void decode(const ConvShape&, int, int4*, int, int, int) {}
   // Issue this slice's copies into smem [kTcBK][ROWS + kTcPad], then move to the next slice.
   __device__ __forceinline__ void issue(const ConvShape& s, int k_end, float* smem, int MID,
-                                        int LO) {
+                                        int LO, const int4*) {
     const int t = static_cast<int>(threadIdx.x);
-    float* dst = smem + (t / ROWS) * (ROWS + kTcPad) + t % ROWS;
+    float* dst = smem + tc_koff<ROWS>(t / ROWS) * (ROWS + kTcPad) + t % ROWS;
     TcCursor c = cur;
     int k = k0;
 #pragma unroll
@@ -220,6 +308,70 @@ struct TcLoader {
     cur.advance(step, MID, LO);
   }
 };
+
+// The same loads through a per-slice tap table in shared memory (the fp32 kernels' TableGather
+// idea, for the gathers whose offset splits into a row part and a tap part, Gather::kTable): one
+// warp of the block (`decoder`) decodes each slice's kTcBK reduction indices into int4 taps
+// (offset part, two bound parts; a tap past the end of this split gets kTcBadTap, which fails the
+// bound check) a few slices ahead, stepping one cursor per lane; every other slot then costs a
+// broadcast LDS.128 of its tap, the adds and unsigned compares of the bounds and the cp.async.
+constexpr int kTcBadTap = -(1 << 29);
+constexpr int kTcTables = 3;  // tap tables in flight per operand (slices t+2 read, t+3 written)
+
+template <int ROWS, int THREADS, class Gather>
+struct TcTableLoader {
+  static constexpr int kGap = THREADS / ROWS;
+  static constexpr int kSlots = ROWS * kTcBK / THREADS;
+  static_assert(THREADS % ROWS == 0 && kSlots >= 1, "tile rows and threads do not match");
+  static_assert(ROWS >= 32 || (ROWS == 16 && kGap % 4 == 0), "no conflict-free store map");
+  const float* src;
+  int base, ra, rb, kofs;  // row parts; this thread's first k within the slice
+  unsigned la, lb;
+  // decoder lanes: the cursor of k = slice start + lane, and that k
+  TcCursor dcur, step;
+  int dk;
+  __device__ void init(const ConvShape& s, const float* src_, int row0, int rows, int k_begin,
+                       int MID, int LO) {
+    const int t = static_cast<int>(threadIdx.x);
+    src = src_;
+    const bool valid = row0 + t % ROWS < rows;
+    Gather g;
+    g.init(s, row0 + t % ROWS, valid);
+    g.row_part(s, base, ra, rb, la, lb);
+    if (!valid) ra = kTcBadTap;
+    kofs = tc_koff<ROWS>(t / ROWS);
+    dk = k_begin + t % 32;
+    dcur.init(dk, MID, LO);
+    step.init(kTcBK, MID, LO);
+  }
+  // The decoder warp writes the next slice's taps into tab[kTcBK] (called once per slice, in order).
+  __device__ __forceinline__ void decode(const ConvShape& s, int k_end, int4* tab, int MID,
+                                         int LO, int decoder) {
+    if (static_cast<int>(threadIdx.x) / 32 == decoder) {
+      int4 e = Gather::tap(s, dcur);
+      if (dk >= k_end) e.y = kTcBadTap;
+      tab[threadIdx.x % 32] = e;
+      dcur.advance(step, MID, LO);
+      dk += kTcBK;
+    }
+  }
+  __device__ __forceinline__ void issue(const ConvShape&, int, float* smem, int, int,
+                                        const int4* tab) {
+    const int t = static_cast<int>(threadIdx.x);
+    float* dst = smem + kofs * (ROWS + kTcPad) + t % ROWS;
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const int4 e = tab[kofs + i * kGap];
+      bool in = static_cast<unsigned>(ra + e.y) < la;
+      if constexpr (Gather::kTwoBounds) in = in && static_cast<unsigned>(rb + e.z) < lb;
+      simt::cp_async_4(dst + i * kGap * (ROWS + kTcPad), src + (in ? base + e.x : 0), in ? 4 : 0);
+    }
+  }
+};
+
+template <int ROWS, int THREADS, class Gather>
+using TcLoaderFor = std::conditional_t<Gather::kTable, TcTableLoader<ROWS, THREADS, Gather>,
+                                       TcLoader<ROWS, THREADS, Gather>>;
 
 // --- epilogues: store(s, m, n, acc) for one element of the GEMM result ---
 
@@ -276,11 +428,17 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
   const int64_t k_end = k_begin + k_per_split < Kdim ? k_begin + k_per_split : Kdim;
   const int64_t tiles = k_end > k_begin ? (k_end - k_begin + kTcBK - 1) / kTcBK : 0;
 
-  TcLoader<BM, Tile::kThreads, GA> la;
-  TcLoader<BN, Tile::kThreads, GB> lb;
+  TcLoaderFor<BM, Tile::kThreads, GA> la;
+  TcLoaderFor<BN, Tile::kThreads, GB> lb;
   la.init(s, a_src, static_cast<int>(m0), static_cast<int>(M), static_cast<int>(k_begin), MID, LO);
   lb.init(s, b_src, n0, N, static_cast<int>(k_begin), MID, LO);
   const int k_last = static_cast<int>(k_end);
+  // tap tables [kTcTables][A | B][kTcBK] after the stages; slice j uses table j % kTcTables
+  int4* tabs = reinterpret_cast<int4*>(smem + kTcStages * Tile::kStageFloats);
+  static_assert(kTcTables == 3 && Tile::kTableBytes == kTcTables * 2 * kTcBK * sizeof(int4),
+                "table layout");
+  auto tab_a = [&](int64_t slice) { return tabs + static_cast<int>(slice % kTcTables) * 2 * kTcBK; };
+  auto tab_b = [&](int64_t slice) { return tab_a(slice) + kTcBK; };
 
   float acc[FM][FN][4];
 #pragma unroll
@@ -290,30 +448,43 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.0f;
 
-  // Prologue: slices 0 .. kTcStages-2 in flight, one commit group each (empty past the end, so
-  // the group count, and with it the wait below, stays the same).
+  // Prologue: the taps of slices 0 .. kTcTables-1 (warps 0 and 1 decode A's and B's), then
+  // slices 0 .. kTcStages-2 in flight, one commit group each (empty past the end, so the group
+  // count, and with it the wait below, stays the same).
+#pragma unroll
+  for (int j = 0; j < kTcTables; ++j) {
+    la.decode(s, k_last, tab_a(j), MID, LO, 0);
+    lb.decode(s, k_last, tab_b(j), MID, LO, 1);
+  }
+  __syncthreads();
 #pragma unroll
   for (int st = 0; st < kTcStages - 1; ++st) {
     if (st < tiles) {
       float* stage = smem + st * Tile::kStageFloats;
-      la.issue(s, k_last, stage, MID, LO);
-      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO);
+      la.issue(s, k_last, stage, MID, LO, tab_a(st));
+      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO, tab_b(st));
     }
     simt::cp_async_commit();
   }
 
   for (int64_t tile = 0; tile < tiles; ++tile) {
     // This thread's copies of slice `tile` have landed; the barrier makes everyone's visible, and
-    // says everyone has finished the mma of slice tile-1, whose stage is refilled next.
+    // says everyone has finished the mma of slice tile-1, whose stage is refilled next, and the
+    // issue of slice tile (two iterations ago), whose tap table is rewritten below.
     simt::cp_async_wait<kTcStages - 2>();
     __syncthreads();
     const int64_t next = tile + kTcStages - 1;
     if (next < tiles) {
       float* stage = smem + static_cast<int>(next % kTcStages) * Tile::kStageFloats;
-      la.issue(s, k_last, stage, MID, LO);
-      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO);
+      la.issue(s, k_last, stage, MID, LO, tab_a(next));
+      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO, tab_b(next));
     }
     simt::cp_async_commit();
+    // The taps of slice tile + 3 (read after the next barrier) into the table slice `tile` used.
+    if (tile + kTcTables < tiles) {
+      la.decode(s, k_last, tab_a(tile + kTcTables), MID, LO, 0);
+      lb.decode(s, k_last, tab_b(tile + kTcTables), MID, LO, 1);
+    }
 
     const float* as = smem + static_cast<int>(tile % kTcStages) * Tile::kStageFloats;
     const float* bs = as + kTcBK * SA;
@@ -374,34 +545,81 @@ inline bool conv2d_tc_supported(const ConvShape& s) {
          plane <= kTcMaxElements && static_cast<int64_t>(s.H) * s.W <= kTcMaxElements;
 }
 
-// The tile for an M x N GEMM: narrow N gets a tall thin tile; otherwise 128x128 when that makes
-// at least one wave on 132 SMs, else 64x64 (four times the blocks). The one tile policy.
+// ---- the plan: conv2d.cuh's one chooser (conv_plan) over the TF32 tile table ------------------
+// ConvTile fields for a TF32 tile: tm x tn is the warp tile (WM x WN), whose WM*WN/(WM+WN) is the
+// mma work per fragment element read from shared memory, the same measure as the fp32 tiles'
+// per-thread tm*tn/(tm+tn); blocks_per_sm = min(65536 / (registers * threads), 228 KB / (shared
+// bytes + 1 KB reserved)), registers from ptxas -v (CUDA 13.0, sm_90, every pass): 128x128
+// 121-123 (2 blocks; __launch_bounds__(256, 2)), 64x64 / 128x32 / 128x16 at most 128 on 128
+// threads (4 by registers; shared memory: 54, 66 and 60 KB give 4, 3 and 3).
+// The order is the kernels' switch in conv_tc_launch and TcTileKind.
 enum class TcTileKind { large, small, n32, n16 };
-inline TcTileKind conv_tc_tile(int64_t M, int64_t N) {
-  if (N <= 16) return TcTileKind::n16;
-  if (N <= 32) return TcTileKind::n32;
-  const int64_t large = simt::ceil_div<int64_t>(M, 128) * simt::ceil_div<int64_t>(N, 128);
-  return large >= 132 ? TcTileKind::large : TcTileKind::small;
+template <class T>
+constexpr ConvTile tc_conv_tile(int reg_blocks) {
+  const int smem_blocks = static_cast<int>(228 * 1024 / (T::kSmemBytes + 1024));
+  return ConvTile{T::BM, T::BN, T::WM, T::WN, smem_blocks < reg_blocks ? smem_blocks : reg_blocks};
+}
+constexpr ConvTile kTcTiles[] = {tc_conv_tile<TcTileLarge>(2), tc_conv_tile<TcTileSmall>(4),
+                                 tc_conv_tile<TcTileN32>(4), tc_conv_tile<TcTileN16>(4)};
+constexpr int kTcNumTiles = sizeof(kTcTiles) / sizeof(kTcTiles[0]);
+
+// Test hook, as conv_plan_override for the fp32 kernels: force the TF32 tile (index into
+// kTcTiles) and, for wgrad, the split factor (clamped to what the reduction allows). tile < 0:
+// the chooser decides.
+struct TcPlanOverride {
+  int tile = -1, splits = 1;
+};
+inline TcPlanOverride& conv_tc_plan_override() {
+  static TcPlanOverride o;
+  return o;
+}
+
+// The TF32 plan of a GEMM: conv_plan over kTcTiles with BK = 32; forward and dgrad do not split K
+// (max_splits 1), wgrad splits with at least 4 slices per split, at most 256 splits.
+inline ConvPlan conv_tc_gemm_plan(int64_t M, int64_t N, int64_t Kdim, int max_splits) {
+  ConvPlan p = conv_plan(M, N, Kdim, kTcTiles, kTcNumTiles, kTcBK, 4, max_splits);
+  const TcPlanOverride& o = conv_tc_plan_override();
+  if (o.tile < 0 || o.tile >= kTcNumTiles) return p;
+  const int64_t slices = simt::ceil_div<int64_t>(Kdim > 0 ? Kdim : 1, kTcBK);
+  int64_t z = o.splits < 1 ? 1 : o.splits > max_splits ? max_splits : o.splits;
+  const int64_t per = simt::ceil_div<int64_t>(slices, z);
+  z = simt::ceil_div<int64_t>(slices, per);  // no empty split
+  const ConvTile& t = kTcTiles[o.tile];
+  return ConvPlan{o.tile, static_cast<int>(z),
+                  simt::ceil_div<int64_t>(M, t.bm) * simt::ceil_div<int64_t>(N, t.bn) * z,
+                  per * kTcBK};
+}
+constexpr int kTcMaxWgradSplits = 256;
+inline ConvPlan conv2d_tc_forward_plan(const ConvShape& s) {
+  return conv_tc_gemm_plan(static_cast<int64_t>(s.N) * s.P * s.Q, s.K,
+                           static_cast<int64_t>(s.C) * s.R * s.S, 1);
+}
+inline ConvPlan conv2d_tc_dgrad_plan(const ConvShape& s) {
+  return conv_tc_gemm_plan(static_cast<int64_t>(s.N) * s.H * s.W, s.C,
+                           static_cast<int64_t>(s.K) * s.R * s.S, 1);
+}
+inline ConvPlan conv2d_tc_wgrad_plan(const ConvShape& s) {
+  return conv_tc_gemm_plan(s.K, static_cast<int64_t>(s.C) * s.R * s.S,
+                           static_cast<int64_t>(s.N) * s.P * s.Q, kTcMaxWgradSplits);
 }
 
 template <class GA, class GB, class Store>
-void conv_tc_launch(int64_t M, int N, int64_t Kdim, int splits, const ConvShape& s,
+void conv_tc_launch(const ConvPlan& plan, int64_t M, int N, int64_t Kdim, const ConvShape& s,
                     const float* a, const float* b, Store store, int MID, int LO,
                     cudaStream_t stream) {
-  const int64_t per_split =
-      simt::ceil_div<int64_t>(simt::ceil_div<int64_t>(Kdim, splits), kTcBK) * kTcBK;
   auto go = [&](auto tile) {
     using T = decltype(tile);
     const dim3 grid(static_cast<unsigned>(simt::ceil_div<int64_t>(M, T::BM)),
-                    static_cast<unsigned>(simt::ceil_div(N, T::BN)), static_cast<unsigned>(splits));
+                    static_cast<unsigned>(simt::ceil_div(N, T::BN)),
+                    static_cast<unsigned>(plan.splits));
     simt::launch(conv_tc_kernel<T, GA, GB, Store>, grid, dim3(T::kThreads), T::kSmemBytes, stream,
-                 s, a, b, store, M, N, Kdim, per_split, MID, LO);
+                 s, a, b, store, M, N, Kdim, plan.k_per_split, MID, LO);
   };
-  switch (conv_tc_tile(M, N)) {
-    case TcTileKind::n16: go(TcTileN16{}); break;
-    case TcTileKind::n32: go(TcTileN32{}); break;
-    case TcTileKind::small: go(TcTileSmall{}); break;
+  switch (static_cast<TcTileKind>(plan.tile)) {  // the order of kTcTiles
     case TcTileKind::large: go(TcTileLarge{}); break;
+    case TcTileKind::small: go(TcTileSmall{}); break;
+    case TcTileKind::n32: go(TcTileN32{}); break;
+    default: go(TcTileN16{}); break;
   }
 }
 
@@ -410,7 +628,8 @@ inline void conv2d_tc_forward(float* y, const float* x, const float* w, const fl
                               const ConvShape& s, bool relu, cudaStream_t stream) {
   const int64_t M = static_cast<int64_t>(s.N) * s.P * s.Q;
   if (M == 0 || s.K == 0) return;
-  conv_tc_launch<TcFwdA, TcFwdB>(M, s.K, static_cast<int64_t>(s.C) * s.R * s.S, 1, s, x, w,
+  conv_tc_launch<TcFwdA, TcFwdB>(conv2d_tc_forward_plan(s), M, s.K,
+                                 static_cast<int64_t>(s.C) * s.R * s.S, s, x, w,
                                  TcFwdStore{y, bias, relu ? 1 : 0}, s.R, s.S, stream);
 }
 
@@ -420,30 +639,17 @@ inline void conv2d_tc_backward_data(float* dx, const float* dy, const float* w, 
   const int64_t M = static_cast<int64_t>(s.N) * s.H * s.W;
   if (M == 0 || s.C == 0) return;
   const int64_t Kdim = static_cast<int64_t>(s.K) * s.R * s.S;
+  const ConvPlan plan = conv2d_tc_dgrad_plan(s);
   if (s.sh == 1 && s.sw == 1)
-    conv_tc_launch<TcDgradA<false>, TcDgradB>(M, s.C, Kdim, 1, s, dy, w, TcDgradStore{dx}, s.R,
+    conv_tc_launch<TcDgradA<false>, TcDgradB>(plan, M, s.C, Kdim, s, dy, w, TcDgradStore{dx}, s.R,
                                               s.S, stream);
   else
-    conv_tc_launch<TcDgradA<true>, TcDgradB>(M, s.C, Kdim, 1, s, dy, w, TcDgradStore{dx}, s.R,
+    conv_tc_launch<TcDgradA<true>, TcDgradB>(plan, M, s.C, Kdim, s, dy, w, TcDgradStore{dx}, s.R,
                                              s.S, stream);
 }
 
-// wgrad splits: enough blocks for about two waves on 132 SMs, each split at least 4 slices long;
-// a function of the shape alone, so results are reproducible.
-inline int conv2d_tc_wgrad_splits(const ConvShape& s) {
-  const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
-  const int64_t N = static_cast<int64_t>(s.C) * s.R * s.S;
-  const TcTileKind kind = conv_tc_tile(s.K, N);
-  const int bm = kind == TcTileKind::small ? 64 : 128;
-  const int bn = kind == TcTileKind::n16 ? 16 : kind == TcTileKind::n32 ? 32
-                 : kind == TcTileKind::small ? 64 : 128;
-  const int64_t tiles = simt::ceil_div<int64_t>(s.K, bm) * simt::ceil_div<int64_t>(N, bn);
-  int64_t splits = simt::ceil_div<int64_t>(264, tiles);
-  const int64_t max_splits = simt::ceil_div<int64_t>(Kdim, 4 * kTcBK);
-  if (splits > max_splits) splits = max_splits;
-  if (splits > 256) splits = 256;
-  return static_cast<int>(splits < 1 ? 1 : splits);
-}
+// wgrad splits: conv2d_tc_wgrad_plan (a function of the shape alone: reproducible results).
+inline int conv2d_tc_wgrad_splits(const ConvShape& s) { return conv2d_tc_wgrad_plan(s).splits; }
 
 // Floats of workspace conv2d_tc_backward_weight needs.
 inline int64_t conv2d_tc_wgrad_workspace(const ConvShape& s) {
@@ -455,10 +661,11 @@ inline void conv2d_tc_backward_weight(float* dw, float* workspace, const float* 
                                       const ConvShape& s, cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(s.K) * s.C * s.R * s.S;
   if (n == 0) return;
-  const int splits = conv2d_tc_wgrad_splits(s);
-  conv_tc_launch<TcWgradA, TcWgradB>(s.K, s.C * s.R * s.S, static_cast<int64_t>(s.N) * s.P * s.Q,
-                                     splits, s, dy, x, TcWgradStore{workspace}, s.P, s.Q, stream);
-  conv2d_split_reduce(dw, workspace, n, splits, nullptr, 1, 1, false, stream);
+  const ConvPlan plan = conv2d_tc_wgrad_plan(s);
+  conv_tc_launch<TcWgradA, TcWgradB>(plan, s.K, s.C * s.R * s.S,
+                                     static_cast<int64_t>(s.N) * s.P * s.Q, s, dy, x,
+                                     TcWgradStore{workspace}, s.P, s.Q, stream);
+  conv2d_split_reduce(dw, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
 
 }  // namespace cucnn
