@@ -364,7 +364,10 @@ struct TcTableLoader {
       const int4 e = tab[kofs + i * kGap];
       bool in = static_cast<unsigned>(ra + e.y) < la;
       if constexpr (Gather::kTwoBounds) in = in && static_cast<unsigned>(rb + e.z) < lb;
-      simt::cp_async_4(dst + i * kGap * (ROWS + kTcPad), src + (in ? base + e.x : 0), in ? 4 : 0);
+      // A valid offset is >= 0 (unsigned: no sign extension). Out of bounds the address is never
+      // read (src-size 0 is the LDGSTS ignore-src predicate), so no select is needed.
+      const unsigned off = static_cast<unsigned>(base + e.x);
+      simt::cp_async_4(dst + i * kGap * (ROWS + kTcPad), src + off, in ? 4 : 0);
     }
   }
 };
@@ -437,8 +440,8 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
   int4* tabs = reinterpret_cast<int4*>(smem + kTcStages * Tile::kStageFloats);
   static_assert(kTcTables == 3 && Tile::kTableBytes == kTcTables * 2 * kTcBK * sizeof(int4),
                 "table layout");
-  auto tab_a = [&](int64_t slice) { return tabs + static_cast<int>(slice % kTcTables) * 2 * kTcBK; };
-  auto tab_b = [&](int64_t slice) { return tab_a(slice) + kTcBK; };
+  auto tab_a = [&](int j) { return tabs + j * 2 * kTcBK; };  // j: table index (slice % 3)
+  auto tab_b = [&](int j) { return tab_a(j) + kTcBK; };
 
   float acc[FM][FN][4];
 #pragma unroll
@@ -467,6 +470,10 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
     simt::cp_async_commit();
   }
 
+  // Ring indices without 64-bit division: cur = tile % 3 (the stage of slice tile, and the table
+  // slice tile used, rewritten below with slice tile + 3), nxt = (tile + 2) % 3.
+  static_assert(kTcStages == 3 && kTcTables == 3, "ring indices assume 3 stages and 3 tables");
+  int cur = 0, nxt = 2;
   for (int64_t tile = 0; tile < tiles; ++tile) {
     // This thread's copies of slice `tile` have landed; the barrier makes everyone's visible, and
     // says everyone has finished the mma of slice tile-1, whose stage is refilled next, and the
@@ -475,18 +482,20 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
     __syncthreads();
     const int64_t next = tile + kTcStages - 1;
     if (next < tiles) {
-      float* stage = smem + static_cast<int>(next % kTcStages) * Tile::kStageFloats;
-      la.issue(s, k_last, stage, MID, LO, tab_a(next));
-      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO, tab_b(next));
+      float* stage = smem + nxt * Tile::kStageFloats;
+      la.issue(s, k_last, stage, MID, LO, tab_a(nxt));
+      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO, tab_b(nxt));
     }
     simt::cp_async_commit();
     // The taps of slice tile + 3 (read after the next barrier) into the table slice `tile` used.
     if (tile + kTcTables < tiles) {
-      la.decode(s, k_last, tab_a(tile + kTcTables), MID, LO, 0);
-      lb.decode(s, k_last, tab_b(tile + kTcTables), MID, LO, 1);
+      la.decode(s, k_last, tab_a(cur), MID, LO, 0);
+      lb.decode(s, k_last, tab_b(cur), MID, LO, 1);
     }
 
-    const float* as = smem + static_cast<int>(tile % kTcStages) * Tile::kStageFloats;
+    const float* as = smem + cur * Tile::kStageFloats;
+    cur = cur == 2 ? 0 : cur + 1;
+    nxt = nxt == 2 ? 0 : nxt + 1;
     const float* bs = as + kTcBK * SA;
 #pragma unroll
     for (int kk = 0; kk < kTcBK; kk += 8) {
