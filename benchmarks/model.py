@@ -111,11 +111,34 @@ def conv_kernel_name(direction: str, p: dict, bm: int, bn: int) -> str:
     return f"conv_gemm_kernel<{bm}, {bn}, WgradLoadA<{bm}>, WgradLoadBT<{bn}, {ix}>"
 
 
+def conv_tc_vec16(direction: str, p: dict) -> tuple:
+    """(A, B) copied with 16-byte cp.async (conv2d_tc.cuh, conv_tc_vec16; tensors assumed 16-byte
+    aligned, as the allocator gives): forward's w when C*R*S % 4 == 0, wgrad's dy when
+    P*Q % 4 == 0."""
+    if direction == "fwd":
+        return False, (p["C"] * p["R"] * p["S"]) % 4 == 0
+    if direction == "wgrad":
+        return (p["P"] * p["Q"]) % 4 == 0, False
+    return False, False
+
+
 def conv_tc_kernel_name(direction: str, kind: str, p: dict) -> str:
     bm, bn, wm, wn = TC_TILES[kind]
-    ga = {"fwd": "TcFwdA", "wgrad": "TcWgradA",
-          "dgrad": f"TcDgradA<{'false' if p['stride'] == 1 else 'true'}>"}[direction]
-    return f"conv_tc_kernel<TcTile<{bm}, {bn}, {wm}, {wn}>, {ga}"
+    ops = {"fwd": "TcFwdA, TcFwdB, TcFwdStore", "wgrad": "TcWgradA, TcWgradB, TcWgradStore",
+           "dgrad": f"TcDgradA<{'false' if p['stride'] == 1 else 'true'}>, TcDgradB, "
+                    "TcDgradStore"}[direction]
+    va, vb = (str(v).lower() for v in conv_tc_vec16(direction, p))
+    return f"conv_tc_kernel<TcTile<{bm}, {bn}, {wm}, {wn}>, {ops}, {va}, {vb}>"
+
+
+def conv_tc_smem(direction: str, kind: str, p: dict) -> int:
+    """Dynamic shared memory of the TF32 kernel (TcSmem): per stage A and B, each [BK][rows + 8]
+    or, K-major (16-byte path), [rows][BK + 4]; then the tap tables."""
+    bm, bn = TC_TILES[kind][:2]
+    va, vb = conv_tc_vec16(direction, p)
+    def floats(rows, kmajor):
+        return rows * (TC_BK + 4) if kmajor else TC_BK * (rows + TC_PAD)
+    return TC_STAGES * (floats(bm, va) + floats(bn, vb)) * 4 + TC_TABLE_BYTES
 
 
 def _split_trips(kdim: int, per_split: int, splits: int, bk: int) -> int:
@@ -141,7 +164,7 @@ def conv_launches(case, tf32: bool = False) -> list:
         bk, name = TC_BK, conv_tc_kernel_name(d, kind, p)
         per_split = -(-(-(-kdim // bk)) // splits) * bk  # conv_plan: ceil(slices / z) slices
         blocks = -(-m // bm) * -(-n // bn) * splits
-        smem = TC_STAGES * TC_BK * (bm + TC_PAD + bn + TC_PAD) * 4 + TC_TABLE_BYTES
+        smem = conv_tc_smem(d, kind, p)
         note = f"TF32 tile {bm}x{bn}"
     else:
         plan = conv_plan(d, p)

@@ -211,9 +211,12 @@ def _conv_ref64(x, w, dy, stride, pad, dil):
     return y, dxp[:, :, ph:ph + H, pw:pw + W], dwt
 
 
-# (N, C, H, W, K, R, S, stride, pad, dilation): odd sizes, C = 1, strided dgrad, dilation
+# (N, C, H, W, K, R, S, stride, pad, dilation): odd sizes, C = 1, strided dgrad, dilation; the
+# 16-byte paths: C*R*S % 4 == 0 (forward's w: the last two) and P*Q % 4 == 0 (wgrad's dy: the
+# third and the last), the others take the 4-byte gathers
 TILE_SHAPES = [(2, 3, 9, 9, 5, 3, 3, 1, 1, 1), (1, 6, 11, 7, 16, 5, 5, 2, 2, 1),
-               (3, 1, 8, 10, 7, 3, 2, 1, 0, 2), (1, 40, 5, 6, 37, 1, 1, 1, 0, 1)]
+               (3, 1, 8, 10, 7, 3, 2, 1, 0, 2), (1, 40, 5, 6, 37, 1, 1, 1, 0, 1),
+               (2, 4, 8, 8, 9, 3, 3, 1, 1, 1)]
 
 
 @requires_sim
@@ -283,3 +286,52 @@ def test_tc_plan_is_the_one_chooser_over_the_tf32_tiles():
         mod.conv2d_tc_plan("x", (1, 1, 3, 3), (1, 1, 1, 1), *g0)
     with pytest.raises(ValueError, match="tile must be -1 or below 4, got 4"):
         mod.conv2d_tc_force_plan(4)
+
+
+@requires_sim
+@pytest.mark.parametrize("tile", [0, 1, 2, 3], ids=["128x128", "64x64", "128x32", "128x16"])
+def test_16_byte_paths_equal_the_4_byte_fallback_bitwise(tile):
+    """forward (C*R*S % 4 == 0) and wgrad (P*Q % 4 == 0) copy w and dy with 16-byte cp.async when
+    they are 16-byte aligned; a misaligned copy of the same tensors takes the 4-byte gathers. The
+    shared-memory layouts differ, the mma sums do not: the results are bitwise equal (and match
+    the TF32 reference), in every order, with a split wgrad too."""
+    mod = _backend.native("sim")
+    N, C, H, W, K, R, S = 3, 4, 9, 8, 21, 3, 3  # C*R*S = 36, P*Q = 9*8 = 72
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C, R, S)).astype(np.float32)
+    dy = rng.standard_normal((N, K, H, W)).astype(np.float32)
+    g = ((1, 1), (1, 1, 1, 1), (1, 1))
+
+    def misaligned(a):  # same values, 4 bytes past a 16-byte boundary
+        raw = np.empty(a.size + 8, np.float32)
+        skip = (-raw.ctypes.data % 16) // 4 + 1
+        v = raw[skip:skip + a.size].reshape(a.shape)
+        v[...] = a
+        assert v.ctypes.data % 16 == 4
+        return v
+
+    y64, _, dw64 = _conv_ref64(round_tf32(x).astype(np.float64), round_tf32(w).astype(np.float64),
+                               round_tf32(dy).astype(np.float64), (1, 1), (1, 1), (1, 1))
+    assert w.ctypes.data % 16 == 0 and dy.ctypes.data % 16 == 0
+    try:
+        for splits in (1, 2):
+            mod.conv2d_tc_force_plan(tile, splits)
+            for order in ORDERS:
+                cucnn.sim.set_order(order)
+                out = {}
+                for name, ww, dd in (("vec16", w, dy), ("scalar", misaligned(w), misaligned(dy))):
+                    y = np.full((N, K, H, W), np.nan, np.float32)
+                    dw = np.full((K, C, R, S), np.nan, np.float32)
+                    ws = np.full(mod.conv2d_tc_wgrad_workspace(x.shape, w.shape, *g), np.nan,
+                                 np.float32)
+                    mod.conv2d_tc_forward(x, ww, None, y, *g)
+                    mod.conv2d_tc_backward_weight(dd, x, dw, ws, *g)
+                    out[name] = (y, dw)
+                assert_bitwise_equal(out["vec16"][0], out["scalar"][0], name="y")
+                assert_bitwise_equal(out["vec16"][1], out["scalar"][1], name="dw")
+                assert_close(out["vec16"][0], y64, reduce_len=C * R * S, name="y")
+                assert_close(out["vec16"][1], dw64, reduce_len=N * H * W, name="dw")
+    finally:
+        mod.conv2d_tc_force_plan(-1)
+        cucnn.sim.set_order("forward")

@@ -127,3 +127,75 @@ def test_cp_async_zero_fill_reads_nothing(plants, order):
     s = _access(rec, line, "shared", "store")
     assert (s["requests"], s["wavefronts"], s["bytes"]) == (n // 32, n // 32, 4 * n)
     assert rec["unique_bytes"] == 4 * n // 2 + 4 * n
+
+
+# ---- the TF32 conv kernels: no bank conflicts on a ResNet-50 3x3 layer and LeNet-5's conv2 -------
+
+def _profile_conv(N, C, H, K, R, pad, tile):
+    """Forward, dgrad and wgrad of one conv layer with TF32 on, under the sim profiler; tile: the
+    TF32 tile forced (conv2d_tc_force_plan), -1 for the chooser's."""
+    import cucnn
+    import cucnn.sim
+    from cucnn import _backend, backends
+    from cucnn import functional as F
+    rng = np.random.default_rng(7)
+    x = cucnn.tensor(rng.standard_normal((N, C, H, H)).astype(np.float32), device="sim",
+                     requires_grad=True)
+    w = cucnn.tensor(rng.standard_normal((K, C, R, R)).astype(np.float32), device="sim",
+                     requires_grad=True)
+    with backends.flags(allow_tf32=True), cucnn.sim.profile() as prof:
+        mod = _backend.sim_module()
+        mod.conv2d_tc_force_plan(tile, 1)
+        try:
+            F.conv2d(x, w, padding=pad).sum().backward()
+        finally:
+            mod.conv2d_tc_force_plan(-1, 1)
+    return [r for r in prof.records if r["name"].startswith("void cucnn::conv_tc_kernel<")]
+
+
+def _no_bank_conflicts(records, tile_name, passes):
+    seen = set()
+    for r in records:
+        assert tile_name in r["name"], r["name"]
+        shared = [a for a in r["accesses"] if a["space"] == "shared"]
+        # the cp.async stores (async, at the wait), the tap tables, the fragment loads: every
+        # shared access of the kernel, all in or feeding the main loop
+        assert any(a["op"] == "store" for a in shared) and any(a["op"] == "load" for a in shared)
+        for a in shared:
+            assert a["wavefronts"] == a["ideal"], (r["name"], a)
+            assert os.path.basename(a["file"]) == "conv2d_tc.cuh", a
+        seen |= {p for p in passes if p in r["name"]}
+    assert seen == set(passes), (seen, [r["name"] for r in records])
+
+
+def test_resnet50_3x3_layer_on_the_128x128_tile_has_no_bank_conflicts():
+    """ResNet-50's 3x3 layers (14x14, stride 1, pad 1) with channels and batch shrunk for the sim
+    (2 x 32 -> 64), the 128x128 tile forced. C*R*S = 288 and P*Q = 196 are multiples of 4: the
+    forward pass copies w and wgrad copies dy with 16-byte cp.async (K-major tiles)."""
+    records = _profile_conv(2, 32, 14, 64, 3, 1, 0)
+    _no_bank_conflicts(records, "TcTile<128, 128, 64, 32>", ["TcFwdA", "TcDgradA<false>",
+                                                             "TcWgradA"])
+    names = {r["name"] for r in records}
+    assert any("TcFwdStore, false, true>" in n for n in names), names   # 16-byte w
+    assert any("TcWgradStore, true, false>" in n for n in names), names  # 16-byte dy
+    # the 16-byte copies: per warp request 128-bit stores, 4 phases of 8 lanes, 4 wavefronts
+    src = ROOT / "csrc" / "kernels" / "conv2d_tc.cuh"
+    line16 = [i for i, t in enumerate(src.read_text().splitlines(), 1)
+              if "simt::cp_async_16(" in t]
+    assert len(line16) == 1
+    for r in records:
+        vec_a, vec_b = r["name"].split("(")[0].rstrip(">").split(", ")[-2:]
+        stores = [a for a in r["accesses"] if a["line"] == line16[0] and a["space"] == "shared"]
+        assert bool(stores) == ("true" in (vec_a, vec_b)), r["name"]
+        for a in stores:
+            assert a["op"] == "store" and a["wavefronts"] == 4 * a["requests"], a
+            assert a["bytes"] == 16 * 32 * a["requests"]  # 128 rows x 32 k: every lane copies
+
+
+def test_lenet5_conv2_has_no_bank_conflicts():
+    """LeNet-5's conv2 (6 -> 16 filters, 5x5 on 14x14) at batch 16, the chooser's tiles (the
+    16-wide tile for forward and dgrad)."""
+    records = _profile_conv(16, 6, 14, 16, 5, 0, -1)
+    _no_bank_conflicts(records, "TcTile<", ["TcFwdA", "TcDgradA<false>", "TcWgradA"])
+    assert any("TcTile<128, 16, 32, 16>, TcFwdA" in r["name"].replace("cucnn::", "")
+               for r in records)

@@ -95,20 +95,28 @@ def test_conv_launch_plans():
     tab = model.TC_TABLE_BYTES
     f, = model.launch_plan(fwd, tf32=True)
     assert (f["kernel"], f["blocks"], f["threads"], f["trips"]) == \
-        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcFwdA", 6, 128, 6)
+        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcFwdA, TcFwdB, TcFwdStore, false, false>", 6,
+         128, 6)
     assert f["smem"] == 3 * 32 * (136 + 24) * 4 + tab
     # dgrad GEMM 180 x 3 x 360: the 128x16 tile, 2 blocks x 12 slices of 32
     d, = model.launch_plan(dgrad, tf32=True)
     assert (d["kernel"], d["blocks"], d["threads"], d["trips"]) == \
-        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcDgradA<false>", 2, 128, 24)
+        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcDgradA<false>, TcDgradB, TcDgradStore, false, "
+         "false>", 2, 128, 24)
     # wgrad GEMM 40 x 27 x 180: 128x16 (1 x 2 tiles); 6 slices, and a split needs at least 4: one
     g, red = model.launch_plan(wgrad, tf32=True)
     assert (g["kernel"], g["blocks"], g["trips"]) == \
-        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcWgradA", 2, 12)
+        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcWgradA, TcWgradB, TcWgradStore, false, false>",
+         2, 12)
     assert red["kernel"] == "conv2d_split_reduce_kernel" and red["bytes"] == 4.0 * 1080 * 2
     # a ResNet-50 3x3 layer at batch 256 (GEMM 50176 x 256 x 2304): the 128x128 tile
     big = dict(fwd.params, N=256, C=256, K=256, H=14, W=14, P=14, Q=14)
     assert model.conv_tc_plan("fwd", big) == ("large", 1)
+    # C*R*S = 2304 and P*Q = 196 are multiples of 4: w (forward) and dy (wgrad) take the 16-byte
+    # path, stored K-major ([rows][32 + 4])
+    assert model.conv_tc_kernel_name("fwd", "large", big).endswith("TcFwdStore, false, true>")
+    assert model.conv_tc_kernel_name("wgrad", "large", big).endswith("TcWgradStore, true, false>")
+    assert model.conv_tc_smem("fwd", "large", big) == 3 * (32 * 136 + 128 * 36) * 4 + tab
 
 
 def _fake_sass(name, registers=64, instructions=500, wavefronts=100, hmma=0, lds128=10):

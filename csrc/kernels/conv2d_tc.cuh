@@ -268,6 +268,7 @@ __device__ __forceinline__ int tc_koff(int h) {
 
 template <int ROWS, int THREADS, class Gather>
 struct TcLoader {
+  static constexpr bool kKMajor = false;
   static constexpr int kGap = THREADS / ROWS;
   static constexpr int kSlots = ROWS * kTcBK / THREADS;
   static_assert(THREADS % ROWS == 0 && kSlots >= 1, "tile rows and threads do not match");
@@ -320,6 +321,7 @@ constexpr int kTcTables = 3;  // tap tables in flight per operand (slices t+2 re
 
 template <int ROWS, int THREADS, class Gather>
 struct TcTableLoader {
+  static constexpr bool kKMajor = false;
   static constexpr int kGap = THREADS / ROWS;
   static constexpr int kSlots = ROWS * kTcBK / THREADS;
   static_assert(THREADS % ROWS == 0 && kSlots >= 1, "tile rows and threads do not match");
@@ -376,6 +378,72 @@ template <int ROWS, int THREADS, class Gather>
 using TcLoaderFor = std::conditional_t<Gather::kTable, TcTableLoader<ROWS, THREADS, Gather>,
                                        TcLoader<ROWS, THREADS, Gather>>;
 
+// 16-byte loads for an operand whose rows are contiguous along GEMM-K in groups of 4 (forward's
+// B = w when C*R*S % 4 == 0, wgrad's A = dy when P*Q % 4 == 0; w or dy 16-byte aligned, checked
+// by the launcher): each cp.async.cg copies 4 consecutive k of one row, so the operand is stored
+// K-major, [ROWS][kTcBK + 4] (kTcKMajorPad: a row is 36 words). Lane l of a warp copies chunk
+// l % 8 of row l / 8: the 8 lanes of each 128-bit phase write one row's 128 contiguous bytes
+// (conflict-free), and the fragment loads read word row * 36 + k, bank 4 g + tig (+ const):
+// conflict-free too. The k part of an offset comes from a tap table of the slice's 8 chunk starts
+// (a chunk never straddles a row's end or the split's, both multiples of 4).
+constexpr int kTcKMajorPad = 4;
+template <int ROWS, int THREADS, class Gather>
+struct TcVec16Loader {
+  static constexpr bool kKMajor = true;
+  static constexpr int kStride = kTcBK + kTcKMajorPad;
+  static constexpr int kRowGap = THREADS / 8;  // rows between a thread's slots
+  static constexpr int kSlots = ROWS * 8 / THREADS;
+  static_assert(THREADS % 8 == 0 && ROWS % kRowGap == 0 && kSlots >= 1, "tile and threads");
+  const float* src;
+  int base, row_step, rows_left, chunk;  // base: row part of slot 0; row_step: between slots
+  TcCursor dcur, step;
+  int dk;
+  __device__ void init(const ConvShape& s, const float* src_, int row0, int rows, int k_begin,
+                       int MID, int LO) {
+    const int t = static_cast<int>(threadIdx.x);
+    src = src_;
+    chunk = t % 8;
+    const int r = row0 + t / 8;
+    rows_left = rows - r;  // slot i is a row while i * kRowGap < rows_left
+    Gather g0, g1;
+    int ra, rb, b1;
+    unsigned la, lb;
+    g0.init(s, r < rows ? r : 0, true);
+    g0.row_part(s, base, ra, rb, la, lb);
+    g1.init(s, (r < rows ? r : 0) + 1, true);  // rows are equally spaced: the step of one row
+    g1.row_part(s, b1, ra, rb, la, lb);
+    row_step = (b1 - base) * kRowGap;
+    dk = k_begin + 4 * (t % 8);  // decoder lanes 0-7: the taps of the slice's 8 chunks
+    dcur.init(dk, MID, LO);
+    step.init(kTcBK, MID, LO);
+  }
+  // Only the chunk starts are decoded, into tab[0..7] (128 contiguous bytes: the decode's
+  // 128-bit stores and the issue's broadcast reads are conflict-free).
+  __device__ __forceinline__ void decode(const ConvShape& s, int k_end, int4* tab, int MID,
+                                         int LO, int decoder) {
+    if (static_cast<int>(threadIdx.x) / 32 == decoder && threadIdx.x % 32 < 8) {
+      int4 e = Gather::tap(s, dcur);
+      if (dk >= k_end) e.y = kTcBadTap;
+      tab[threadIdx.x % 32] = e;
+      dcur.advance(step, MID, LO);
+      dk += kTcBK;
+    }
+  }
+  __device__ __forceinline__ void issue(const ConvShape&, int, float* smem, int, int,
+                                        const int4* tab) {
+    const int t = static_cast<int>(threadIdx.x);
+    float* dst = smem + (t / 8) * kStride + chunk * 4;
+    const int4 e = tab[chunk];
+    const bool kin = e.y == 0;  // kTcBadTap past the split's end
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const bool in = kin && i * kRowGap < rows_left;
+      const unsigned off = static_cast<unsigned>(base + i * row_step + e.x);
+      simt::cp_async_16(dst + i * kRowGap * kStride, src + off, in ? 16 : 0);
+    }
+  }
+};
+
 // --- epilogues: store(s, m, n, acc) for one element of the GEMM result ---
 
 struct TcFwdStore {  // y[n, k, p, q] = acc + bias[k], optionally ReLU
@@ -409,18 +477,38 @@ struct TcWgradStore {  // workspace[split][k][(c, r, s)]
 };
 
 // C[M x N] = A[M x Kdim] * B[Kdim x N] over this block's split of Kdim, on TF32 tensor cores.
-// Grid (ceil(M/BM), ceil(N/BN), splits); block Tile::kThreads; dynamic shared Tile::kSmemBytes.
+// Grid (ceil(M/BM), ceil(N/BN), splits); block Tile::kThreads; dynamic shared TcSmem::kBytes.
 // MID, LO: the radices of the reduction index (R, S for forward and dgrad; P, Q for wgrad).
 // __launch_bounds__(threads, 2): two resident blocks per SM (2 x 102 KB of shared memory fits
 // the 228 KB of an H100 SM on the 128x128 tile); without the 2, ptxas picked 80 registers for the
 // 64x64 unit-stride dgrad and spilled.
-template <class Tile, class GA, class GB, class Store>
+// The loaders of one operand (kVec: the 16-byte K-major loads) and the shared memory of a kernel:
+// per stage A then B, each [kTcBK][ROWS + kTcPad] or, K-major, [ROWS][kTcBK + kTcKMajorPad]; then
+// the tap tables.
+template <int ROWS, int THREADS, class Gather, bool kVec>
+using TcOperandLoader = std::conditional_t<kVec, TcVec16Loader<ROWS, THREADS, Gather>,
+                                           TcLoaderFor<ROWS, THREADS, Gather>>;
+template <int ROWS, bool kKMajor>
+constexpr int tc_operand_floats() {
+  return kKMajor ? ROWS * (kTcBK + kTcKMajorPad) : kTcBK * (ROWS + kTcPad);
+}
+template <class Tile, bool kVecA, bool kVecB>
+struct TcSmem {
+  static constexpr int kAFloats = tc_operand_floats<Tile::BM, kVecA>();
+  static constexpr int kStageFloats = kAFloats + tc_operand_floats<Tile::BN, kVecB>();
+  static constexpr size_t kBytes =
+      size_t{kTcStages} * kStageFloats * sizeof(float) + Tile::kTableBytes;
+};
+
+template <class Tile, class GA, class GB, class Store, bool kVecA = false, bool kVecB = false>
 __global__ void __launch_bounds__(Tile::kThreads, 2)
     conv_tc_kernel(ConvShape s, const float* a_src, const float* b_src, Store store, int64_t M,
                    int N, int64_t Kdim, int64_t k_per_split, int MID, int LO) {
   constexpr int BM = Tile::BM, BN = Tile::BN, FM = Tile::kFragsM, FN = Tile::kFragsN;
-  constexpr int SA = Tile::kStrideA, SB = Tile::kStrideB;
-  SIMT_DYNAMIC_SHARED(float, smem);  // [kTcStages][ A: kTcBK x SA | B: kTcBK x SB ]
+  constexpr int SA = Tile::kStrideA, SB = Tile::kStrideB, KS = kTcBK + kTcKMajorPad;
+  using Smem = TcSmem<Tile, kVecA, kVecB>;
+  constexpr int kStage = Smem::kStageFloats, kBOff = Smem::kAFloats;
+  SIMT_DYNAMIC_SHARED(float, smem);  // [kTcStages][ A | B ], then the tap tables
 
   const int t = static_cast<int>(threadIdx.x);
   const int warp = t / 32, lane = t % 32, g = lane >> 2, tig = lane & 3;
@@ -431,13 +519,15 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
   const int64_t k_end = k_begin + k_per_split < Kdim ? k_begin + k_per_split : Kdim;
   const int64_t tiles = k_end > k_begin ? (k_end - k_begin + kTcBK - 1) / kTcBK : 0;
 
-  TcLoaderFor<BM, Tile::kThreads, GA> la;
-  TcLoaderFor<BN, Tile::kThreads, GB> lb;
+  using LA = TcOperandLoader<BM, Tile::kThreads, GA, kVecA>;
+  using LB = TcOperandLoader<BN, Tile::kThreads, GB, kVecB>;
+  LA la;
+  LB lb;
   la.init(s, a_src, static_cast<int>(m0), static_cast<int>(M), static_cast<int>(k_begin), MID, LO);
   lb.init(s, b_src, n0, N, static_cast<int>(k_begin), MID, LO);
   const int k_last = static_cast<int>(k_end);
   // tap tables [kTcTables][A | B][kTcBK] after the stages; slice j uses table j % kTcTables
-  int4* tabs = reinterpret_cast<int4*>(smem + kTcStages * Tile::kStageFloats);
+  int4* tabs = reinterpret_cast<int4*>(smem + kTcStages * kStage);
   static_assert(kTcTables == 3 && Tile::kTableBytes == kTcTables * 2 * kTcBK * sizeof(int4),
                 "table layout");
   auto tab_a = [&](int j) { return tabs + j * 2 * kTcBK; };  // j: table index (slice % 3)
@@ -463,9 +553,9 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
 #pragma unroll
   for (int st = 0; st < kTcStages - 1; ++st) {
     if (st < tiles) {
-      float* stage = smem + st * Tile::kStageFloats;
+      float* stage = smem + st * kStage;
       la.issue(s, k_last, stage, MID, LO, tab_a(st));
-      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO, tab_b(st));
+      lb.issue(s, k_last, stage + kBOff, MID, LO, tab_b(st));
     }
     simt::cp_async_commit();
   }
@@ -482,9 +572,9 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
     __syncthreads();
     const int64_t next = tile + kTcStages - 1;
     if (next < tiles) {
-      float* stage = smem + nxt * Tile::kStageFloats;
+      float* stage = smem + nxt * kStage;
       la.issue(s, k_last, stage, MID, LO, tab_a(nxt));
-      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO, tab_b(nxt));
+      lb.issue(s, k_last, stage + kBOff, MID, LO, tab_b(nxt));
     }
     simt::cp_async_commit();
     // The taps of slice tile + 3 (read after the next barrier) into the table slice `tile` used.
@@ -493,28 +583,34 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
       lb.decode(s, k_last, tab_b(cur), MID, LO, 1);
     }
 
-    const float* as = smem + cur * Tile::kStageFloats;
+    const float* as = smem + cur * kStage;
     cur = cur == 2 ? 0 : cur + 1;
     nxt = nxt == 2 ? 0 : nxt + 1;
-    const float* bs = as + kTcBK * SA;
+    const float* bs = as + kBOff;
+    // element (row, k) of this stage's A and B, in either layout
+    auto a_at = [&](int row, int k) {
+      if constexpr (LA::kKMajor) return as[row * KS + k];
+      else return as[k * SA + row];
+    };
+    auto b_at = [&](int row, int k) {
+      if constexpr (LB::kKMajor) return bs[row * KS + k];
+      else return bs[k * SB + row];
+    };
 #pragma unroll
     for (int kk = 0; kk < kTcBK; kk += 8) {
       unsigned af[FM][4], bf[FN][2];
-      const float* a_lo = as + (kk + tig) * SA + wm0 + g;  // k = kk + tig
-      const float* a_hi = a_lo + 4 * SA;                   // k = kk + tig + 4
 #pragma unroll
       for (int i = 0; i < FM; ++i) {
-        af[i][0] = simt::cvt_rna_tf32(a_lo[i * 16]);
-        af[i][1] = simt::cvt_rna_tf32(a_lo[i * 16 + 8]);
-        af[i][2] = simt::cvt_rna_tf32(a_hi[i * 16]);
-        af[i][3] = simt::cvt_rna_tf32(a_hi[i * 16 + 8]);
+        const int r = wm0 + i * 16 + g;
+        af[i][0] = simt::cvt_rna_tf32(a_at(r, kk + tig));
+        af[i][1] = simt::cvt_rna_tf32(a_at(r + 8, kk + tig));
+        af[i][2] = simt::cvt_rna_tf32(a_at(r, kk + tig + 4));
+        af[i][3] = simt::cvt_rna_tf32(a_at(r + 8, kk + tig + 4));
       }
-      const float* b_lo = bs + (kk + tig) * SB + wn0 + g;
-      const float* b_hi = b_lo + 4 * SB;
 #pragma unroll
       for (int j = 0; j < FN; ++j) {
-        bf[j][0] = simt::cvt_rna_tf32(b_lo[j * 8]);
-        bf[j][1] = simt::cvt_rna_tf32(b_hi[j * 8]);
+        bf[j][0] = simt::cvt_rna_tf32(b_at(wn0 + j * 8 + g, kk + tig));
+        bf[j][1] = simt::cvt_rna_tf32(b_at(wn0 + j * 8 + g, kk + tig + 4));
       }
 #pragma unroll
       for (int i = 0; i < FM; ++i)
@@ -612,7 +708,7 @@ inline ConvPlan conv2d_tc_wgrad_plan(const ConvShape& s) {
                            static_cast<int64_t>(s.N) * s.P * s.Q, kTcMaxWgradSplits);
 }
 
-template <class GA, class GB, class Store>
+template <class GA, class GB, class Store, bool kVecA = false, bool kVecB = false>
 void conv_tc_launch(const ConvPlan& plan, int64_t M, int N, int64_t Kdim, const ConvShape& s,
                     const float* a, const float* b, Store store, int MID, int LO,
                     cudaStream_t stream) {
@@ -621,8 +717,9 @@ void conv_tc_launch(const ConvPlan& plan, int64_t M, int N, int64_t Kdim, const 
     const dim3 grid(static_cast<unsigned>(simt::ceil_div<int64_t>(M, T::BM)),
                     static_cast<unsigned>(simt::ceil_div(N, T::BN)),
                     static_cast<unsigned>(plan.splits));
-    simt::launch(conv_tc_kernel<T, GA, GB, Store>, grid, dim3(T::kThreads), T::kSmemBytes, stream,
-                 s, a, b, store, M, N, Kdim, plan.k_per_split, MID, LO);
+    simt::launch(conv_tc_kernel<T, GA, GB, Store, kVecA, kVecB>, grid, dim3(T::kThreads),
+                 TcSmem<T, kVecA, kVecB>::kBytes, stream, s, a, b, store, M, N, Kdim,
+                 plan.k_per_split, MID, LO);
   };
   switch (static_cast<TcTileKind>(plan.tile)) {  // the order of kTcTiles
     case TcTileKind::large: go(TcTileLarge{}); break;
@@ -632,14 +729,25 @@ void conv_tc_launch(const ConvPlan& plan, int64_t M, int N, int64_t Kdim, const 
   }
 }
 
+// The 16-byte path for an operand whose rows run along GEMM-K in runs of `run` elements: the runs
+// a multiple of 4 floats and the tensor 16-byte aligned (every row start is then aligned).
+inline bool conv_tc_vec16(const float* p, int64_t run) {
+  return run % 4 == 0 && reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
+}
+
 // y = conv2d(x, w) + bias (bias may be null), ReLU when relu, on TF32 tensor cores.
 inline void conv2d_tc_forward(float* y, const float* x, const float* w, const float* bias,
                               const ConvShape& s, bool relu, cudaStream_t stream) {
   const int64_t M = static_cast<int64_t>(s.N) * s.P * s.Q;
   if (M == 0 || s.K == 0) return;
-  conv_tc_launch<TcFwdA, TcFwdB>(conv2d_tc_forward_plan(s), M, s.K,
-                                 static_cast<int64_t>(s.C) * s.R * s.S, s, x, w,
-                                 TcFwdStore{y, bias, relu ? 1 : 0}, s.R, s.S, stream);
+  const int64_t Kdim = static_cast<int64_t>(s.C) * s.R * s.S;
+  const ConvPlan plan = conv2d_tc_forward_plan(s);
+  const TcFwdStore store{y, bias, relu ? 1 : 0};
+  if (conv_tc_vec16(w, Kdim))  // w's rows contiguous along K in aligned groups of 4
+    conv_tc_launch<TcFwdA, TcFwdB, TcFwdStore, false, true>(plan, M, s.K, Kdim, s, x, w, store,
+                                                           s.R, s.S, stream);
+  else
+    conv_tc_launch<TcFwdA, TcFwdB>(plan, M, s.K, Kdim, s, x, w, store, s.R, s.S, stream);
 }
 
 // dx from dy and w on TF32 tensor cores. dx (N,C,H,W).
@@ -671,9 +779,13 @@ inline void conv2d_tc_backward_weight(float* dw, float* workspace, const float* 
   const int64_t n = static_cast<int64_t>(s.K) * s.C * s.R * s.S;
   if (n == 0) return;
   const ConvPlan plan = conv2d_tc_wgrad_plan(s);
-  conv_tc_launch<TcWgradA, TcWgradB>(plan, s.K, s.C * s.R * s.S,
-                                     static_cast<int64_t>(s.N) * s.P * s.Q, s, dy, x,
-                                     TcWgradStore{workspace}, s.P, s.Q, stream);
+  const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
+  if (conv_tc_vec16(dy, static_cast<int64_t>(s.P) * s.Q))  // dy's (p, q) planes: aligned 4s
+    conv_tc_launch<TcWgradA, TcWgradB, TcWgradStore, true, false>(
+        plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x, TcWgradStore{workspace}, s.P, s.Q, stream);
+  else
+    conv_tc_launch<TcWgradA, TcWgradB>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
+                                       TcWgradStore{workspace}, s.P, s.Q, stream);
   conv2d_split_reduce(dw, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
 
