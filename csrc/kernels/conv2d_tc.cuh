@@ -105,7 +105,7 @@ struct TcFwdA {  // x gathered: row m = (n, p, q), k = (c, r, s)
            static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
   }
   // Table form (TcTableLoader): offset = row part + tap part, bounds ih0 + r*dh < H, iw0 + s*dw < W.
-  static constexpr bool kTable = true, kTwoBounds = true;
+  static constexpr bool kTable = true, kTwoBounds = true, kPhase = false;
   __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     base = img + ih0 * s.W + iw0;
@@ -129,7 +129,7 @@ struct TcFwdB {  // w: row = filter, k = (c, r, s), contiguous
     off = row + (c.hi * s.R + c.mid) * s.S + c.lo;
     return true;
   }
-  static constexpr bool kTable = true, kTwoBounds = false;
+  static constexpr bool kTable = true, kTwoBounds = false, kPhase = false;
   __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     base = row;
@@ -168,19 +168,31 @@ struct TcDgradA {  // dy gathered: row m = (n, h, w), k = (k, r, s)
     off = img + (c.hi * s.P + p) * s.Q + q;
     return in && p < s.P && q < s.Q;
   }
-  // Table form, unit stride only: p = hp - r*dh, q = wp - s*dw within [0, P) x [0, Q).
-  static constexpr bool kTable = !kStrided, kTwoBounds = true;
+  // Table form. Unit stride: p = hp - r*dh, q = wp - s*dw within [0, P) x [0, Q). Strided
+  // (kPhase): with hp = sh*hq + hr and r*dh = sh*qr + rr (0 <= hr, rr < sh), hp - r*dh is on the
+  // stride grid iff hr == rr, and then p = hq - qr: the row keeps (hq, wq) and the phase key
+  // hr | wr << 16, the tap (-qr, -qs) and rr | rs << 16; no division in a slot (the decoder
+  // divides once per tap and slice).
+  static constexpr bool kTable = true, kTwoBounds = true, kPhase = kStrided;
   __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
-    base = img + hp * s.Q + wp;
-    ra = hp;
-    rb = wp;
+    ra = kStrided ? hp / s.sh : hp;
+    rb = kStrided ? wp / s.sw : wp;
+    base = img + ra * s.Q + rb;
     la = static_cast<unsigned>(s.P);
     lb = static_cast<unsigned>(s.Q);
   }
+  __device__ int phase_key(const ConvShape& s) const { return hp % s.sh | wp % s.sw << 16; }
   __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
-    return make_int4(c.hi * s.P * s.Q - c.mid * s.dh * s.Q - c.lo * s.dw, -c.mid * s.dh,
-                     -c.lo * s.dw, 0);
+    if constexpr (kStrided) {
+      const int rd = c.mid * s.dh, sd = c.lo * s.dw;
+      const int qr = rd / s.sh, qs = sd / s.sw;
+      return make_int4(c.hi * s.P * s.Q - qr * s.Q - qs, -qr, -qs,
+                       (rd - qr * s.sh) | (sd - qs * s.sw) << 16);
+    } else {
+      return make_int4(c.hi * s.P * s.Q - c.mid * s.dh * s.Q - c.lo * s.dw, -c.mid * s.dh,
+                       -c.lo * s.dw, 0);
+    }
   }
 };
 
@@ -191,7 +203,7 @@ struct TcDgradB {  // w: row = channel c, k = (k, r, s): B[(k, r, s)][c] = w[k, 
     off = col + (c.hi * s.C * s.R + c.mid) * s.S + c.lo;
     return true;
   }
-  static constexpr bool kTable = true, kTwoBounds = false;
+  static constexpr bool kTable = true, kTwoBounds = false, kPhase = false;
   __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     base = col;
@@ -210,7 +222,7 @@ struct TcWgradA {  // dy: row = filter k, k = (n, p, q)
     off = row + (c.hi * s.K * s.P + c.mid) * s.Q + c.lo;
     return true;
   }
-  static constexpr bool kTable = true, kTwoBounds = false;
+  static constexpr bool kTable = true, kTwoBounds = false, kPhase = false;
   __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     base = row;
@@ -236,7 +248,7 @@ struct TcWgradB {  // x gathered: row j = (c, r, s), k = (n, p, q)
     return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
            static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
   }
-  static constexpr bool kTable = true, kTwoBounds = true;
+  static constexpr bool kTable = true, kTwoBounds = true, kPhase = false;
   __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     base = chan + roff * s.W + soff;
@@ -328,6 +340,7 @@ struct TcTableLoader {
   static_assert(ROWS >= 32 || (ROWS == 16 && kGap % 4 == 0), "no conflict-free store map");
   const float* src;
   int base, ra, rb, kofs;  // row parts; this thread's first k within the slice
+  int key;                 // Gather::kPhase: the row's phase on the stride grid
   unsigned la, lb;
   // decoder lanes: the cursor of k = slice start + lane, and that k
   TcCursor dcur, step;
@@ -341,6 +354,8 @@ struct TcTableLoader {
     g.init(s, row0 + t % ROWS, valid);
     g.row_part(s, base, ra, rb, la, lb);
     if (!valid) ra = kTcBadTap;
+    key = 0;
+    if constexpr (Gather::kPhase) key = g.phase_key(s);
     kofs = tc_koff<ROWS>(t / ROWS);
     dk = k_begin + t % 32;
     dcur.init(dk, MID, LO);
@@ -366,6 +381,7 @@ struct TcTableLoader {
       const int4 e = tab[kofs + i * kGap];
       bool in = static_cast<unsigned>(ra + e.y) < la;
       if constexpr (Gather::kTwoBounds) in = in && static_cast<unsigned>(rb + e.z) < lb;
+      if constexpr (Gather::kPhase) in = in && e.w == key;
       // A valid offset is >= 0 (unsigned: no sign extension). Out of bounds the address is never
       // read (src-size 0 is the LDGSTS ignore-src predicate), so no select is needed.
       const unsigned off = static_cast<unsigned>(base + e.x);
