@@ -48,7 +48,7 @@ CONV_BK, CONV_THREADS = 16, 256
 TC_BK, TC_STAGES, TC_PAD = 32, 3, 8
 TC_TABLE_BYTES = 3 * 2 * TC_BK * 16  # conv2d_tc.cuh: 3 tap tables per operand of BK int4
 # conv2d_tc.cuh's tiles: (BM, BN, warp tile WM, WN) -> threads = (BM/WM) * (BN/WN) * 32
-TC_TILES = {"large": (128, 128, 64, 32), "small": (64, 64, 32, 32), "n32": (128, 32, 32, 32),
+TC_TILES = {"large": (128, 128, 64, 64), "small": (64, 64, 32, 32), "n32": (128, 32, 32, 32),
             "n16": (128, 16, 32, 16)}
 _PASS = {"fwd": "forward", "dgrad": "dgrad", "wgrad": "wgrad"}
 

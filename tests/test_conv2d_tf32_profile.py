@@ -173,7 +173,7 @@ def test_resnet50_3x3_layer_on_the_128x128_tile_has_no_bank_conflicts():
     (2 x 32 -> 64), the 128x128 tile forced. C*R*S = 288 and P*Q = 196 are multiples of 4: the
     forward pass copies w and wgrad copies dy with 16-byte cp.async (K-major tiles)."""
     records = _profile_conv(2, 32, 14, 64, 3, 1, 0)
-    _no_bank_conflicts(records, "TcTile<128, 128, 64, 32>", ["TcFwdA", "TcDgradA<false>",
+    _no_bank_conflicts(records, "TcTile<128, 128, 64, 64>", ["TcFwdA", "TcDgradA<false>",
                                                              "TcWgradA"])
     names = {r["name"] for r in records}
     assert any("TcFwdStore, false, true>" in n for n in names), names   # 16-byte w

@@ -26,7 +26,7 @@
 //     memory (cp.async cannot convert on the way); the epilogue adds the bias and applies ReLU
 //     (forward), or writes the wgrad split's partial sums to the workspace, reduced in split order
 //     by conv2d_split_reduce_kernel: no float atomics, bitwise reproducible.
-// Tiles: 128x128 (8 warps of 64x32) for large layers, 64x64 (4 warps of 32x32) when 128x128 tiles
+// Tiles: 128x128 (4 warps of 64x64) for large layers, 64x64 (4 warps of 32x32) when 128x128 tiles
 // would not fill the GPU, 128x32 and 128x16 (4 warps) for the narrow GEMMs of small layers (LeNet's
 // 6 and 16 filters). The tile and wgrad's split-K factor come from conv2d.cuh's one chooser,
 // conv_plan, over the TF32 tile table kTcTiles (conv2d_tc_*_plan). Every channel and filter count is taken (the gathers zero-fill); the fp32
@@ -60,7 +60,7 @@ struct TcTile {
       size_t{kTcStages} * kStageFloats * sizeof(float) + kTableBytes;
   static_assert(WM % 16 == 0 && WN % 8 == 0 && BM % WM == 0 && BN % WN == 0, "bad tile");
 };
-using TcTileLarge = TcTile<128, 128, 64, 32>;
+using TcTileLarge = TcTile<128, 128, 64, 64>;
 using TcTileSmall = TcTile<64, 64, 32, 32>;
 using TcTileN32 = TcTile<128, 32, 32, 32>;
 using TcTileN16 = TcTile<128, 16, 32, 16>;
@@ -495,9 +495,10 @@ struct TcWgradStore {  // workspace[split][k][(c, r, s)]
 // C[M x N] = A[M x Kdim] * B[Kdim x N] over this block's split of Kdim, on TF32 tensor cores.
 // Grid (ceil(M/BM), ceil(N/BN), splits); block Tile::kThreads; dynamic shared TcSmem::kBytes.
 // MID, LO: the radices of the reduction index (R, S for forward and dgrad; P, Q for wgrad).
-// __launch_bounds__(threads, 2): two resident blocks per SM (2 x 102 KB of shared memory fits
-// the 228 KB of an H100 SM on the 128x128 tile); without the 2, ptxas picked 80 registers for the
-// 64x64 unit-stride dgrad and spilled.
+// __launch_bounds__(threads, 2): two resident blocks per SM (2 x 105-108 KB of shared memory fit
+// the 228 KB of an H100 SM on the 128x128 tile, whose 64x64 warp tiles take 206-212 registers of
+// the 255 the bound allows 128 threads); without the 2, ptxas picked 80 registers for the 64x64
+// unit-stride dgrad and spilled.
 // The loaders of one operand (kVec: the 16-byte K-major loads) and the shared memory of a kernel:
 // per stage A then B, each [kTcBK][ROWS + kTcPad] or, K-major, [ROWS][kTcBK + kTcKMajorPad]; then
 // the tap tables.
@@ -670,9 +671,10 @@ inline bool conv2d_tc_supported(const ConvShape& s) {
 // ConvTile fields for a TF32 tile: tm x tn is the warp tile (WM x WN), whose WM*WN/(WM+WN) is the
 // mma work per fragment element read from shared memory, the same measure as the fp32 tiles'
 // per-thread tm*tn/(tm+tn); blocks_per_sm = min(65536 / (registers * threads), 228 KB / (shared
-// bytes + 1 KB reserved)), registers from ptxas -v (CUDA 13.0, sm_90, every pass): 128x128
-// 121-123 (2 blocks; __launch_bounds__(256, 2)), 64x64 / 128x32 / 128x16 at most 128 on 128
-// threads (4 by registers; shared memory: 54, 66 and 60 KB give 4, 3 and 3).
+// bytes + 1 KB reserved)), registers from ptxas -v (CUDA 13.0, sm_90, every pass and path):
+// 128x128 206-212 on 128 threads (2 blocks; __launch_bounds__(128, 2)), 64x64 / 128x32 / 128x16
+// at most 128 on 128 threads (4 by registers; shared memory, 4-byte layouts with the tap tables:
+// 57, 69 and 63 KB give 3, 3 and 3).
 // The order is the kernels' switch in conv_tc_launch and TcTileKind.
 enum class TcTileKind { large, small, n32, n16 };
 template <class T>

@@ -191,7 +191,7 @@ inline float as_float(unsigned bits) {
 // the gth and (g+1)th commit. Plain fixed-size storage, zero-initialised, no constructor: a
 // thread_local with a constructor is initialised lazily behind a guard shared by all of the OS
 // thread's fibers, which ThreadSanitizer (one fiber = one thread to it) reports as a race.
-constexpr int kMaxPendingCopies = 96;  // per thread; a 3-stage conv pipeline keeps at most 80
+constexpr int kMaxPendingCopies = 160;  // per thread; the 3-stage 128x128 conv keeps at most 128
 struct Copy {
   void* dst;
   const char* file;  // the issuing line and its execution count (for the profiler)
