@@ -46,8 +46,9 @@ WAVEFRONTS_PER_CLOCK = 1  # 128 bytes of shared memory per clock per SM
 
 CONV_BK, CONV_THREADS = 16, 256
 TC_BK, TC_STAGES, TC_PAD = 32, 3, 8
+TC_TABLE_BYTES = 3 * 2 * TC_BK * 16  # conv2d_tc.cuh: 3 tap tables per operand of BK int4
 # conv2d_tc.cuh's tiles: (BM, BN, warp tile WM, WN) -> threads = (BM/WM) * (BN/WN) * 32
-TC_TILES = {"large": (128, 128, 64, 32), "small": (64, 64, 32, 32), "n32": (128, 32, 32, 32),
+TC_TILES = {"large": (128, 128, 64, 64), "small": (64, 64, 32, 32), "n32": (128, 32, 32, 32),
             "n16": (128, 16, 32, 16)}
 _PASS = {"fwd": "forward", "dgrad": "dgrad", "wgrad": "wgrad"}
 
@@ -71,25 +72,20 @@ def conv_plan(direction: str, p: dict):
     return tuple(mod.conv2d_plan(_PASS[direction], *_conv_args(p)))
 
 
-def conv_tc_plan(direction: str, p: dict) -> tuple:
-    """(tile kind, splits) of the TF32 tensor-core kernels (conv2d_tc.cuh: conv_tc_tile and
-    conv2d_tc_wgrad_splits; forward and dgrad never split). The one Python replica of that
-    policy; tests/test_model.py checks its splits against conv2d_tc_wgrad_workspace."""
-    N, C, H, W, K, R, S, P, Q = (p[k] for k in ("N", "C", "H", "W", "K", "R", "S", "P", "Q"))
-    m, n, kdim = {"fwd": (N * P * Q, K, C * R * S), "dgrad": (N * H * W, C, K * R * S),
-                  "wgrad": (K, C * R * S, N * P * Q)}[direction]
-    if n <= 16:
-        kind = "n16"
-    elif n <= 32:
-        kind = "n32"
-    else:
-        kind = "large" if -(-m // 128) * -(-n // 128) >= 132 else "small"
-    if direction != "wgrad":
-        return kind, 1
-    bm, bn = TC_TILES[kind][:2]
-    tiles = -(-m // bm) * -(-n // bn)
-    splits = min(-(-264 // tiles), -(-kdim // (4 * TC_BK)), 256)
-    return kind, max(int(splits), 1)
+def conv_tc_plan(direction: str, p: dict):
+    """(tile kind, splits) of the TF32 tensor-core kernels, from the C++ chooser itself (the
+    ``conv2d_tc_plan`` binding: conv2d.cuh's conv_plan over the TF32 tile table; forward and dgrad
+    do not split K). None without sim."""
+    try:
+        from cucnn import _backend
+        mod = _backend.sim_module()
+    except Exception:  # noqa: BLE001  (no sim build: the plan is unknown)
+        return None
+    if mod is None or not hasattr(mod, "conv2d_tc_plan"):
+        return None
+    bm, bn, _, splits = mod.conv2d_tc_plan(_PASS[direction], *_conv_args(p))
+    kind = next(k for k, t in TC_TILES.items() if t[:2] == (bm, bn))
+    return kind, int(splits)
 
 
 def conv_index32(p: dict) -> bool:
@@ -118,11 +114,34 @@ def conv_kernel_name(direction: str, p: dict, bm: int, bn: int, vec: bool = True
     return f"conv_gemm_kernel<{bm}, {bn}, WgradLoadA<{bm}>, WgradLoadBT<{bn}, {ix}>"
 
 
+def conv_tc_vec16(direction: str, p: dict) -> tuple:
+    """(A, B) copied with 16-byte cp.async (conv2d_tc.cuh, conv_tc_vec16; tensors assumed 16-byte
+    aligned, as the allocator gives): forward's w when C*R*S % 4 == 0, wgrad's dy when
+    P*Q % 4 == 0."""
+    if direction == "fwd":
+        return False, (p["C"] * p["R"] * p["S"]) % 4 == 0
+    if direction == "wgrad":
+        return (p["P"] * p["Q"]) % 4 == 0, False
+    return False, False
+
+
 def conv_tc_kernel_name(direction: str, kind: str, p: dict) -> str:
     bm, bn, wm, wn = TC_TILES[kind]
-    ga = {"fwd": "TcFwdA", "wgrad": "TcWgradA",
-          "dgrad": f"TcDgradA<{'false' if p['stride'] == 1 else 'true'}>"}[direction]
-    return f"conv_tc_kernel<TcTile<{bm}, {bn}, {wm}, {wn}>, {ga}"
+    ops = {"fwd": "TcFwdA, TcFwdB, TcFwdStore", "wgrad": "TcWgradA, TcWgradB, TcWgradStore",
+           "dgrad": f"TcDgradA<{'false' if p['stride'] == 1 else 'true'}>, TcDgradB, "
+                    "TcDgradStore"}[direction]
+    va, vb = (str(v).lower() for v in conv_tc_vec16(direction, p))
+    return f"conv_tc_kernel<TcTile<{bm}, {bn}, {wm}, {wn}>, {ops}, {va}, {vb}>"
+
+
+def conv_tc_smem(direction: str, kind: str, p: dict) -> int:
+    """Dynamic shared memory of the TF32 kernel (TcSmem): per stage A and B, each [BK][rows + 8]
+    or, K-major (16-byte path), [rows][BK + 4]; then the tap tables."""
+    bm, bn = TC_TILES[kind][:2]
+    va, vb = conv_tc_vec16(direction, p)
+    def floats(rows, kmajor):
+        return rows * (TC_BK + 4) if kmajor else TC_BK * (rows + TC_PAD)
+    return TC_STAGES * (floats(bm, va) + floats(bn, vb)) * 4 + TC_TABLE_BYTES
 
 
 def _split_trips(kdim: int, per_split: int, splits: int, bk: int) -> int:
@@ -189,13 +208,16 @@ def conv_launches(case, tf32: bool = False) -> list:
                   "wgrad": (K, C * R * S, N * P * Q)}[d]
     n_out = m * n  # output elements (y, dx or dw)
     if tf32:
-        kind, splits = conv_tc_plan(d, p)
+        plan = conv_tc_plan(d, p)
+        if plan is None:
+            return []
+        kind, splits = plan
         bm, bn, wm, wn = TC_TILES[kind]
         threads = (bm // wm) * (bn // wn) * 32
         bk, name = TC_BK, conv_tc_kernel_name(d, kind, p)
-        per_split = -(-(-(-kdim // splits)) // bk) * bk
+        per_split = -(-(-(-kdim // bk)) // splits) * bk  # conv_plan: ceil(slices / z) slices
         blocks = -(-m // bm) * -(-n // bn) * splits
-        smem = TC_STAGES * TC_BK * (bm + TC_PAD + bn + TC_PAD) * 4
+        smem = conv_tc_smem(d, kind, p)
         note = f"TF32 tile {bm}x{bn}"
     elif d == "dgrad":
         return conv_dgrad_launches(case)

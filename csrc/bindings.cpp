@@ -733,7 +733,34 @@ void conv2d_tc_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, py
   cucnn::conv2d_tc_backward_weight(f32(dw), f32(ws), f32(dy), f32(x), s, as_stream(stream));
 }
 
+// The TF32 plan of a pass (conv_plan over the TF32 tile table): (tile M, tile N, blocks, splits).
+std::tuple<int, int, int64_t, int> conv2d_tc_plan(const std::string& pass,
+                                                  std::vector<int64_t> x_shape,
+                                                  std::vector<int64_t> w_shape, Pair stride,
+                                                  Pads pads, Pair dilation) {
+  const auto s = conv_shape(x_shape, w_shape, stride, pads, dilation);
+  cucnn::ConvPlan p;
+  if (pass == "forward") p = cucnn::conv2d_tc_forward_plan(s);
+  else if (pass == "dgrad") p = cucnn::conv2d_tc_dgrad_plan(s);
+  else if (pass == "wgrad") p = cucnn::conv2d_tc_wgrad_plan(s);
+  else throw py::value_error("pass must be 'forward', 'dgrad' or 'wgrad', got '" + pass + "'");
+  const cucnn::ConvTile& t = cucnn::kTcTiles[p.tile];
+  return {t.bm, t.bn, p.blocks, p.splits};
+}
+
 void bind_conv2d_tc(py::module_& m) {
+  m.def("conv2d_tc_plan", &conv2d_tc_plan, py::arg("pass"), py::arg("x_shape"),
+        py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "(tile M, tile N, blocks, splits) the TF32 kernels launch for 'forward'/'dgrad'/'wgrad'");
+  m.def("conv2d_tc_force_plan", [](int tile, int splits) {
+    if (tile >= cucnn::kTcNumTiles)
+      throw py::value_error("tile must be -1 or below " + std::to_string(cucnn::kTcNumTiles) +
+                            ", got " + std::to_string(tile));
+    cucnn::conv_tc_plan_override() = cucnn::TcPlanOverride{tile, splits};
+  }, py::arg("tile"), py::arg("splits") = 1,
+        "test hook: every TF32 conv pass uses tile number `tile` of the TF32 table (0 128x128, "
+        "1 64x64, 2 128x32, 3 128x16) and, for wgrad, `splits` (clamped); -1 restores the "
+        "chooser");
   m.def("conv2d_tc_available", &conv2d_tc_available,
         "whether the TF32 tensor-core conv kernels can run here (sim, or a GPU of sm_80+)");
   m.def("conv2d_tc_supported", &conv2d_tc_supported, py::arg("x_shape"), py::arg("w_shape"),

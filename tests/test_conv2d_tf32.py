@@ -186,3 +186,152 @@ def test_the_one_rule_for_tensor_core_shapes():
                                            (1, 1, 1, 1), *g)
     with backends.flags(allow_tf32=False):
         assert not conv_ops._tf32_eligible(mod, 1, *shapes)
+
+
+# ---- every TF32 tile (forced through conv2d_tc_force_plan) against a TF32 reference ------------
+
+def _conv_ref64(x, w, dy, stride, pad, dil):
+    """float64 forward, dgrad and wgrad by shifted slices (no im2col library, no torch)."""
+    (sh, sw), (ph, pw), (dh, dw_) = stride, pad, dil
+    N, C, H, W = x.shape
+    K, _, R, S = w.shape
+    P, Q = dy.shape[2:]
+    xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw))
+    xp[:, :, ph:ph + H, pw:pw + W] = x
+    y = np.zeros((N, K, P, Q))
+    dxp = np.zeros_like(xp)
+    dwt = np.zeros((K, C, R, S))
+    for r in range(R):
+        for s in range(S):
+            win = xp[:, :, r * dh:r * dh + (P - 1) * sh + 1:sh, s * dw_:s * dw_ + (Q - 1) * sw + 1:sw]
+            y += np.einsum("ncpq,kc->nkpq", win, w[:, :, r, s])
+            dxp[:, :, r * dh:r * dh + (P - 1) * sh + 1:sh, s * dw_:s * dw_ + (Q - 1) * sw + 1:sw] += \
+                np.einsum("nkpq,kc->ncpq", dy, w[:, :, r, s])
+            dwt[:, :, r, s] = np.einsum("nkpq,ncpq->kc", dy, win)
+    return y, dxp[:, :, ph:ph + H, pw:pw + W], dwt
+
+
+# (N, C, H, W, K, R, S, stride, pad, dilation): odd sizes, C = 1, strided dgrad, dilation; the
+# 16-byte paths: C*R*S % 4 == 0 (forward's w: the last two) and P*Q % 4 == 0 (wgrad's dy: the
+# third and the last), the others take the 4-byte gathers
+TILE_SHAPES = [(2, 3, 9, 9, 5, 3, 3, 1, 1, 1), (1, 6, 11, 7, 16, 5, 5, 2, 2, 1),
+               (3, 1, 8, 10, 7, 3, 2, 1, 0, 2), (1, 40, 5, 6, 37, 1, 1, 1, 0, 1),
+               (2, 4, 8, 8, 9, 3, 3, 1, 1, 1)]
+
+
+@requires_sim
+@pytest.mark.parametrize("tile", [0, 1, 2, 3], ids=["128x128", "64x64", "128x32", "128x16"])
+@pytest.mark.parametrize("shape", TILE_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_every_tile_against_the_tf32_reference_in_every_order(tile, shape):
+    mod = _backend.native("sim")
+    N, C, H, W, K, R, S, st, pd, dl = shape
+    rng = np.random.default_rng(hash(shape) % 2 ** 32)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C, R, S)).astype(np.float32)
+    b = rng.standard_normal(K).astype(np.float32)
+    P = (H + 2 * pd - dl * (R - 1) - 1) // st + 1
+    Q = (W + 2 * pd - dl * (S - 1) - 1) // st + 1
+    dy = rng.standard_normal((N, K, P, Q)).astype(np.float32)
+    g = ((st, st), (pd, pd, pd, pd), (dl, dl))
+    y64, dx64, dw64 = _conv_ref64(round_tf32(x).astype(np.float64), round_tf32(w).astype(np.float64),
+                                  round_tf32(dy).astype(np.float64), (st, st), (pd, pd), (dl, dl))
+    y64 = y64 + b[None, :, None, None]
+    first = None
+    try:
+        for splits in (1, 3):
+            mod.conv2d_tc_force_plan(tile, splits)
+            bm, bn, _, z = mod.conv2d_tc_plan("wgrad", x.shape, w.shape, *g)
+            assert (bm, bn) == [(128, 128), (64, 64), (128, 32), (128, 16)][tile]
+            assert mod.conv2d_tc_plan("forward", x.shape, w.shape, *g)[3] == 1  # never splits
+            for order in ORDERS:
+                cucnn.sim.set_order(order)
+                y = np.full((N, K, P, Q), np.nan, np.float32)
+                dx = np.full((N, C, H, W), np.nan, np.float32)
+                dw = np.full((K, C, R, S), np.nan, np.float32)
+                ws = np.full(mod.conv2d_tc_wgrad_workspace(x.shape, w.shape, *g), np.nan,
+                             np.float32)
+                assert ws.size == z * dw.size
+                mod.conv2d_tc_forward(x, w, b, y, *g)
+                mod.conv2d_tc_backward_data(dy, w, dx, *g)
+                mod.conv2d_tc_backward_weight(dy, x, dw, ws, *g)
+                assert_close(y, y64, reduce_len=C * R * S, name="y")
+                assert_close(dx, dx64, reduce_len=K * R * S, name="dx")
+                assert_close(dw, dw64, reduce_len=N * P * Q, name="dw")
+                if splits == 1:  # the same tile and splits: bitwise across orders
+                    if first is None:
+                        first = (y, dx, dw)
+                    for a, e, n in zip((y, dx, dw), first, "y dx dw".split()):
+                        assert_bitwise_equal(a, e, name=n)
+    finally:
+        mod.conv2d_tc_force_plan(-1)
+        cucnn.sim.set_order("forward")
+
+
+@requires_sim
+def test_tc_plan_is_the_one_chooser_over_the_tf32_tiles():
+    mod = _backend.native("sim")
+    g = ((1, 1), (1, 1, 1, 1), (1, 1))
+    # ResNet-50 3x3 at batch 256 (GEMM 50176 x 256 x 2304): 128x128, 392 x 2 blocks, no split
+    assert mod.conv2d_tc_plan("forward", (256, 256, 14, 14), (256, 256, 3, 3), *g) == \
+        (128, 128, 784, 1)
+    # LeNet conv2 forward (GEMM N = 16 filters): the 16-wide tile
+    g0 = ((1, 1), (0, 0, 0, 0), (1, 1))
+    assert mod.conv2d_tc_plan("forward", (64, 6, 14, 14), (16, 6, 5, 5), *g0)[:2] == (128, 16)
+    # a long, small wgrad splits K (fixed by the shape: reproducible), at least 4 slices a split
+    bm, bn, blocks, z = mod.conv2d_tc_plan("wgrad", (256, 64, 56, 56), (64, 64, 3, 3), *g)
+    assert z > 1 and blocks == -(-64 // bm) * -(-576 // bn) * z
+    assert 256 * 56 * 56 / z >= 4 * 32
+    assert mod.conv2d_tc_wgrad_workspace((256, 64, 56, 56), (64, 64, 3, 3), *g) == z * 64 * 576
+    with pytest.raises(ValueError, match="pass must be 'forward', 'dgrad' or 'wgrad', got 'x'"):
+        mod.conv2d_tc_plan("x", (1, 1, 3, 3), (1, 1, 1, 1), *g0)
+    with pytest.raises(ValueError, match="tile must be -1 or below 4, got 4"):
+        mod.conv2d_tc_force_plan(4)
+
+
+@requires_sim
+@pytest.mark.parametrize("tile", [0, 1, 2, 3], ids=["128x128", "64x64", "128x32", "128x16"])
+def test_16_byte_paths_equal_the_4_byte_fallback_bitwise(tile):
+    """forward (C*R*S % 4 == 0) and wgrad (P*Q % 4 == 0) copy w and dy with 16-byte cp.async when
+    they are 16-byte aligned; a misaligned copy of the same tensors takes the 4-byte gathers. The
+    shared-memory layouts differ, the mma sums do not: the results are bitwise equal (and match
+    the TF32 reference), in every order, with a split wgrad too."""
+    mod = _backend.native("sim")
+    N, C, H, W, K, R, S = 3, 4, 9, 8, 21, 3, 3  # C*R*S = 36, P*Q = 9*8 = 72
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((K, C, R, S)).astype(np.float32)
+    dy = rng.standard_normal((N, K, H, W)).astype(np.float32)
+    g = ((1, 1), (1, 1, 1, 1), (1, 1))
+
+    def misaligned(a):  # same values, 4 bytes past a 16-byte boundary
+        raw = np.empty(a.size + 8, np.float32)
+        skip = (-raw.ctypes.data % 16) // 4 + 1
+        v = raw[skip:skip + a.size].reshape(a.shape)
+        v[...] = a
+        assert v.ctypes.data % 16 == 4
+        return v
+
+    y64, _, dw64 = _conv_ref64(round_tf32(x).astype(np.float64), round_tf32(w).astype(np.float64),
+                               round_tf32(dy).astype(np.float64), (1, 1), (1, 1), (1, 1))
+    assert w.ctypes.data % 16 == 0 and dy.ctypes.data % 16 == 0
+    try:
+        for splits in (1, 2):
+            mod.conv2d_tc_force_plan(tile, splits)
+            for order in ORDERS:
+                cucnn.sim.set_order(order)
+                out = {}
+                for name, ww, dd in (("vec16", w, dy), ("scalar", misaligned(w), misaligned(dy))):
+                    y = np.full((N, K, H, W), np.nan, np.float32)
+                    dw = np.full((K, C, R, S), np.nan, np.float32)
+                    ws = np.full(mod.conv2d_tc_wgrad_workspace(x.shape, w.shape, *g), np.nan,
+                                 np.float32)
+                    mod.conv2d_tc_forward(x, ww, None, y, *g)
+                    mod.conv2d_tc_backward_weight(dd, x, dw, ws, *g)
+                    out[name] = (y, dw)
+                assert_bitwise_equal(out["vec16"][0], out["scalar"][0], name="y")
+                assert_bitwise_equal(out["vec16"][1], out["scalar"][1], name="dw")
+                assert_close(out["vec16"][0], y64, reduce_len=C * R * S, name="y")
+                assert_close(out["vec16"][1], dw64, reduce_len=N * H * W, name="dw")
+    finally:
+        mod.conv2d_tc_force_plan(-1)
+        cucnn.sim.set_order("forward")

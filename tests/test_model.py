@@ -119,8 +119,8 @@ def test_kernel_report_names_the_phase_dgrad():
 
 @pytest.mark.skipif(not cucnn.sim.is_available(), reason="cucnn._sim did not build")
 def test_tf32_wgrad_splits_match_the_launcher():
-    """The one replica of the TF32 tile/split policy: its split count times the weights is the
-    workspace conv2d_tc_wgrad_workspace asks for."""
+    """The TF32 plan the model reads (conv2d_tc_plan: conv_plan over the TF32 tiles): its split
+    count times the weights is the workspace conv2d_tc_wgrad_workspace asks for."""
     mod = _backend.sim_module()
     for c in _conv_cases():
         if c.direction != "wgrad":
@@ -143,21 +143,33 @@ def test_conv_launch_plans():
                                                             "kernel"].split("<")[1].split(", ")[:2]))
     assert model.launch_plan(dgrad)[0]["kernel"].endswith("DgradPhaseStore>")
     assert model.launch_plan(wgrad)[-1]["kernel"] == "conv2d_split_reduce_kernel"
-    # TF32: fwd GEMM 180 x 40 x 27 -> 64x64 (2 blocks of 128x128 < 132), 3 blocks, 1 slice each
+    # TF32 plans come from conv_plan over the TF32 tile table (conv2d_tc_plan). fwd GEMM
+    # 180 x 40 x 27: no tile fills 132 SMs; 128x16 makes the most blocks (2 x 3), 1 slice each
+    tab = model.TC_TABLE_BYTES
     f, = model.launch_plan(fwd, tf32=True)
     assert (f["kernel"], f["blocks"], f["threads"], f["trips"]) == \
-        ("conv_tc_kernel<TcTile<64, 64, 32, 32>, TcFwdA", 3, 128, 3)
-    assert f["smem"] == 3 * 32 * (72 + 72) * 4
-    # dgrad GEMM 180 x 3 x 360: the N<=16 tile 128x16, 2 blocks x 12 slices of 32
+        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcFwdA, TcFwdB, TcFwdStore, false, false>", 6,
+         128, 6)
+    assert f["smem"] == 3 * 32 * (136 + 24) * 4 + tab
+    # dgrad GEMM 180 x 3 x 360: the 128x16 tile, 2 blocks x 12 slices of 32
     d, = model.launch_plan(dgrad, tf32=True)
     assert (d["kernel"], d["blocks"], d["threads"], d["trips"]) == \
-        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcDgradA<false>", 2, 128, 24)
-    # wgrad GEMM 40 x 27 x 180: 128x32, splits min(264, ceil(180/128)) = 2 of 96: 3 + 3 slices
+        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcDgradA<false>, TcDgradB, TcDgradStore, false, "
+         "false>", 2, 128, 24)
+    # wgrad GEMM 40 x 27 x 180: 128x16 (1 x 2 tiles); 6 slices, and a split needs at least 4: one
     g, red = model.launch_plan(wgrad, tf32=True)
     assert (g["kernel"], g["blocks"], g["trips"]) == \
-        ("conv_tc_kernel<TcTile<128, 32, 32, 32>, TcWgradA", 2, 6)
-    assert red["kernel"] == "conv2d_split_reduce_kernel" and red["bytes"] == 4.0 * 1080 * 3
-    assert model.conv_tc_plan("fwd", dict(fwd.params, N=512))[0] == "large"
+        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcWgradA, TcWgradB, TcWgradStore, false, false>",
+         2, 12)
+    assert red["kernel"] == "conv2d_split_reduce_kernel" and red["bytes"] == 4.0 * 1080 * 2
+    # a ResNet-50 3x3 layer at batch 256 (GEMM 50176 x 256 x 2304): the 128x128 tile
+    big = dict(fwd.params, N=256, C=256, K=256, H=14, W=14, P=14, Q=14)
+    assert model.conv_tc_plan("fwd", big) == ("large", 1)
+    # C*R*S = 2304 and P*Q = 196 are multiples of 4: w (forward) and dy (wgrad) take the 16-byte
+    # path, stored K-major ([rows][32 + 4])
+    assert model.conv_tc_kernel_name("fwd", "large", big).endswith("TcFwdStore, false, true>")
+    assert model.conv_tc_kernel_name("wgrad", "large", big).endswith("TcWgradStore, true, false>")
+    assert model.conv_tc_smem("fwd", "large", big) == 3 * (32 * 136 + 128 * 36) * 4 + tab
 
 
 def _fake_sass(name, registers=64, instructions=500, wavefronts=100, hmma=0, lds128=10):

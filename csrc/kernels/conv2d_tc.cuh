@@ -19,15 +19,17 @@
 //     put consecutive rows (lanes) in consecutive words: conflict-free when ROWS >= 32. The fragment
 //     loads read word (k0 + tig) * (ROWS + 8) + row0 + g (tig = lane % 4, g = lane / 4): with
 //     ROWS + 8 = 8 mod 32 the four tig rows land in four disjoint groups of 8 banks, conflict-free.
-//     (The 16-wide B tile of narrow layers has a 2-way conflict on its stores; its fragment loads
-//     are conflict-free.)
+//     The 16-wide B tile of narrow layers maps a warp's two k-rows 2 apart (tc_koff), so its
+//     stores are conflict-free too. The memory profiler proves both per source line
+//     (tests/test_conv2d_tf32_profile.py).
 //   - operands are rounded to TF32 with cvt.rna.tf32.f32 when a fragment is loaded from shared
 //     memory (cp.async cannot convert on the way); the epilogue adds the bias and applies ReLU
 //     (forward), or writes the wgrad split's partial sums to the workspace, reduced in split order
 //     by conv2d_split_reduce_kernel: no float atomics, bitwise reproducible.
-// Tiles: 128x128 (8 warps of 64x32) for large layers, 64x64 (4 warps of 32x32) when 128x128 tiles
+// Tiles: 128x128 (4 warps of 64x64) for large layers, 64x64 (4 warps of 32x32) when 128x128 tiles
 // would not fill the GPU, 128x32 and 128x16 (4 warps) for the narrow GEMMs of small layers (LeNet's
-// 6 and 16 filters). Every channel and filter count is taken (the gathers zero-fill); the fp32
+// 6 and 16 filters). The tile and wgrad's split-K factor come from conv2d.cuh's one chooser,
+// conv_plan, over the TF32 tile table kTcTiles (conv2d_tc_*_plan). Every channel and filter count is taken (the gathers zero-fill); the fp32
 // kernels remain for allow_tf32 off, devices before sm_80, and operands over 2^29 elements
 // (conv2d_tc_supported, the one shape rule).
 #pragma once
@@ -52,10 +54,13 @@ struct TcTile {
   static constexpr int kFragsM = WM / 16, kFragsN = WN / 8;
   static constexpr int kStrideA = BM + kTcPad, kStrideB = BN + kTcPad;
   static constexpr int kStageFloats = kTcBK * (kStrideA + kStrideB);
-  static constexpr size_t kSmemBytes = size_t{kTcStages} * kStageFloats * sizeof(float);
+  // the stages, then the tap tables: kTcTables per operand of kTcBK int4
+  static constexpr size_t kTableBytes = size_t{3} * 2 * kTcBK * 16;
+  static constexpr size_t kSmemBytes =
+      size_t{kTcStages} * kStageFloats * sizeof(float) + kTableBytes;
   static_assert(WM % 16 == 0 && WN % 8 == 0 && BM % WM == 0 && BN % WN == 0, "bad tile");
 };
-using TcTileLarge = TcTile<128, 128, 64, 32>;
+using TcTileLarge = TcTile<128, 128, 64, 64>;
 using TcTileSmall = TcTile<64, 64, 32, 32>;
 using TcTileN32 = TcTile<128, 32, 32, 32>;
 using TcTileN16 = TcTile<128, 16, 32, 16>;
@@ -99,6 +104,20 @@ struct TcFwdA {  // x gathered: row m = (n, p, q), k = (c, r, s)
     return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
            static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
   }
+  // Table form (TcTableLoader): offset = row part + tap part, bounds ih0 + r*dh < H, iw0 + s*dw < W.
+  static constexpr bool kTable = true, kTwoBounds = true, kPhase = false;
+  __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = img + ih0 * s.W + iw0;
+    ra = ih0;
+    rb = iw0;
+    la = static_cast<unsigned>(s.H);
+    lb = static_cast<unsigned>(s.W);
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4((c.hi * s.H + c.mid * s.dh) * s.W + c.lo * s.dw, c.mid * s.dh, c.lo * s.dw,
+                     0);
+  }
 };
 
 struct TcFwdB {  // w: row = filter, k = (c, r, s), contiguous
@@ -109,6 +128,16 @@ struct TcFwdB {  // w: row = filter, k = (c, r, s), contiguous
   __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
     off = row + (c.hi * s.R + c.mid) * s.S + c.lo;
     return true;
+  }
+  static constexpr bool kTable = true, kTwoBounds = false, kPhase = false;
+  __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = row;
+    ra = rb = 0;
+    la = lb = 1;
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4((c.hi * s.R + c.mid) * s.S + c.lo, 0, 0, 0);
   }
 };
 
@@ -139,6 +168,32 @@ struct TcDgradA {  // dy gathered: row m = (n, h, w), k = (k, r, s)
     off = img + (c.hi * s.P + p) * s.Q + q;
     return in && p < s.P && q < s.Q;
   }
+  // Table form. Unit stride: p = hp - r*dh, q = wp - s*dw within [0, P) x [0, Q). Strided
+  // (kPhase): with hp = sh*hq + hr and r*dh = sh*qr + rr (0 <= hr, rr < sh), hp - r*dh is on the
+  // stride grid iff hr == rr, and then p = hq - qr: the row keeps (hq, wq) and the phase key
+  // hr | wr << 16, the tap (-qr, -qs) and rr | rs << 16; no division in a slot (the decoder
+  // divides once per tap and slice).
+  static constexpr bool kTable = true, kTwoBounds = true, kPhase = kStrided;
+  __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    ra = kStrided ? hp / s.sh : hp;
+    rb = kStrided ? wp / s.sw : wp;
+    base = img + ra * s.Q + rb;
+    la = static_cast<unsigned>(s.P);
+    lb = static_cast<unsigned>(s.Q);
+  }
+  __device__ int phase_key(const ConvShape& s) const { return hp % s.sh | wp % s.sw << 16; }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    if constexpr (kStrided) {
+      const int rd = c.mid * s.dh, sd = c.lo * s.dw;
+      const int qr = rd / s.sh, qs = sd / s.sw;
+      return make_int4(c.hi * s.P * s.Q - qr * s.Q - qs, -qr, -qs,
+                       (rd - qr * s.sh) | (sd - qs * s.sw) << 16);
+    } else {
+      return make_int4(c.hi * s.P * s.Q - c.mid * s.dh * s.Q - c.lo * s.dw, -c.mid * s.dh,
+                       -c.lo * s.dw, 0);
+    }
+  }
 };
 
 struct TcDgradB {  // w: row = channel c, k = (k, r, s): B[(k, r, s)][c] = w[k, c, r, s]
@@ -148,6 +203,16 @@ struct TcDgradB {  // w: row = channel c, k = (k, r, s): B[(k, r, s)][c] = w[k, 
     off = col + (c.hi * s.C * s.R + c.mid) * s.S + c.lo;
     return true;
   }
+  static constexpr bool kTable = true, kTwoBounds = false, kPhase = false;
+  __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = col;
+    ra = rb = 0;
+    la = lb = 1;
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4((c.hi * s.C * s.R + c.mid) * s.S + c.lo, 0, 0, 0);
+  }
 };
 
 struct TcWgradA {  // dy: row = filter k, k = (n, p, q)
@@ -156,6 +221,16 @@ struct TcWgradA {  // dy: row = filter k, k = (n, p, q)
   __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
     off = row + (c.hi * s.K * s.P + c.mid) * s.Q + c.lo;
     return true;
+  }
+  static constexpr bool kTable = true, kTwoBounds = false, kPhase = false;
+  __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = row;
+    ra = rb = 0;
+    la = lb = 1;
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4((c.hi * s.K * s.P + c.mid) * s.Q + c.lo, 0, 0, 0);
   }
 };
 
@@ -173,18 +248,43 @@ struct TcWgradB {  // x gathered: row j = (c, r, s), k = (n, p, q)
     return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
            static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
   }
+  static constexpr bool kTable = true, kTwoBounds = true, kPhase = false;
+  __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
+                           unsigned& lb) const {
+    base = chan + roff * s.W + soff;
+    ra = roff;
+    rb = soff;
+    la = static_cast<unsigned>(s.H);
+    lb = static_cast<unsigned>(s.W);
+  }
+  __device__ static int4 tap(const ConvShape& s, const TcCursor& c) {
+    return make_int4(c.hi * s.C * s.H * s.W + c.mid * s.sh * s.W + c.lo * s.sw, c.mid * s.sh,
+                     c.lo * s.sw, 0);
+  }
 };
 
 // One operand's loads: thread t owns row t % ROWS of the tile and the K-offsets
-// t / ROWS + (THREADS / ROWS) * i of each slice (consecutive lanes: consecutive rows, so the
+// koff(t / ROWS) + (THREADS / ROWS) * i of each slice (consecutive lanes: consecutive rows, so the
 // shared stores of a warp hit consecutive banks). One cursor per thread, for its first slot; the
 // others are stepped from it. A missing element is a 4-byte cp.async with src-size 0 (zero fill,
 // nothing read) from the operand's base.
+// koff: with ROWS >= 32 a warp stores one k-row (32 consecutive words: conflict-free). With
+// ROWS = 16 a warp stores two k-rows of 16 words; k-rows h and h + 1 would start 16 + 8 = 24
+// words apart and share 8 banks (2-way), so the thread-to-k map swaps bits 0 and 1 of t / 16: a
+// warp's two k-rows are 2 apart, 2 * 24 = 48 = 16 (mod 32) words, banks 0-15 and 16-31.
+template <int ROWS>
+__device__ __forceinline__ int tc_koff(int h) {
+  if constexpr (ROWS == 16) return (h & ~3) | (h & 1) << 1 | (h >> 1 & 1);
+  return h;
+}
+
 template <int ROWS, int THREADS, class Gather>
 struct TcLoader {
+  static constexpr bool kKMajor = false;
   static constexpr int kGap = THREADS / ROWS;
   static constexpr int kSlots = ROWS * kTcBK / THREADS;
   static_assert(THREADS % ROWS == 0 && kSlots >= 1, "tile rows and threads do not match");
+  static_assert(ROWS >= 32 || (ROWS == 16 && kGap % 4 == 0), "no conflict-free store map");
   Gather gather;
   const float* src;
   bool valid;
@@ -196,16 +296,17 @@ struct TcLoader {
     src = src_;
     valid = row0 + t % ROWS < rows;
     gather.init(s, row0 + t % ROWS, valid);
-    k0 = k_begin + t / ROWS;
+    k0 = k_begin + tc_koff<ROWS>(t / ROWS);
     cur.init(k0, MID, LO);
     gap.init(kGap, MID, LO);
     step.init(kTcBK, MID, LO);
   }
+  __device__ __forceinline__ void decode(const ConvShape&, int, int4*, int, int, int) {}
   // Issue this slice's copies into smem [kTcBK][ROWS + kTcPad], then move to the next slice.
   __device__ __forceinline__ void issue(const ConvShape& s, int k_end, float* smem, int MID,
-                                        int LO) {
+                                        int LO, const int4*) {
     const int t = static_cast<int>(threadIdx.x);
-    float* dst = smem + (t / ROWS) * (ROWS + kTcPad) + t % ROWS;
+    float* dst = smem + tc_koff<ROWS>(t / ROWS) * (ROWS + kTcPad) + t % ROWS;
     TcCursor c = cur;
     int k = k0;
 #pragma unroll
@@ -218,6 +319,144 @@ struct TcLoader {
     }
     k0 += kTcBK;
     cur.advance(step, MID, LO);
+  }
+};
+
+// The same loads through a per-slice tap table in shared memory (the fp32 kernels' TableGather
+// idea, for the gathers whose offset splits into a row part and a tap part, Gather::kTable): one
+// warp of the block (`decoder`) decodes each slice's kTcBK reduction indices into int4 taps
+// (offset part, two bound parts; a tap past the end of this split gets kTcBadTap, which fails the
+// bound check) a few slices ahead, stepping one cursor per lane; every other slot then costs a
+// broadcast LDS.128 of its tap, the adds and unsigned compares of the bounds and the cp.async.
+constexpr int kTcBadTap = -(1 << 29);
+constexpr int kTcTables = 3;  // tap tables in flight per operand (slices t+2 read, t+3 written)
+
+template <int ROWS, int THREADS, class Gather>
+struct TcTableLoader {
+  static constexpr bool kKMajor = false;
+  static constexpr int kGap = THREADS / ROWS;
+  static constexpr int kSlots = ROWS * kTcBK / THREADS;
+  static_assert(THREADS % ROWS == 0 && kSlots >= 1, "tile rows and threads do not match");
+  static_assert(ROWS >= 32 || (ROWS == 16 && kGap % 4 == 0), "no conflict-free store map");
+  const float* src;
+  int base, ra, rb, kofs;  // row parts; this thread's first k within the slice
+  int key;                 // Gather::kPhase: the row's phase on the stride grid
+  unsigned la, lb;
+  // decoder lanes: the cursor of k = slice start + lane, and that k
+  TcCursor dcur, step;
+  int dk;
+  __device__ void init(const ConvShape& s, const float* src_, int row0, int rows, int k_begin,
+                       int MID, int LO) {
+    const int t = static_cast<int>(threadIdx.x);
+    src = src_;
+    const bool valid = row0 + t % ROWS < rows;
+    Gather g;
+    g.init(s, row0 + t % ROWS, valid);
+    g.row_part(s, base, ra, rb, la, lb);
+    if (!valid) ra = kTcBadTap;
+    key = 0;
+    if constexpr (Gather::kPhase) key = g.phase_key(s);
+    kofs = tc_koff<ROWS>(t / ROWS);
+    dk = k_begin + t % 32;
+    dcur.init(dk, MID, LO);
+    step.init(kTcBK, MID, LO);
+  }
+  // The decoder warp writes the next slice's taps into tab[kTcBK] (called once per slice, in order).
+  __device__ __forceinline__ void decode(const ConvShape& s, int k_end, int4* tab, int MID,
+                                         int LO, int decoder) {
+    if (static_cast<int>(threadIdx.x) / 32 == decoder) {
+      int4 e = Gather::tap(s, dcur);
+      if (dk >= k_end) e.y = kTcBadTap;
+      tab[threadIdx.x % 32] = e;
+      dcur.advance(step, MID, LO);
+      dk += kTcBK;
+    }
+  }
+  __device__ __forceinline__ void issue(const ConvShape&, int, float* smem, int, int,
+                                        const int4* tab) {
+    const int t = static_cast<int>(threadIdx.x);
+    float* dst = smem + kofs * (ROWS + kTcPad) + t % ROWS;
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const int4 e = tab[kofs + i * kGap];
+      bool in = static_cast<unsigned>(ra + e.y) < la;
+      if constexpr (Gather::kTwoBounds) in = in && static_cast<unsigned>(rb + e.z) < lb;
+      if constexpr (Gather::kPhase) in = in && e.w == key;
+      // A valid offset is >= 0 (unsigned: no sign extension). Out of bounds the address is never
+      // read (src-size 0 is the LDGSTS ignore-src predicate), so no select is needed.
+      const unsigned off = static_cast<unsigned>(base + e.x);
+      simt::cp_async_4(dst + i * kGap * (ROWS + kTcPad), src + off, in ? 4 : 0);
+    }
+  }
+};
+
+template <int ROWS, int THREADS, class Gather>
+using TcLoaderFor = std::conditional_t<Gather::kTable, TcTableLoader<ROWS, THREADS, Gather>,
+                                       TcLoader<ROWS, THREADS, Gather>>;
+
+// 16-byte loads for an operand whose rows are contiguous along GEMM-K in groups of 4 (forward's
+// B = w when C*R*S % 4 == 0, wgrad's A = dy when P*Q % 4 == 0; w or dy 16-byte aligned, checked
+// by the launcher): each cp.async.cg copies 4 consecutive k of one row, so the operand is stored
+// K-major, [ROWS][kTcBK + 4] (kTcKMajorPad: a row is 36 words). Lane l of a warp copies chunk
+// l % 8 of row l / 8: the 8 lanes of each 128-bit phase write one row's 128 contiguous bytes
+// (conflict-free), and the fragment loads read word row * 36 + k, bank 4 g + tig (+ const):
+// conflict-free too. The k part of an offset comes from a tap table of the slice's 8 chunk starts
+// (a chunk never straddles a row's end or the split's, both multiples of 4).
+constexpr int kTcKMajorPad = 4;
+template <int ROWS, int THREADS, class Gather>
+struct TcVec16Loader {
+  static constexpr bool kKMajor = true;
+  static constexpr int kStride = kTcBK + kTcKMajorPad;
+  static constexpr int kRowGap = THREADS / 8;  // rows between a thread's slots
+  static constexpr int kSlots = ROWS * 8 / THREADS;
+  static_assert(THREADS % 8 == 0 && ROWS % kRowGap == 0 && kSlots >= 1, "tile and threads");
+  const float* src;
+  int base, row_step, rows_left, chunk;  // base: row part of slot 0; row_step: between slots
+  TcCursor dcur, step;
+  int dk;
+  __device__ void init(const ConvShape& s, const float* src_, int row0, int rows, int k_begin,
+                       int MID, int LO) {
+    const int t = static_cast<int>(threadIdx.x);
+    src = src_;
+    chunk = t % 8;
+    const int r = row0 + t / 8;
+    rows_left = rows - r;  // slot i is a row while i * kRowGap < rows_left
+    Gather g0, g1;
+    int ra, rb, b1;
+    unsigned la, lb;
+    g0.init(s, r < rows ? r : 0, true);
+    g0.row_part(s, base, ra, rb, la, lb);
+    g1.init(s, (r < rows ? r : 0) + 1, true);  // rows are equally spaced: the step of one row
+    g1.row_part(s, b1, ra, rb, la, lb);
+    row_step = (b1 - base) * kRowGap;
+    dk = k_begin + 4 * (t % 8);  // decoder lanes 0-7: the taps of the slice's 8 chunks
+    dcur.init(dk, MID, LO);
+    step.init(kTcBK, MID, LO);
+  }
+  // Only the chunk starts are decoded, into tab[0..7] (128 contiguous bytes: the decode's
+  // 128-bit stores and the issue's broadcast reads are conflict-free).
+  __device__ __forceinline__ void decode(const ConvShape& s, int k_end, int4* tab, int MID,
+                                         int LO, int decoder) {
+    if (static_cast<int>(threadIdx.x) / 32 == decoder && threadIdx.x % 32 < 8) {
+      int4 e = Gather::tap(s, dcur);
+      if (dk >= k_end) e.y = kTcBadTap;
+      tab[threadIdx.x % 32] = e;
+      dcur.advance(step, MID, LO);
+      dk += kTcBK;
+    }
+  }
+  __device__ __forceinline__ void issue(const ConvShape&, int, float* smem, int, int,
+                                        const int4* tab) {
+    const int t = static_cast<int>(threadIdx.x);
+    float* dst = smem + (t / 8) * kStride + chunk * 4;
+    const int4 e = tab[chunk];
+    const bool kin = e.y == 0;  // kTcBadTap past the split's end
+#pragma unroll
+    for (int i = 0; i < kSlots; ++i) {
+      const bool in = kin && i * kRowGap < rows_left;
+      const unsigned off = static_cast<unsigned>(base + i * row_step + e.x);
+      simt::cp_async_16(dst + i * kRowGap * kStride, src + off, in ? 16 : 0);
+    }
   }
 };
 
@@ -254,18 +493,39 @@ struct TcWgradStore {  // workspace[split][k][(c, r, s)]
 };
 
 // C[M x N] = A[M x Kdim] * B[Kdim x N] over this block's split of Kdim, on TF32 tensor cores.
-// Grid (ceil(M/BM), ceil(N/BN), splits); block Tile::kThreads; dynamic shared Tile::kSmemBytes.
+// Grid (ceil(M/BM), ceil(N/BN), splits); block Tile::kThreads; dynamic shared TcSmem::kBytes.
 // MID, LO: the radices of the reduction index (R, S for forward and dgrad; P, Q for wgrad).
-// __launch_bounds__(threads, 2): two resident blocks per SM (2 x 102 KB of shared memory fits
-// the 228 KB of an H100 SM on the 128x128 tile); without the 2, ptxas picked 80 registers for the
-// 64x64 unit-stride dgrad and spilled.
-template <class Tile, class GA, class GB, class Store>
+// __launch_bounds__(threads, 2): two resident blocks per SM (2 x 105-108 KB of shared memory fit
+// the 228 KB of an H100 SM on the 128x128 tile, whose 64x64 warp tiles take 206-212 registers of
+// the 255 the bound allows 128 threads); without the 2, ptxas picked 80 registers for the 64x64
+// unit-stride dgrad and spilled.
+// The loaders of one operand (kVec: the 16-byte K-major loads) and the shared memory of a kernel:
+// per stage A then B, each [kTcBK][ROWS + kTcPad] or, K-major, [ROWS][kTcBK + kTcKMajorPad]; then
+// the tap tables.
+template <int ROWS, int THREADS, class Gather, bool kVec>
+using TcOperandLoader = std::conditional_t<kVec, TcVec16Loader<ROWS, THREADS, Gather>,
+                                           TcLoaderFor<ROWS, THREADS, Gather>>;
+template <int ROWS, bool kKMajor>
+constexpr int tc_operand_floats() {
+  return kKMajor ? ROWS * (kTcBK + kTcKMajorPad) : kTcBK * (ROWS + kTcPad);
+}
+template <class Tile, bool kVecA, bool kVecB>
+struct TcSmem {
+  static constexpr int kAFloats = tc_operand_floats<Tile::BM, kVecA>();
+  static constexpr int kStageFloats = kAFloats + tc_operand_floats<Tile::BN, kVecB>();
+  static constexpr size_t kBytes =
+      size_t{kTcStages} * kStageFloats * sizeof(float) + Tile::kTableBytes;
+};
+
+template <class Tile, class GA, class GB, class Store, bool kVecA = false, bool kVecB = false>
 __global__ void __launch_bounds__(Tile::kThreads, 2)
     conv_tc_kernel(ConvShape s, const float* a_src, const float* b_src, Store store, int64_t M,
                    int N, int64_t Kdim, int64_t k_per_split, int MID, int LO) {
   constexpr int BM = Tile::BM, BN = Tile::BN, FM = Tile::kFragsM, FN = Tile::kFragsN;
-  constexpr int SA = Tile::kStrideA, SB = Tile::kStrideB;
-  SIMT_DYNAMIC_SHARED(float, smem);  // [kTcStages][ A: kTcBK x SA | B: kTcBK x SB ]
+  constexpr int SA = Tile::kStrideA, SB = Tile::kStrideB, KS = kTcBK + kTcKMajorPad;
+  using Smem = TcSmem<Tile, kVecA, kVecB>;
+  constexpr int kStage = Smem::kStageFloats, kBOff = Smem::kAFloats;
+  SIMT_DYNAMIC_SHARED(float, smem);  // [kTcStages][ A | B ], then the tap tables
 
   const int t = static_cast<int>(threadIdx.x);
   const int warp = t / 32, lane = t % 32, g = lane >> 2, tig = lane & 3;
@@ -276,11 +536,19 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
   const int64_t k_end = k_begin + k_per_split < Kdim ? k_begin + k_per_split : Kdim;
   const int64_t tiles = k_end > k_begin ? (k_end - k_begin + kTcBK - 1) / kTcBK : 0;
 
-  TcLoader<BM, Tile::kThreads, GA> la;
-  TcLoader<BN, Tile::kThreads, GB> lb;
+  using LA = TcOperandLoader<BM, Tile::kThreads, GA, kVecA>;
+  using LB = TcOperandLoader<BN, Tile::kThreads, GB, kVecB>;
+  LA la;
+  LB lb;
   la.init(s, a_src, static_cast<int>(m0), static_cast<int>(M), static_cast<int>(k_begin), MID, LO);
   lb.init(s, b_src, n0, N, static_cast<int>(k_begin), MID, LO);
   const int k_last = static_cast<int>(k_end);
+  // tap tables [kTcTables][A | B][kTcBK] after the stages; slice j uses table j % kTcTables
+  int4* tabs = reinterpret_cast<int4*>(smem + kTcStages * kStage);
+  static_assert(kTcTables == 3 && Tile::kTableBytes == kTcTables * 2 * kTcBK * sizeof(int4),
+                "table layout");
+  auto tab_a = [&](int j) { return tabs + j * 2 * kTcBK; };  // j: table index (slice % 3)
+  auto tab_b = [&](int j) { return tab_a(j) + kTcBK; };
 
   float acc[FM][FN][4];
 #pragma unroll
@@ -290,51 +558,76 @@ __global__ void __launch_bounds__(Tile::kThreads, 2)
 #pragma unroll
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.0f;
 
-  // Prologue: slices 0 .. kTcStages-2 in flight, one commit group each (empty past the end, so
-  // the group count, and with it the wait below, stays the same).
+  // Prologue: the taps of slices 0 .. kTcTables-1 (warps 0 and 1 decode A's and B's), then
+  // slices 0 .. kTcStages-2 in flight, one commit group each (empty past the end, so the group
+  // count, and with it the wait below, stays the same).
+#pragma unroll
+  for (int j = 0; j < kTcTables; ++j) {
+    la.decode(s, k_last, tab_a(j), MID, LO, 0);
+    lb.decode(s, k_last, tab_b(j), MID, LO, 1);
+  }
+  __syncthreads();
 #pragma unroll
   for (int st = 0; st < kTcStages - 1; ++st) {
     if (st < tiles) {
-      float* stage = smem + st * Tile::kStageFloats;
-      la.issue(s, k_last, stage, MID, LO);
-      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO);
+      float* stage = smem + st * kStage;
+      la.issue(s, k_last, stage, MID, LO, tab_a(st));
+      lb.issue(s, k_last, stage + kBOff, MID, LO, tab_b(st));
     }
     simt::cp_async_commit();
   }
 
+  // Ring indices without 64-bit division: cur = tile % 3 (the stage of slice tile, and the table
+  // slice tile used, rewritten below with slice tile + 3), nxt = (tile + 2) % 3.
+  static_assert(kTcStages == 3 && kTcTables == 3, "ring indices assume 3 stages and 3 tables");
+  int cur = 0, nxt = 2;
   for (int64_t tile = 0; tile < tiles; ++tile) {
     // This thread's copies of slice `tile` have landed; the barrier makes everyone's visible, and
-    // says everyone has finished the mma of slice tile-1, whose stage is refilled next.
+    // says everyone has finished the mma of slice tile-1, whose stage is refilled next, and the
+    // issue of slice tile (two iterations ago), whose tap table is rewritten below.
     simt::cp_async_wait<kTcStages - 2>();
     __syncthreads();
     const int64_t next = tile + kTcStages - 1;
     if (next < tiles) {
-      float* stage = smem + static_cast<int>(next % kTcStages) * Tile::kStageFloats;
-      la.issue(s, k_last, stage, MID, LO);
-      lb.issue(s, k_last, stage + kTcBK * SA, MID, LO);
+      float* stage = smem + nxt * kStage;
+      la.issue(s, k_last, stage, MID, LO, tab_a(nxt));
+      lb.issue(s, k_last, stage + kBOff, MID, LO, tab_b(nxt));
     }
     simt::cp_async_commit();
+    // The taps of slice tile + 3 (read after the next barrier) into the table slice `tile` used.
+    if (tile + kTcTables < tiles) {
+      la.decode(s, k_last, tab_a(cur), MID, LO, 0);
+      lb.decode(s, k_last, tab_b(cur), MID, LO, 1);
+    }
 
-    const float* as = smem + static_cast<int>(tile % kTcStages) * Tile::kStageFloats;
-    const float* bs = as + kTcBK * SA;
+    const float* as = smem + cur * kStage;
+    cur = cur == 2 ? 0 : cur + 1;
+    nxt = nxt == 2 ? 0 : nxt + 1;
+    const float* bs = as + kBOff;
+    // element (row, k) of this stage's A and B, in either layout
+    auto a_at = [&](int row, int k) {
+      if constexpr (LA::kKMajor) return as[row * KS + k];
+      else return as[k * SA + row];
+    };
+    auto b_at = [&](int row, int k) {
+      if constexpr (LB::kKMajor) return bs[row * KS + k];
+      else return bs[k * SB + row];
+    };
 #pragma unroll
     for (int kk = 0; kk < kTcBK; kk += 8) {
       unsigned af[FM][4], bf[FN][2];
-      const float* a_lo = as + (kk + tig) * SA + wm0 + g;  // k = kk + tig
-      const float* a_hi = a_lo + 4 * SA;                   // k = kk + tig + 4
 #pragma unroll
       for (int i = 0; i < FM; ++i) {
-        af[i][0] = simt::cvt_rna_tf32(a_lo[i * 16]);
-        af[i][1] = simt::cvt_rna_tf32(a_lo[i * 16 + 8]);
-        af[i][2] = simt::cvt_rna_tf32(a_hi[i * 16]);
-        af[i][3] = simt::cvt_rna_tf32(a_hi[i * 16 + 8]);
+        const int r = wm0 + i * 16 + g;
+        af[i][0] = simt::cvt_rna_tf32(a_at(r, kk + tig));
+        af[i][1] = simt::cvt_rna_tf32(a_at(r + 8, kk + tig));
+        af[i][2] = simt::cvt_rna_tf32(a_at(r, kk + tig + 4));
+        af[i][3] = simt::cvt_rna_tf32(a_at(r + 8, kk + tig + 4));
       }
-      const float* b_lo = bs + (kk + tig) * SB + wn0 + g;
-      const float* b_hi = b_lo + 4 * SB;
 #pragma unroll
       for (int j = 0; j < FN; ++j) {
-        bf[j][0] = simt::cvt_rna_tf32(b_lo[j * 8]);
-        bf[j][1] = simt::cvt_rna_tf32(b_hi[j * 8]);
+        bf[j][0] = simt::cvt_rna_tf32(b_at(wn0 + j * 8 + g, kk + tig));
+        bf[j][1] = simt::cvt_rna_tf32(b_at(wn0 + j * 8 + g, kk + tig + 4));
       }
 #pragma unroll
       for (int i = 0; i < FM; ++i)
@@ -374,35 +667,90 @@ inline bool conv2d_tc_supported(const ConvShape& s) {
          plane <= kTcMaxElements && static_cast<int64_t>(s.H) * s.W <= kTcMaxElements;
 }
 
-// The tile for an M x N GEMM: narrow N gets a tall thin tile; otherwise 128x128 when that makes
-// at least one wave on 132 SMs, else 64x64 (four times the blocks). The one tile policy.
+// ---- the plan: conv2d.cuh's one chooser (conv_plan) over the TF32 tile table ------------------
+// ConvTile fields for a TF32 tile: tm x tn is the warp tile (WM x WN), whose WM*WN/(WM+WN) is the
+// mma work per fragment element read from shared memory, the same measure as the fp32 tiles'
+// per-thread tm*tn/(tm+tn); blocks_per_sm = min(65536 / (registers * threads), 228 KB / (shared
+// bytes + 1 KB reserved)), registers from ptxas -v (CUDA 13.0, sm_90, every pass and path):
+// 128x128 206-212 on 128 threads (2 blocks; __launch_bounds__(128, 2)), 64x64 / 128x32 / 128x16
+// at most 128 on 128 threads (4 by registers; shared memory, 4-byte layouts with the tap tables:
+// 57, 69 and 63 KB give 3, 3 and 3).
+// The order is the kernels' switch in conv_tc_launch and TcTileKind.
 enum class TcTileKind { large, small, n32, n16 };
-inline TcTileKind conv_tc_tile(int64_t M, int64_t N) {
-  if (N <= 16) return TcTileKind::n16;
-  if (N <= 32) return TcTileKind::n32;
-  const int64_t large = simt::ceil_div<int64_t>(M, 128) * simt::ceil_div<int64_t>(N, 128);
-  return large >= 132 ? TcTileKind::large : TcTileKind::small;
+template <class T>
+constexpr ConvTile tc_conv_tile(int reg_blocks) {
+  const int smem_blocks = static_cast<int>(228 * 1024 / (T::kSmemBytes + 1024));
+  return ConvTile{T::BM, T::BN, T::WM, T::WN, smem_blocks < reg_blocks ? smem_blocks : reg_blocks};
+}
+constexpr ConvTile kTcTiles[] = {tc_conv_tile<TcTileLarge>(2), tc_conv_tile<TcTileSmall>(4),
+                                 tc_conv_tile<TcTileN32>(4), tc_conv_tile<TcTileN16>(4)};
+constexpr int kTcNumTiles = sizeof(kTcTiles) / sizeof(kTcTiles[0]);
+
+// Test hook, as conv_plan_override for the fp32 kernels: force the TF32 tile (index into
+// kTcTiles) and, for wgrad, the split factor (clamped to what the reduction allows). tile < 0:
+// the chooser decides.
+struct TcPlanOverride {
+  int tile = -1, splits = 1;
+};
+inline TcPlanOverride& conv_tc_plan_override() {
+  static TcPlanOverride o;
+  return o;
 }
 
-template <class GA, class GB, class Store>
-void conv_tc_launch(int64_t M, int N, int64_t Kdim, int splits, const ConvShape& s,
+// The TF32 plan of a GEMM: conv_plan over kTcTiles with BK = 32; forward and dgrad do not split K
+// (max_splits 1), wgrad splits with at least 4 slices per split, at most 256 splits.
+inline ConvPlan conv_tc_gemm_plan(int64_t M, int64_t N, int64_t Kdim, int max_splits) {
+  ConvPlan p = conv_plan(M, N, Kdim, kTcTiles, kTcNumTiles, kTcBK, 4, max_splits);
+  const TcPlanOverride& o = conv_tc_plan_override();
+  if (o.tile < 0 || o.tile >= kTcNumTiles) return p;
+  const int64_t slices = simt::ceil_div<int64_t>(Kdim > 0 ? Kdim : 1, kTcBK);
+  int64_t z = o.splits < 1 ? 1 : o.splits > max_splits ? max_splits : o.splits;
+  const int64_t per = simt::ceil_div<int64_t>(slices, z);
+  z = simt::ceil_div<int64_t>(slices, per);  // no empty split
+  const ConvTile& t = kTcTiles[o.tile];
+  return ConvPlan{o.tile, static_cast<int>(z),
+                  simt::ceil_div<int64_t>(M, t.bm) * simt::ceil_div<int64_t>(N, t.bn) * z,
+                  per * kTcBK};
+}
+constexpr int kTcMaxWgradSplits = 256;
+inline ConvPlan conv2d_tc_forward_plan(const ConvShape& s) {
+  return conv_tc_gemm_plan(static_cast<int64_t>(s.N) * s.P * s.Q, s.K,
+                           static_cast<int64_t>(s.C) * s.R * s.S, 1);
+}
+inline ConvPlan conv2d_tc_dgrad_plan(const ConvShape& s) {
+  return conv_tc_gemm_plan(static_cast<int64_t>(s.N) * s.H * s.W, s.C,
+                           static_cast<int64_t>(s.K) * s.R * s.S, 1);
+}
+inline ConvPlan conv2d_tc_wgrad_plan(const ConvShape& s) {
+  return conv_tc_gemm_plan(s.K, static_cast<int64_t>(s.C) * s.R * s.S,
+                           static_cast<int64_t>(s.N) * s.P * s.Q, kTcMaxWgradSplits);
+}
+
+template <class GA, class GB, class Store, bool kVecA = false, bool kVecB = false>
+void conv_tc_launch(const ConvPlan& plan, int64_t M, int N, int64_t Kdim, const ConvShape& s,
                     const float* a, const float* b, Store store, int MID, int LO,
                     cudaStream_t stream) {
-  const int64_t per_split =
-      simt::ceil_div<int64_t>(simt::ceil_div<int64_t>(Kdim, splits), kTcBK) * kTcBK;
   auto go = [&](auto tile) {
     using T = decltype(tile);
     const dim3 grid(static_cast<unsigned>(simt::ceil_div<int64_t>(M, T::BM)),
-                    static_cast<unsigned>(simt::ceil_div(N, T::BN)), static_cast<unsigned>(splits));
-    simt::launch(conv_tc_kernel<T, GA, GB, Store>, grid, dim3(T::kThreads), T::kSmemBytes, stream,
-                 s, a, b, store, M, N, Kdim, per_split, MID, LO);
+                    static_cast<unsigned>(simt::ceil_div(N, T::BN)),
+                    static_cast<unsigned>(plan.splits));
+    simt::launch(conv_tc_kernel<T, GA, GB, Store, kVecA, kVecB>, grid, dim3(T::kThreads),
+                 TcSmem<T, kVecA, kVecB>::kBytes, stream, s, a, b, store, M, N, Kdim,
+                 plan.k_per_split, MID, LO);
   };
-  switch (conv_tc_tile(M, N)) {
-    case TcTileKind::n16: go(TcTileN16{}); break;
-    case TcTileKind::n32: go(TcTileN32{}); break;
-    case TcTileKind::small: go(TcTileSmall{}); break;
+  switch (static_cast<TcTileKind>(plan.tile)) {  // the order of kTcTiles
     case TcTileKind::large: go(TcTileLarge{}); break;
+    case TcTileKind::small: go(TcTileSmall{}); break;
+    case TcTileKind::n32: go(TcTileN32{}); break;
+    default: go(TcTileN16{}); break;
   }
+}
+
+// The 16-byte path for an operand whose rows run along GEMM-K in runs of `run` elements: the runs
+// a multiple of 4 floats and the tensor 16-byte aligned (every row start is then aligned).
+inline bool conv_tc_vec16(const float* p, int64_t run) {
+  return run % 4 == 0 && reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
 // y = conv2d(x, w) + bias (bias may be null), ReLU when relu, on TF32 tensor cores.
@@ -410,8 +758,14 @@ inline void conv2d_tc_forward(float* y, const float* x, const float* w, const fl
                               const ConvShape& s, bool relu, cudaStream_t stream) {
   const int64_t M = static_cast<int64_t>(s.N) * s.P * s.Q;
   if (M == 0 || s.K == 0) return;
-  conv_tc_launch<TcFwdA, TcFwdB>(M, s.K, static_cast<int64_t>(s.C) * s.R * s.S, 1, s, x, w,
-                                 TcFwdStore{y, bias, relu ? 1 : 0}, s.R, s.S, stream);
+  const int64_t Kdim = static_cast<int64_t>(s.C) * s.R * s.S;
+  const ConvPlan plan = conv2d_tc_forward_plan(s);
+  const TcFwdStore store{y, bias, relu ? 1 : 0};
+  if (conv_tc_vec16(w, Kdim))  // w's rows contiguous along K in aligned groups of 4
+    conv_tc_launch<TcFwdA, TcFwdB, TcFwdStore, false, true>(plan, M, s.K, Kdim, s, x, w, store,
+                                                           s.R, s.S, stream);
+  else
+    conv_tc_launch<TcFwdA, TcFwdB>(plan, M, s.K, Kdim, s, x, w, store, s.R, s.S, stream);
 }
 
 // dx from dy and w on TF32 tensor cores. dx (N,C,H,W).
@@ -420,30 +774,17 @@ inline void conv2d_tc_backward_data(float* dx, const float* dy, const float* w, 
   const int64_t M = static_cast<int64_t>(s.N) * s.H * s.W;
   if (M == 0 || s.C == 0) return;
   const int64_t Kdim = static_cast<int64_t>(s.K) * s.R * s.S;
+  const ConvPlan plan = conv2d_tc_dgrad_plan(s);
   if (s.sh == 1 && s.sw == 1)
-    conv_tc_launch<TcDgradA<false>, TcDgradB>(M, s.C, Kdim, 1, s, dy, w, TcDgradStore{dx}, s.R,
+    conv_tc_launch<TcDgradA<false>, TcDgradB>(plan, M, s.C, Kdim, s, dy, w, TcDgradStore{dx}, s.R,
                                               s.S, stream);
   else
-    conv_tc_launch<TcDgradA<true>, TcDgradB>(M, s.C, Kdim, 1, s, dy, w, TcDgradStore{dx}, s.R,
+    conv_tc_launch<TcDgradA<true>, TcDgradB>(plan, M, s.C, Kdim, s, dy, w, TcDgradStore{dx}, s.R,
                                              s.S, stream);
 }
 
-// wgrad splits: enough blocks for about two waves on 132 SMs, each split at least 4 slices long;
-// a function of the shape alone, so results are reproducible.
-inline int conv2d_tc_wgrad_splits(const ConvShape& s) {
-  const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
-  const int64_t N = static_cast<int64_t>(s.C) * s.R * s.S;
-  const TcTileKind kind = conv_tc_tile(s.K, N);
-  const int bm = kind == TcTileKind::small ? 64 : 128;
-  const int bn = kind == TcTileKind::n16 ? 16 : kind == TcTileKind::n32 ? 32
-                 : kind == TcTileKind::small ? 64 : 128;
-  const int64_t tiles = simt::ceil_div<int64_t>(s.K, bm) * simt::ceil_div<int64_t>(N, bn);
-  int64_t splits = simt::ceil_div<int64_t>(264, tiles);
-  const int64_t max_splits = simt::ceil_div<int64_t>(Kdim, 4 * kTcBK);
-  if (splits > max_splits) splits = max_splits;
-  if (splits > 256) splits = 256;
-  return static_cast<int>(splits < 1 ? 1 : splits);
-}
+// wgrad splits: conv2d_tc_wgrad_plan (a function of the shape alone: reproducible results).
+inline int conv2d_tc_wgrad_splits(const ConvShape& s) { return conv2d_tc_wgrad_plan(s).splits; }
 
 // Floats of workspace conv2d_tc_backward_weight needs.
 inline int64_t conv2d_tc_wgrad_workspace(const ConvShape& s) {
@@ -455,10 +796,15 @@ inline void conv2d_tc_backward_weight(float* dw, float* workspace, const float* 
                                       const ConvShape& s, cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(s.K) * s.C * s.R * s.S;
   if (n == 0) return;
-  const int splits = conv2d_tc_wgrad_splits(s);
-  conv_tc_launch<TcWgradA, TcWgradB>(s.K, s.C * s.R * s.S, static_cast<int64_t>(s.N) * s.P * s.Q,
-                                     splits, s, dy, x, TcWgradStore{workspace}, s.P, s.Q, stream);
-  conv2d_split_reduce(dw, workspace, n, splits, nullptr, 1, 1, false, stream);
+  const ConvPlan plan = conv2d_tc_wgrad_plan(s);
+  const int64_t Kdim = static_cast<int64_t>(s.N) * s.P * s.Q;
+  if (conv_tc_vec16(dy, static_cast<int64_t>(s.P) * s.Q))  // dy's (p, q) planes: aligned 4s
+    conv_tc_launch<TcWgradA, TcWgradB, TcWgradStore, true, false>(
+        plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x, TcWgradStore{workspace}, s.P, s.Q, stream);
+  else
+    conv_tc_launch<TcWgradA, TcWgradB>(plan, s.K, s.C * s.R * s.S, Kdim, s, dy, x,
+                                       TcWgradStore{workspace}, s.P, s.Q, stream);
+  conv2d_split_reduce(dw, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
 
 }  // namespace cucnn

@@ -27,7 +27,9 @@
 //
 // Accesses made inside library functions that are not compiled into the kernel's translation unit
 // (memcpy, libm) are not seen; header code included by the kernel (simt.h, simt_tc.h) is, and is
-// attributed to the header's line.
+// attributed to the header's line, except where the emulation names the kernel's line itself
+// (simt::detail::profile_site_begin: cp.async's global read at issue and shared write at the wait
+// are the kernel's cp.async line's, under the issue's execution count).
 #include "simt_runtime.h"
 
 #include <dlfcn.h>
@@ -134,6 +136,14 @@ bool inside(std::uintptr_t a, const void* lo, size_t n) {
   return a >= l && a < l + n;
 }
 
+// An override of the call site (simt::detail::profile_site_begin): the emulation of an
+// instruction whose accesses belong to the kernel's line, not to the emulation's (cp.async).
+struct SiteOverride {
+  const void* pc = nullptr;  // a synthetic call site standing for (file, line)
+  std::uint32_t count = 0;   // the execution count to record the accesses under
+};
+thread_local SiteOverride tl_site;
+
 // Called for every instrumented access.
 inline void on_access(std::uintptr_t addr, unsigned size, bool store, const void* pc) {
   Worker* w = tl_worker;
@@ -155,7 +165,13 @@ inline void on_access(std::uintptr_t addr, unsigned size, bool store, const void
   } else if (addr >= p.tls_lo && addr < p.tls_hi) {
     shared = true;  // static __shared__ (function-local, internal linkage: this module's TLS)
   }
-  std::uint32_t count = p.counts[static_cast<size_t>(f.linear)].next(pc);
+  std::uint32_t count;
+  if (tl_site.pc) {
+    pc = tl_site.pc;
+    count = tl_site.count;
+  } else {
+    count = p.counts[static_cast<size_t>(f.linear)].next(pc);
+  }
   p.pending.push_back(Access{0, 0, pc, 0, count, static_cast<std::uint16_t>(f.linear / 32),
                              static_cast<std::uint8_t>(f.linear % 32),
                              static_cast<std::uint8_t>(size), addr, store, shared});
@@ -251,6 +267,25 @@ void assign_lines(std::vector<Access>& v) {
     }
   }
   for (auto& a : v) a.line = g_line_of[a.pc];
+}
+
+// The synthetic call site of (file, line): a small integer no code address can equal, already
+// resolved to its line id (so the report names file:line without addr2line).
+const void* synthetic_site(const char* file, int line) {
+  thread_local std::vector<std::tuple<const char*, int, const void*>> cache;
+  for (auto& [f, l, pc] : cache)
+    if (f == file && l == line) return pc;
+  std::lock_guard<std::mutex> lock(g_lines_mutex);
+  auto key = std::make_pair(std::string(file), static_cast<long>(line));
+  auto it = g_line_ids.find(key);
+  if (it == g_line_ids.end()) {
+    it = g_line_ids.emplace(key, static_cast<int>(g_lines.size())).first;
+    g_lines.push_back(key);
+  }
+  const void* pc = reinterpret_cast<const void*>(static_cast<std::uintptr_t>(it->second) + 1);
+  g_line_of[pc] = it->second;
+  cache.emplace_back(file, line, pc);
+  return pc;
 }
 
 }  // namespace
@@ -519,6 +554,22 @@ std::string g_json;
 
 }  // namespace
 }  // namespace rt
+}  // namespace simt
+
+// Kernel-side emulation hooks (declared in simt_tc.h).
+namespace simt {
+namespace detail {
+std::uint32_t profile_site_begin(const char* file, int line, std::uint32_t count) {
+  rt::Worker* w = rt::tl_worker;
+  if (!SIMT_PROFILE_BUILD || !w || !w->current || !w->profile) return 0;
+  auto& p = *static_cast<rt::WorkerProfile*>(w->profile);
+  const void* pc = rt::synthetic_site(file, line);
+  if (count == 0) count = p.counts[static_cast<size_t>(w->current->linear)].next(pc);
+  rt::tl_site = rt::SiteOverride{pc, count};
+  return count;
+}
+void profile_site_end() { rt::tl_site.pc = nullptr; }
+}  // namespace detail
 }  // namespace simt
 
 // ---- the C interface (cucnn.sim.profile() reaches it through ctypes) -------------------------

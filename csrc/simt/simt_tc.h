@@ -25,13 +25,21 @@
 //       zero), exactly as the SASS ptxas emits for it: +-inf stay, overflow rounds to inf, a NaN
 //       keeps its sign and upper payload.
 //   simt::cp_async_* / cp_async_commit / cp_async_wait<N>  each thread keeps a queue of its
-//       copies; commit closes the open group; wait<N> performs every copy of all but the newest N
-//       groups. Until its thread waits, a copy has not happened: the destination keeps dynamic
-//       shared memory's NaN poison, so a read before the wait (or, by another thread, before the
-//       barrier that follows the wait) sees NaN in some SIMT order. A kernel must wait_group 0
-//       before it exits (as any correct pipeline does); copies left queued by a block that ended in
-//       an error are dropped when the thread's next block (different index or launch) first uses
-//       the queue.
+//       copies; commit closes the open group; wait<N> lands every copy of all but the newest N
+//       groups. A copy reads its source when it is issued (legal: the copy may happen at any time
+//       before the wait) and writes its destination only when its thread waits: until then the
+//       destination keeps dynamic shared memory's NaN poison, so a read before the wait (or, by
+//       another thread, before the barrier that follows the wait) sees NaN in some SIMT order and
+//       is a race under the TSan build. A kernel must wait_group 0 before it exits (as any correct
+//       pipeline does); copies left queued by a block that ended in an error are dropped when the
+//       thread's next block (different index or launch) first uses the queue.
+//
+// Memory profiler (profile.cpp): the copies' global reads (at issue) and shared writes (at the
+// wait) are constant-size 4-byte accesses made by instrumented code, attributed to the kernel's
+// cp.async line (and the issue's execution count, so each warp's copies of one instruction are
+// one request at both ends). The emulation's own bookkeeping (the copy queue, the mma staging:
+// hardware state and registers on a GPU) is compiled without the instrumentation
+// (SIMT_TC_UNTRACED), so it is neither memory traffic to the profiler nor a race to TSan.
 #pragma once
 
 #include <cstdint>
@@ -127,7 +135,18 @@ __device__ __forceinline__ void cp_async_wait() {
 #include <stdexcept>
 #include <string>
 
+// No ThreadSanitizer instrumentation (the profiler's and the TSan build's) for the emulation's
+// bookkeeping. GCC does not inline instrumented code into such a function (nor the reverse), so
+// the copies' own accesses (copy_in / copy_out) stay instrumented.
+#define SIMT_TC_UNTRACED __attribute__((no_sanitize("thread"), noinline))
+
 namespace simt {
+namespace detail {
+// profile.cpp: attribute this thread's next accesses (until profile_site_end) to file:line and to
+// the given execution count of that site (0: the next one; returned). No-ops unless profiling.
+std::uint32_t profile_site_begin(const char* file, int line, std::uint32_t count);
+void profile_site_end();
+}  // namespace detail
 namespace tc_detail {
 
 inline int linear_tid() {
@@ -172,13 +191,42 @@ inline float as_float(unsigned bits) {
 // the gth and (g+1)th commit. Plain fixed-size storage, zero-initialised, no constructor: a
 // thread_local with a constructor is initialised lazily behind a guard shared by all of the OS
 // thread's fibers, which ThreadSanitizer (one fiber = one thread to it) reports as a race.
-constexpr int kMaxPendingCopies = 96;  // per thread; a 3-stage conv pipeline keeps at most 80
+constexpr int kMaxPendingCopies = 160;  // per thread; the 3-stage 128x128 conv keeps at most 128
 struct Copy {
   void* dst;
-  const void* src;
+  const char* file;  // the issuing line and its execution count (for the profiler)
+  int line;
+  std::uint32_t count;
   unsigned group;
   unsigned char bytes, src_bytes;
+  unsigned char data[16];  // the source bytes, read at issue
 };
+struct CopyData {
+  unsigned char b[16];
+};
+typedef unsigned __attribute__((may_alias)) aliased_u32;
+
+// The copy's global read (instrumented: 4-byte accesses, the tail byte by byte) into a local.
+inline CopyData copy_in(const void* src, int n) {
+  CopyData d{};
+  const unsigned char* p = static_cast<const unsigned char*>(src);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const unsigned w = *reinterpret_cast<const aliased_u32*>(p + i);
+    std::memcpy(d.b + i, &w, 4);
+  }
+  for (; i < n; ++i) d.b[i] = p[i];
+  return d;
+}
+// The copy's shared write (instrumented: 4-byte stores; cp.async sizes are multiples of 4).
+inline void copy_out(void* dst, const CopyData& d, int bytes) {
+  unsigned char* q = static_cast<unsigned char*>(dst);
+  for (int i = 0; i < bytes; i += 4) {
+    unsigned w;
+    std::memcpy(&w, d.b + i, 4);
+    *reinterpret_cast<aliased_u32*>(q + i) = w;
+  }
+}
 struct CopyQueue {
   Copy copies[kMaxPendingCopies];
   int size;
@@ -187,7 +235,7 @@ struct CopyQueue {
   unsigned bx, by, bz;
   const unsigned char* smem;
 };
-inline CopyQueue& copy_queue() {
+SIMT_TC_UNTRACED inline CopyQueue& copy_queue() {
   static thread_local CopyQueue q[1024];
   CopyQueue& mine = q[linear_tid()];
   const unsigned char* smem = ::simt::detail::dynamic_shared();
@@ -203,6 +251,24 @@ inline CopyQueue& copy_queue() {
   return mine;
 }
 
+SIMT_TC_UNTRACED inline void enqueue(void* dst, const CopyData& d, int bytes, int src_bytes,
+                                     const SourceLoc& loc, std::uint32_t count, const char* name) {
+  CopyQueue& q = copy_queue();
+  if (q.size == kMaxPendingCopies)
+    fail(std::string(name) + ": more than " + std::to_string(kMaxPendingCopies) +
+             " copies in flight in one thread (a missing cp.async.wait_group?)",
+         loc);
+  Copy& c = q.copies[q.size++];
+  c.dst = dst;
+  c.file = loc.file;
+  c.line = loc.line;
+  c.count = count;
+  c.group = q.committed;
+  c.bytes = static_cast<unsigned char>(bytes);
+  c.src_bytes = static_cast<unsigned char>(src_bytes);
+  std::memcpy(c.data, d.b, sizeof c.data);
+}
+
 inline void issue(void* dst, const void* src, int bytes, int src_bytes, const char* name,
                   const SourceLoc& loc) {
   if (src_bytes < 0 || src_bytes > bytes)
@@ -213,14 +279,33 @@ inline void issue(void* dst, const void* src, int bytes, int src_bytes, const ch
       (src_bytes && reinterpret_cast<std::uintptr_t>(src) % static_cast<unsigned>(bytes)))
     fail(std::string(name) + ": addresses must be " + std::to_string(bytes) + "-byte aligned",
          loc);
-  CopyQueue& q = copy_queue();
-  if (q.size == kMaxPendingCopies)
-    fail(std::string(name) + ": more than " + std::to_string(kMaxPendingCopies) +
-             " copies in flight in one thread (a missing cp.async.wait_group?)",
-         loc);
-  q.copies[q.size++] = Copy{dst, src, q.committed, static_cast<unsigned char>(bytes),
-                            static_cast<unsigned char>(src_bytes)};
+  // The read happens now, attributed to the kernel's line; src-size 0 reads nothing.
+  const std::uint32_t count = ::simt::detail::profile_site_begin(loc.file, loc.line, 0);
+  const CopyData d = copy_in(src, src_bytes);
+  ::simt::detail::profile_site_end();
+  enqueue(dst, d, bytes, src_bytes, loc, count, name);
 }
+
+// Lands every copy of the groups older than `limit` (in issue order), keeps the others queued.
+SIMT_TC_UNTRACED inline void land(unsigned limit_groups) {
+  CopyQueue& q = copy_queue();
+  int keep = 0;
+  for (int i = 0; i < q.size; ++i) {
+    const Copy& c = q.copies[i];
+    if (c.group < limit_groups) {
+      CopyData d;
+      std::memcpy(d.b, c.data, sizeof d.b);  // zero past src_bytes (copy_in started from zeros)
+      ::simt::detail::profile_site_begin(c.file, c.line, c.count);
+      copy_out(c.dst, d, c.bytes);
+      ::simt::detail::profile_site_end();
+    } else {
+      q.copies[keep++] = c;
+    }
+  }
+  q.size = keep;
+}
+SIMT_TC_UNTRACED inline void commit() { ++copy_queue().committed; }
+SIMT_TC_UNTRACED inline unsigned committed() { return copy_queue().committed; }
 
 }  // namespace tc_detail
 
@@ -242,8 +327,9 @@ inline unsigned cvt_rna_tf32(float x) {
 //   A (16x8, row): a0 (g, tig), a1 (g+8, tig), a2 (g, tig+4), a3 (g+8, tig+4)
 //   B (8x8, col):  b0 (k = tig, n = g), b1 (k = tig+4, n = g)
 //   C, D (16x8):   c0 (g, 2 tig), c1 (g, 2 tig + 1), c2 (g+8, 2 tig), c3 (g+8, 2 tig + 1)
-inline void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2],
-                             const float (&c)[4], SIMT_LOC_PARAMS) {
+SIMT_TC_UNTRACED inline void mma_m16n8k8_tf32(float (&d)[4], const unsigned (&a)[4],
+                                              const unsigned (&b)[2], const float (&c)[4],
+                                              SIMT_LOC_PARAMS) {
   using namespace tc_detail;
   const SourceLoc loc = SIMT_LOC;
   const int tid = linear_tid(), warp = tid / 32, lane = tid % 32;
@@ -285,29 +371,16 @@ inline void cp_async_16(void* dst, const void* src, int src_bytes, SIMT_LOC_PARA
 inline void cp_async_4(void* dst, const void* src, int src_bytes, SIMT_LOC_PARAMS) {
   tc_detail::issue(dst, src, 4, src_bytes, "cp.async.ca 4", SIMT_LOC);
 }
-inline void cp_async_commit() { ++tc_detail::copy_queue().committed; }
+inline void cp_async_commit() { tc_detail::commit(); }
 
 // Lands every copy of the groups older than the newest N (copies issued after the last commit
 // belong to no group yet and stay pending, as in PTX).
 template <int N>
 inline void cp_async_wait() {
   static_assert(N >= 0, "cp.async.wait_group N needs N >= 0");
-  tc_detail::CopyQueue& q = tc_detail::copy_queue();
-  const unsigned limit = q.committed >= static_cast<unsigned>(N)
-                             ? q.committed - static_cast<unsigned>(N)
-                             : 0;  // groups [0, limit) must be complete
-  int keep = 0;
-  for (int i = 0; i < q.size; ++i) {
-    const tc_detail::Copy& c = q.copies[i];
-    if (c.group < limit) {
-      unsigned char* dst = static_cast<unsigned char*>(c.dst);
-      if (c.src_bytes) std::memcpy(dst, c.src, c.src_bytes);
-      std::memset(dst + c.src_bytes, 0, static_cast<size_t>(c.bytes - c.src_bytes));
-    } else {
-      q.copies[keep++] = c;
-    }
-  }
-  q.size = keep;
+  const unsigned committed = tc_detail::committed();
+  tc_detail::land(committed >= static_cast<unsigned>(N) ? committed - static_cast<unsigned>(N)
+                                                        : 0);  // groups [0, limit) complete
 }
 
 }  // namespace simt
