@@ -393,8 +393,8 @@ def main(argv=None) -> int:
           "may split K; partials reduced by conv2d_split_reduce_kernel, wgrad always; dgrad per "
           "stride phase from `conv2d_dgrad_phases`: a forward GEMM on the phase's flipped filter "
           "each); the TF32 "
-          "tile and wgrad splits from model.conv_tc_plan (conv2d_tc.cuh's policy, tested against "
-          "conv2d_tc_wgrad_workspace). TF32 rows use the TF32 peak where the hot loop has HMMA.",
+          "tile and splits from the same chooser over the TF32 tile table (`conv2d_tc_plan` "
+          "binding, read by model.conv_tc_plan). TF32 rows use the TF32 peak where the hot loop has HMMA.",
           "- The SASS shared-wavefront estimate assumes no conflict and no broadcast (an upper "
           "bound: the conv A loads are broadcast across half-warps), so `smem` bounds without "
           "the profiler are pessimistic.", "",
