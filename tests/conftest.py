@@ -26,6 +26,39 @@ requires_cuda = pytest.mark.skipif(
     reason="no CUDA device here (needs cucnn._cuda, CuPy and a GPU); run on a GPU machine")
 
 
+def aligned_f32(values):
+    """A float32 copy of `values` at a 256-byte boundary, as cudaMalloc gives. NumPy aligns to 16
+    or 64 bytes, which would shift every sector boundary the sim memory profiler counts (a warp's
+    128 bytes would straddle 5 sectors, which the profiler rightly reports)."""
+    values = np.asarray(values)
+    raw = np.empty(values.size + 64, np.float32)
+    skip = (-raw.ctypes.data % 256) // 4
+    a = raw[skip:skip + values.size].reshape(values.shape)
+    a[...] = values
+    assert a.ctypes.data % 256 == 0
+    return a
+
+
+def plant_line(path: pathlib.Path, name: str) -> int:
+    """The line of `// PLANT: name` in a planted-kernel source (what the profiler attributes to)."""
+    for i, text in enumerate(path.read_text().splitlines(), 1):
+        if f"// PLANT: {name}" in text:
+            return i
+    raise AssertionError(f"no '// PLANT: {name}' in {path}")
+
+
+def build_profile_plants(tmp_path_factory, source: pathlib.Path):
+    """Planted kernels compiled with `simcc --profile` into a shared library, loaded, with the
+    profiler's JSON entry point typed."""
+    from cucnn.tools import simcc
+    out = tmp_path_factory.mktemp(source.stem) / f"lib{source.stem}.so"
+    lib = ctypes.CDLL(str(simcc.build([source], out, "profile", shared=True,
+                                      runtime_dir=ROOT / "csrc" / "simt")))
+    lib.simt_profile_json.restype = ctypes.c_char_p
+    assert lib.simt_profile_available() == 1
+    return lib
+
+
 def simt_runtime_sources():
     """The SIMT runtime's translation units: every test that builds kernels with the runtime (the
     test library, planted kernels) compiles these, from one list (cucnn.tools.simcc)."""

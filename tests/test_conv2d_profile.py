@@ -25,6 +25,7 @@ import cucnn
 import cucnn.sim
 from cucnn.ops import conv2d as conv
 from cucnn.testing import assert_close
+from conftest import aligned_f32
 
 TILES = [(128, 128), (128, 64), (64, 128), (64, 64), (128, 32), (64, 32), (256, 16), (64, 16)]
 # (x shape, w shape, stride, pads, dilation): 3x3 stride 1 "same" on 14x14 (C*R*S = 36: vector
@@ -39,22 +40,11 @@ PASS_OF = {"FwdLoadAT": "forward", "WgradLoadA": "wgrad"}  # by A loader; dgrad 
 # GEMM once per stride phase on flipped filters and is told apart by its store, DgradPhaseStore
 
 
-def _aligned(values):
-    """A float32 copy of `values` at a 256-byte boundary, as cudaMalloc gives (NumPy aligns to 16
-    or 64 bytes, which would shift every sector boundary the profiler counts)."""
-    raw = np.empty(values.size + 64, np.float32)
-    skip = (-raw.ctypes.data % 256) // 4
-    a = raw[skip:skip + values.size].reshape(values.shape)
-    a[...] = values
-    assert a.ctypes.data % 256 == 0
-    return a
-
-
 def _inputs(rng, xs, ws, g):
-    x = _aligned(rng.standard_normal(xs))
-    w = _aligned(rng.standard_normal(ws))
+    x = aligned_f32(rng.standard_normal(xs))
+    w = aligned_f32(rng.standard_normal(ws))
     P, Q = conv.output_size(xs[2:], ws[2:], *g)
-    dy = _aligned(rng.standard_normal((xs[0], ws[0], P, Q)))
+    dy = aligned_f32(rng.standard_normal((xs[0], ws[0], P, Q)))
     return x, w, dy
 
 

@@ -16,37 +16,18 @@ import os
 import numpy as np
 import pytest
 
-from conftest import ORDERS, ROOT
-
-from cucnn.tools import simcc
+from conftest import ORDERS, ROOT, aligned_f32, build_profile_plants, plant_line
 
 PLANTS = ROOT / "tests" / "simt" / "tc_profile_kernels.cpp"
-RUNTIME = ROOT / "csrc" / "simt"
 
 
-def _line(name: str) -> int:
-    for i, text in enumerate(PLANTS.read_text().splitlines(), 1):
-        if f"// PLANT: {name}" in text:
-            return i
-    raise AssertionError(f"no '// PLANT: {name}' in {PLANTS}")
+def _plant(name: str) -> int:
+    return plant_line(PLANTS, name)
 
 
 @pytest.fixture(scope="module")
 def plants(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tc_profile") / "libtcplants.so"
-    lib = ctypes.CDLL(str(simcc.build([PLANTS], out, "profile", shared=True, runtime_dir=RUNTIME)))
-    lib.simt_profile_json.restype = ctypes.c_char_p
-    assert lib.simt_profile_available() == 1
-    return lib
-
-
-def _aligned(values):
-    """A copy at a 256-byte boundary, as cudaMalloc gives."""
-    raw = np.empty(values.size + 64, np.float32)
-    skip = (-raw.ctypes.data % 256) // 4
-    a = raw[skip:skip + values.size]
-    a[...] = values
-    return a
+    return build_profile_plants(tmp_path_factory, PLANTS)
 
 
 def _run(lib, fn, order, out, x, *args):
@@ -73,13 +54,13 @@ def _access(rec, line, space, op):
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_cp_async_16_read_and_write_are_the_kernels_line(plants, order):
+def test_cp_async_16_read_and_write_are_the_kernels_plant(plants, order):
     n, threads = 4096, 64
-    x = _aligned(np.arange(n, dtype=np.float32) + 1)
-    out = _aligned(np.full(n, np.nan, np.float32))
+    x = aligned_f32(np.arange(n, dtype=np.float32) + 1)
+    out = aligned_f32(np.full(n, np.nan, np.float32))
     rec = _run(plants, "p_cp16", order, out, x, n, threads)
     np.testing.assert_array_equal(out, x)
-    line = _line("cp16")
+    line = _plant("cp16")
     warps = n // 4 // 32
     g = _access(rec, line, "global", "load")  # 32 lanes x 16 B = 512 B: 16 sectors, all needed
     assert (g["requests"], g["sectors"], g["ideal"], g["bytes"]) == (warps, 16 * warps,
@@ -98,11 +79,11 @@ def test_cp_async_4_sectors_and_bank_conflicts(plants, order, pitch, stride, sec
     two lanes in every bank (2 wavefronts); stride 32 in global memory gives every lane its own
     sector."""
     n, threads = 4096, 64
-    x = _aligned(np.arange(n * stride, dtype=np.float32) + 1)
-    out = _aligned(np.full(n, np.nan, np.float32))
+    x = aligned_f32(np.arange(n * stride, dtype=np.float32) + 1)
+    out = aligned_f32(np.full(n, np.nan, np.float32))
     rec = _run(plants, "p_cp4", order, out, x, n, threads, pitch, stride, 0)
     np.testing.assert_array_equal(out, x[::stride][:n])
-    line = _line("cp4")
+    line = _plant("cp4")
     requests = n // 32
     g = _access(rec, line, "global", "load")
     assert (g["requests"], g["sectors"], g["ideal"]) == (requests, sectors * requests, 4 * requests)
@@ -117,11 +98,11 @@ def test_cp_async_zero_fill_reads_nothing(plants, order):
     """src-size 0 for every other lane: those lanes write a zero to shared memory (counted) and
     read nothing (half the bytes, half the unique bytes of the input)."""
     n, threads = 4096, 64
-    x = _aligned(np.arange(n, dtype=np.float32) + 1)
-    out = _aligned(np.full(n, np.nan, np.float32))
+    x = aligned_f32(np.arange(n, dtype=np.float32) + 1)
+    out = aligned_f32(np.full(n, np.nan, np.float32))
     rec = _run(plants, "p_cp4", order, out, x, n, threads, 1, 1, 2)
     np.testing.assert_array_equal(out, np.where(np.arange(n) % 2, x, 0.0))
-    line = _line("cp4")
+    line = _plant("cp4")
     g = _access(rec, line, "global", "load")
     assert (g["requests"], g["bytes"]) == (n // 32, 4 * n // 2)
     s = _access(rec, line, "shared", "store")

@@ -13,44 +13,23 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import ORDERS, ROOT
-
-from cucnn.tools import simcc
+from conftest import ORDERS, ROOT, aligned_f32, build_profile_plants, plant_line
 
 PLANTS = ROOT / "tests" / "simt" / "profile_kernels.cpp"
-RUNTIME = ROOT / "csrc" / "simt"
 
 
-def _line(name: str) -> int:
-    for i, text in enumerate(PLANTS.read_text().splitlines(), 1):
-        if f"// PLANT: {name}" in text:
-            return i
-    raise AssertionError(f"no '// PLANT: {name}' in {PLANTS}")
+def _plant(name: str) -> int:
+    return plant_line(PLANTS, name)
 
 
 @pytest.fixture(scope="module")
 def plants(tmp_path_factory):
-    out = tmp_path_factory.mktemp("profile") / "libplants.so"
-    lib = ctypes.CDLL(str(simcc.build([PLANTS], out, "profile", shared=True, runtime_dir=RUNTIME)))
-    lib.simt_profile_json.restype = ctypes.c_char_p
-    assert lib.simt_profile_available() == 1
-    return lib
-
-
-def _aligned(values):
-    """A copy of `values` at a 256-byte boundary, as cudaMalloc gives (NumPy aligns to 16 or 64:
-    a warp's 128 bytes would then straddle 5 sectors, which the profiler rightly reports)."""
-    raw = np.empty(values.size + 64, np.float32)
-    skip = (-raw.ctypes.data % 256) // 4
-    a = raw[skip:skip + values.size]
-    a[...] = values
-    assert a.ctypes.data % 256 == 0
-    return a
+    return build_profile_plants(tmp_path_factory, PLANTS)
 
 
 def _profile(lib, which, n, order, in_size=None):
-    x = _aligned(np.arange(in_size or n, dtype=np.float32))
-    out = _aligned(np.full(n, np.nan, np.float32))
+    x = aligned_f32(np.arange(in_size or n, dtype=np.float32))
+    out = aligned_f32(np.full(n, np.nan, np.float32))
     assert lib.p_set_order(order.encode()) == 0
     lib.simt_profile_start()
     rc = lib.p_run(which.encode(), out.ctypes.data_as(ctypes.c_void_p),
@@ -79,7 +58,7 @@ def test_coalesced_copy_is_4_sectors_per_request(plants, order):
     assert (rec["grid"], rec["block"], rec["shared_bytes"], rec["launches"]) == \
         ([16, 1, 1], [256, 1, 1], 0, 1)
     for op in ("load", "store"):
-        a = _access(rec, _line("copy32"), "global", op)
+        a = _access(rec, _plant("copy32"), "global", op)
         assert (a["requests"], a["sectors"], a["ideal"], a["bytes"]) == (128, 512, 512, 16384)
     assert rec["unique_bytes"] == 2 * 16384
 
@@ -88,9 +67,9 @@ def test_coalesced_copy_is_4_sectors_per_request(plants, order):
 def test_32_float_stride_is_32_sectors_per_request(plants, order):
     rec, out, x = _profile(plants, "stride32", 4096, order, in_size=32 * 4096)
     np.testing.assert_array_equal(out, x[::32])
-    a = _access(rec, _line("stride32"), "global", "load")
+    a = _access(rec, _plant("stride32"), "global", "load")
     assert (a["requests"], a["sectors"], a["ideal"]) == (128, 32 * 128, 4 * 128)  # efficiency 1/8
-    st = _access(rec, _line("stride32"), "global", "store")
+    st = _access(rec, _plant("stride32"), "global", "store")
     assert (st["requests"], st["sectors"], st["ideal"]) == (128, 512, 512)
 
 
@@ -99,7 +78,7 @@ def test_float4_copy_is_16_sectors_per_request(plants, order):
     rec, out, x = _profile(plants, "copy128", 4096, order)
     np.testing.assert_array_equal(out, x)
     for op in ("load", "store"):
-        a = _access(rec, _line("copy128"), "global", op)
+        a = _access(rec, _plant("copy128"), "global", op)
         assert (a["requests"], a["sectors"], a["ideal"], a["bytes"]) == (32, 512, 512, 16384)
 
 
@@ -113,14 +92,14 @@ def test_float4_used_by_components_is_still_one_request(plants, order):
     expected[:, 3] *= 2
     np.testing.assert_array_equal(out, expected.ravel())
     for op, marker in (("load", "vec_load"), ("store", "vec_store")):
-        a = _access(rec, _line(marker), "global", op)
+        a = _access(rec, _plant(marker), "global", op)
         assert (a["requests"], a["sectors"], a["ideal"], a["bytes"]) == (32, 512, 512, 16384)
 
 
 @pytest.mark.parametrize("order", ORDERS)
 def test_read_modify_write_counts_both_loads_and_the_store(plants, order):
-    x = _aligned(np.arange(4096, dtype=np.float32))
-    y = _aligned(np.full(4096, 3.0, np.float32))
+    x = aligned_f32(np.arange(4096, dtype=np.float32))
+    y = aligned_f32(np.full(4096, 3.0, np.float32))
     assert plants.p_set_order(order.encode()) == 0
     plants.simt_profile_start()
     rc = plants.p_run(b"saxpy", y.ctypes.data_as(ctypes.c_void_p),
@@ -129,8 +108,8 @@ def test_read_modify_write_counts_both_loads_and_the_store(plants, order):
     assert plants.p_set_order(b"forward") == 0 and rc == 0
     np.testing.assert_array_equal(y, 2 * np.arange(4096, dtype=np.float32) + 3)
     (rec,) = json.loads(plants.simt_profile_json())["kernels"]
-    load = _access(rec, _line("saxpy"), "global", "load")
-    store = _access(rec, _line("saxpy"), "global", "store")
+    load = _access(rec, _plant("saxpy"), "global", "load")
+    store = _access(rec, _plant("saxpy"), "global", "store")
     assert (load["requests"], load["sectors"], load["ideal"]) == (256, 1024, 1024)
     assert (store["requests"], store["sectors"], store["ideal"]) == (128, 512, 512)
     assert rec["unique_bytes"] == 2 * 16384
@@ -141,7 +120,7 @@ def test_read_modify_write_counts_both_loads_and_the_store(plants, order):
 def test_column_of_a_shared_tile(plants, order, which, wavefronts):
     rec, out, x = _profile(plants, which, 1024, order)
     np.testing.assert_array_equal(out[:32], x[np.arange(32) * 32 + 3])
-    a = _access(rec, _line("column"), "shared", "load")
+    a = _access(rec, _plant("column"), "shared", "load")
     assert (a["requests"], a["wavefronts"], a["ideal"]) == (1, wavefronts, 1)
     # The row-wise fill is conflict-free either way: 32 requests of one wavefront.
     fill = [b for b in rec["accesses"] if b["space"] == "shared" and b["op"] == "store"]
@@ -153,7 +132,7 @@ def test_broadcast_of_one_shared_word_is_one_wavefront(plants, order):
     rec, out, x = _profile(plants, "broadcast", 128, order)
     np.testing.assert_array_equal(out[:64], np.zeros(64, np.float32))
     assert (rec["grid"], rec["block"], rec["shared_bytes"]) == ([2, 1, 1], [64, 1, 1], 256)
-    a = _access(rec, _line("broadcast"), "shared", "load")
+    a = _access(rec, _plant("broadcast"), "shared", "load")
     assert (a["requests"], a["wavefronts"], a["ideal"]) == (4, 4, 4)  # 2 blocks x 2 warps
 
 
@@ -171,9 +150,9 @@ def test_simt_profile_file_of_a_simcc_program(tmp_path):
     kernels = {k["name"].split("(")[0].removeprefix("void "): k
                for k in json.loads(report.read_text())["kernels"]}
     assert set(kernels) == {"copy32_kernel", "column_kernel<33>"}
-    a = _access(kernels["copy32_kernel"], _line("copy32"), "global", "load")
+    a = _access(kernels["copy32_kernel"], _plant("copy32"), "global", "load")
     assert (a["requests"], a["sectors"], a["ideal"]) == (128, 512, 512)
-    b = _access(kernels["column_kernel<33>"], _line("column"), "shared", "load")
+    b = _access(kernels["column_kernel<33>"], _plant("column"), "shared", "load")
     assert (b["wavefronts"], b["ideal"]) == (1, 1)
 
 
