@@ -395,3 +395,41 @@ def test_16_byte_paths_equal_the_4_byte_fallback_bitwise(tile):
     finally:
         mod.conv2d_tc_force_plan(-1)
         cucnn.sim.set_order("forward")
+
+
+@requires_sim
+def test_the_op_route_passes_the_split_k_workspace():
+    """ops/conv2d.py's TF32 route allocates conv2d_tc_forward_workspace /
+    conv2d_tc_dgrad_workspace (NaN-filled on sim) and the chooser splits this layer (GEMM 98 x 64 x
+    576: two 64x64 blocks, K split 5 ways): bias + ReLU after the reduction, within TF32 tolerance
+    of the reference, bitwise equal to the binding called with its own workspace, in every order."""
+    mod = _backend.native("sim")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 64, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    dy = rng.standard_normal((2, 64, 7, 7)).astype(np.float32)
+    g = ((1, 1), (1, 1, 1, 1), (1, 1))
+    assert mod.conv2d_tc_plan("forward", x.shape, w.shape, *g) == (64, 64, 10, 5)
+    assert mod.conv2d_tc_plan("dgrad", x.shape, w.shape, *g) == (64, 64, 10, 5)
+    y64, dx64, _ = _conv_ref64(round_tf32(x).astype(np.float64), round_tf32(w).astype(np.float64),
+                               round_tf32(dy).astype(np.float64), (1, 1), (1, 1), (1, 1))
+    y64 = np.maximum(y64 + b[None, :, None, None], 0)
+    try:
+        for order in ORDERS:
+            cucnn.sim.set_order(order)
+            with backends.flags(allow_tf32=True):
+                y = conv_ops.forward("sim", x, w, b, *g, relu=True)
+                dx = conv_ops.backward_data("sim", dy, w, x.shape, *g)
+            assert_close(y, y64, reduce_len=576, name="y")
+            assert_close(dx, dx64, reduce_len=576, name="dx")
+            yb = np.full_like(y, np.nan)
+            dxb = np.full_like(dx, np.nan)
+            mod.conv2d_tc_forward(x, w, b, yb, *g, relu=True, workspace=np.full(
+                mod.conv2d_tc_forward_workspace(x.shape, w.shape, *g), np.nan, np.float32))
+            mod.conv2d_tc_backward_data(dy, w, dxb, *g, workspace=np.full(
+                mod.conv2d_tc_dgrad_workspace(x.shape, w.shape, *g), np.nan, np.float32))
+            assert_bitwise_equal(y, yb, name="y")
+            assert_bitwise_equal(dx, dxb, name="dx")
+    finally:
+        cucnn.sim.set_order("forward")
