@@ -394,7 +394,9 @@ def main(argv=None) -> int:
           "stride phase from `conv2d_dgrad_phases`: a forward GEMM on the phase's flipped filter "
           "each); the TF32 "
           "tile and splits from the same chooser over the TF32 tile table (`conv2d_tc_plan` "
-          "binding, read by model.conv_tc_plan). TF32 rows use the TF32 peak where the hot loop has HMMA.",
+          "binding, read by model.conv_tc_plan: forward and dgrad with their split-K workspace, "
+          "partials reduced by conv2d_split_reduce_kernel; tile efficiencies from the TF32 "
+          "instructions per HMMA). TF32 rows use the TF32 peak where the hot loop has HMMA.",
           "- The SASS shared-wavefront estimate assumes no conflict and no broadcast (an upper "
           "bound: the conv A loads are broadcast across half-warps), so `smem` bounds without "
           "the profiler are pessimistic.", "",

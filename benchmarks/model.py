@@ -75,7 +75,8 @@ def conv_plan(direction: str, p: dict):
 def conv_tc_plan(direction: str, p: dict):
     """(tile kind, splits) of the TF32 tensor-core kernels, from the C++ chooser itself (the
     ``conv2d_tc_plan`` binding: conv2d.cuh's conv_plan over the TF32 tile table; forward and dgrad
-    do not split K). None without sim."""
+    as the op launches them, with their split-K workspace, so they may split K like wgrad; the
+    partials then go through conv2d_split_reduce_kernel, see conv_launches). None without sim."""
     try:
         from cucnn import _backend
         mod = _backend.sim_module()
@@ -201,7 +202,8 @@ def conv_dgrad_launches(case) -> list:
 
 def conv_launches(case, tf32: bool = False) -> list:
     """The launches of one conv2d BenchCase: the GEMM (fp32 tile from conv_plan, or the TF32
-    tile) and, where it splits K (wgrad always), conv2d_split_reduce_kernel."""
+    tile and splits from conv_tc_plan) and, where it splits K (wgrad always; TF32 forward and
+    dgrad when their plan splits), conv2d_split_reduce_kernel."""
     p, d = case.params, case.direction
     N, C, H, W, K, R, S, P, Q = (p[k] for k in ("N", "C", "H", "W", "K", "R", "S", "P", "Q"))
     m, n, kdim = {"fwd": (N * P * Q, K, C * R * S), "dgrad": (N * H * W, C, K * R * S),

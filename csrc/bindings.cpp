@@ -684,7 +684,8 @@ bool conv2d_tc_supported(std::vector<int64_t> x_shape, std::vector<int64_t> w_sh
 }
 
 void conv2d_tc_forward(py::handle x_, py::handle w_, py::object bias_, py::handle y_, Pair stride,
-                       Pads pads, Pair dilation, bool relu, std::uintptr_t stream) {
+                       Pads pads, Pair dilation, bool relu, std::uintptr_t stream,
+                       py::object ws_) {
   Array x = in(x_, "x"), w = in(w_, "weight"), y = out(y_, "y");
   expect_dtype(x, "x", "float32");
   expect_dtype(w, "weight", "float32");
@@ -693,12 +694,14 @@ void conv2d_tc_forward(py::handle x_, py::handle w_, py::object bias_, py::handl
   expect_shape(y, "y", out_shape(s), "(N, K, P, Q)");
   expect_tc_supported(s);
   const float* bias = conv_bias(bias_, s.K);
+  float* ws = split_workspace(ws_, cucnn::conv2d_tc_forward_workspace(s),
+                              "conv2d_tc_forward_workspace");
   py::gil_scoped_release release;
-  cucnn::conv2d_tc_forward(f32(y), f32(x), f32(w), bias, s, relu, as_stream(stream));
+  cucnn::conv2d_tc_forward(f32(y), f32(x), f32(w), bias, s, relu, as_stream(stream), ws);
 }
 
 void conv2d_tc_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair stride, Pads pads,
-                             Pair dilation, std::uintptr_t stream) {
+                             Pair dilation, std::uintptr_t stream, py::object ws_) {
   Array dy = in(dy_, "dy"), w = in(w_, "weight"), dx = out(dx_, "dx");
   expect_dtype(dy, "dy", "float32");
   expect_dtype(w, "weight", "float32");
@@ -706,8 +709,20 @@ void conv2d_tc_backward_data(py::handle dy_, py::handle w_, py::handle dx_, Pair
   const auto s = conv_shape(dx.shape, w.shape, stride, pads, dilation);
   expect_shape(dy, "dy", out_shape(s), "(N, K, P, Q)");
   expect_tc_supported(s);
+  float* ws = split_workspace(ws_, cucnn::conv2d_tc_dgrad_workspace(s),
+                              "conv2d_tc_dgrad_workspace");
   py::gil_scoped_release release;
-  cucnn::conv2d_tc_backward_data(f32(dx), f32(dy), f32(w), s, as_stream(stream));
+  cucnn::conv2d_tc_backward_data(f32(dx), f32(dy), f32(w), s, as_stream(stream), ws);
+}
+
+// Split-K workspace (floats) of the TF32 forward / dgrad (0: their plan does not split K).
+int64_t conv2d_tc_forward_workspace(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
+                                    Pair stride, Pads pads, Pair dilation) {
+  return cucnn::conv2d_tc_forward_workspace(conv_shape(x_shape, w_shape, stride, pads, dilation));
+}
+int64_t conv2d_tc_dgrad_workspace(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
+                                  Pair stride, Pads pads, Pair dilation) {
+  return cucnn::conv2d_tc_dgrad_workspace(conv_shape(x_shape, w_shape, stride, pads, dilation));
 }
 
 int64_t conv2d_tc_wgrad_workspace(std::vector<int64_t> x_shape, std::vector<int64_t> w_shape,
@@ -733,7 +748,8 @@ void conv2d_tc_backward_weight(py::handle dy_, py::handle x_, py::handle dw_, py
   cucnn::conv2d_tc_backward_weight(f32(dw), f32(ws), f32(dy), f32(x), s, as_stream(stream));
 }
 
-// The TF32 plan of a pass (conv_plan over the TF32 tile table): (tile M, tile N, blocks, splits).
+// The TF32 plan of a pass (conv_plan over the TF32 tile table; forward and dgrad as launched with
+// their workspace): (tile M, tile N, blocks, splits).
 std::tuple<int, int, int64_t, int> conv2d_tc_plan(const std::string& pass,
                                                   std::vector<int64_t> x_shape,
                                                   std::vector<int64_t> w_shape, Pair stride,
@@ -759,8 +775,8 @@ void bind_conv2d_tc(py::module_& m) {
     cucnn::conv_tc_plan_override() = cucnn::TcPlanOverride{tile, splits};
   }, py::arg("tile"), py::arg("splits") = 1,
         "test hook: every TF32 conv pass uses tile number `tile` of the TF32 table (0 128x128, "
-        "1 64x64, 2 128x32, 3 128x16) and, for wgrad, `splits` (clamped); -1 restores the "
-        "chooser");
+        "1 64x64, 2 128x32, 3 128x16) and `splits` (clamped; forward and dgrad split only with "
+        "a workspace); -1 restores the chooser");
   m.def("conv2d_tc_available", &conv2d_tc_available,
         "whether the TF32 tensor-core conv kernels can run here (sim, or a GPU of sm_80+)");
   m.def("conv2d_tc_supported", &conv2d_tc_supported, py::arg("x_shape"), py::arg("w_shape"),
@@ -768,11 +784,20 @@ void bind_conv2d_tc(py::module_& m) {
         "whether the TF32 kernels take this shape (the one rule; the fp32 kernels take the rest)");
   m.def("conv2d_tc_forward", &conv2d_tc_forward, py::arg("x"), py::arg("weight"),
         py::arg("bias"), py::arg("y"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        py::arg("relu") = false, py::arg("stream") = 0,
-        "conv2d_forward on TF32 tensor cores (inputs rounded to TF32, fp32 accumulation)");
+        py::arg("relu") = false, py::arg("stream") = 0, py::arg("workspace") = py::none(),
+        "conv2d_forward on TF32 tensor cores (inputs rounded to TF32, fp32 accumulation); "
+        "workspace: conv2d_tc_forward_workspace floats for split-K, or None (no split)");
   m.def("conv2d_tc_backward_data", &conv2d_tc_backward_data, py::arg("dy"), py::arg("weight"),
         py::arg("dx"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
-        py::arg("stream") = 0, "conv2d_backward_data on TF32 tensor cores");
+        py::arg("stream") = 0, py::arg("workspace") = py::none(),
+        "conv2d_backward_data on TF32 tensor cores; workspace: conv2d_tc_dgrad_workspace floats "
+        "for split-K, or None (no split)");
+  m.def("conv2d_tc_forward_workspace", &conv2d_tc_forward_workspace, py::arg("x_shape"),
+        py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "floats of split-K workspace conv2d_tc_forward needs (0: none)");
+  m.def("conv2d_tc_dgrad_workspace", &conv2d_tc_dgrad_workspace, py::arg("x_shape"),
+        py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
+        "floats of split-K workspace conv2d_tc_backward_data needs (0: none)");
   m.def("conv2d_tc_wgrad_workspace", &conv2d_tc_wgrad_workspace, py::arg("x_shape"),
         py::arg("w_shape"), py::arg("stride"), py::arg("padding"), py::arg("dilation"),
         "floats of workspace conv2d_tc_backward_weight needs");

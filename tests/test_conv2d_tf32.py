@@ -165,6 +165,27 @@ def test_tc_entry_points_validate_before_launch():
     need = mod.conv2d_tc_wgrad_workspace(x.shape, w.shape, *g)
     with pytest.raises(ValueError, match=f"workspace must hold at least {need} floats"):
         mod.conv2d_tc_backward_weight(y, x, np.zeros_like(w), np.zeros(need - 1, np.float32), *g)
+    # forward / dgrad split-K workspaces (forced 3 splits of a 72-long reduction: 3 slices of 32)
+    x = np.zeros((1, 8, 5, 5), np.float32)
+    w = np.zeros((8, 8, 3, 3), np.float32)
+    y = np.zeros((1, 8, 3, 3), np.float32)
+    try:
+        mod.conv2d_tc_force_plan(0, 3)
+        nf = mod.conv2d_tc_forward_workspace(x.shape, w.shape, *g)
+        nd = mod.conv2d_tc_dgrad_workspace(x.shape, w.shape, *g)
+        assert (nf, nd) == (3 * y.size, 3 * x.size)
+        with pytest.raises(ValueError, match=f"workspace must hold at least {nf} floats "
+                                             rf"\(conv2d_tc_forward_workspace\), got {nf - 1}"):
+            mod.conv2d_tc_forward(x, w, None, y, *g, workspace=np.zeros(nf - 1, np.float32))
+        with pytest.raises(ValueError, match=f"workspace must hold at least {nd} floats "
+                                             rf"\(conv2d_tc_dgrad_workspace\), got {nd - 1}"):
+            mod.conv2d_tc_backward_data(y, w, x, *g, workspace=np.zeros(nd - 1, np.float32))
+        with pytest.raises(TypeError, match="workspace.*float32"):
+            mod.conv2d_tc_forward(x, w, None, y, *g, workspace=np.zeros(nf, np.float64))
+        with pytest.raises(TypeError, match="workspace.*float32"):
+            mod.conv2d_tc_backward_data(y, w, x, *g, workspace=np.zeros(nd, np.float64))
+    finally:
+        mod.conv2d_tc_force_plan(-1)
 
 
 @requires_sim
@@ -236,32 +257,58 @@ def test_every_tile_against_the_tf32_reference_in_every_order(tile, shape):
     y64, dx64, dw64 = _conv_ref64(round_tf32(x).astype(np.float64), round_tf32(w).astype(np.float64),
                                   round_tf32(dy).astype(np.float64), (st, st), (pd, pd), (dl, dl))
     y64 = y64 + b[None, :, None, None]
-    first = None
+    # split-K in every pass: partials per split in a NaN-filled workspace, reduced in split order
+    # (forward: then bias and, with relu, ReLU). Splits change the summation order, so a split
+    # result is held to the TF32 reference, and bitwise to itself across orders and runs.
+    unsplit = None
     try:
         for splits in (1, 3):
             mod.conv2d_tc_force_plan(tile, splits)
             bm, bn, _, z = mod.conv2d_tc_plan("wgrad", x.shape, w.shape, *g)
             assert (bm, bn) == [(128, 128), (64, 64), (128, 32), (128, 16)][tile]
-            assert mod.conv2d_tc_plan("forward", x.shape, w.shape, *g)[3] == 1  # never splits
+            zf = mod.conv2d_tc_plan("forward", x.shape, w.shape, *g)[3]
+            zd = mod.conv2d_tc_plan("dgrad", x.shape, w.shape, *g)[3]
+            # forced splits, clamped so that no split is empty (ceil(slices / per-split))
+            for zz, kdim in ((zf, C * R * S), (zd, K * R * S), (z, N * P * Q)):
+                sl = -(-kdim // 32)
+                assert zz == -(-sl // -(-sl // min(splits, sl)))
+            relu = splits == 3
+            ref_y = np.maximum(y64, 0) if relu else y64
+            first = None
             for order in ORDERS:
-                cucnn.sim.set_order(order)
-                y = np.full((N, K, P, Q), np.nan, np.float32)
-                dx = np.full((N, C, H, W), np.nan, np.float32)
-                dw = np.full((K, C, R, S), np.nan, np.float32)
-                ws = np.full(mod.conv2d_tc_wgrad_workspace(x.shape, w.shape, *g), np.nan,
-                             np.float32)
-                assert ws.size == z * dw.size
-                mod.conv2d_tc_forward(x, w, b, y, *g)
-                mod.conv2d_tc_backward_data(dy, w, dx, *g)
-                mod.conv2d_tc_backward_weight(dy, x, dw, ws, *g)
-                assert_close(y, y64, reduce_len=C * R * S, name="y")
-                assert_close(dx, dx64, reduce_len=K * R * S, name="dx")
-                assert_close(dw, dw64, reduce_len=N * P * Q, name="dw")
-                if splits == 1:  # the same tile and splits: bitwise across orders
+                for _run in range(2 if order == ORDERS[0] else 1):
+                    cucnn.sim.set_order(order)
+                    y = np.full((N, K, P, Q), np.nan, np.float32)
+                    dx = np.full((N, C, H, W), np.nan, np.float32)
+                    dw = np.full((K, C, R, S), np.nan, np.float32)
+                    ws = np.full(mod.conv2d_tc_wgrad_workspace(x.shape, w.shape, *g), np.nan,
+                                 np.float32)
+                    wf = np.full(mod.conv2d_tc_forward_workspace(x.shape, w.shape, *g), np.nan,
+                                 np.float32)
+                    wd = np.full(mod.conv2d_tc_dgrad_workspace(x.shape, w.shape, *g), np.nan,
+                                 np.float32)
+                    assert ws.size == z * dw.size
+                    assert wf.size == (zf * y.size if zf > 1 else 0)
+                    assert wd.size == (zd * dx.size if zd > 1 else 0)
+                    mod.conv2d_tc_forward(x, w, b, y, *g, relu=relu, workspace=wf)
+                    mod.conv2d_tc_backward_data(dy, w, dx, *g, workspace=wd)
+                    mod.conv2d_tc_backward_weight(dy, x, dw, ws, *g)
+                    assert_close(y, ref_y, reduce_len=C * R * S, name="y")
+                    assert_close(dx, dx64, reduce_len=K * R * S, name="dx")
+                    assert_close(dw, dw64, reduce_len=N * P * Q, name="dw")
                     if first is None:
                         first = (y, dx, dw)
                     for a, e, n in zip((y, dx, dw), first, "y dx dw".split()):
                         assert_bitwise_equal(a, e, name=n)
+            if splits == 1:
+                unsplit = first
+            else:  # no workspace: forward and dgrad do not split, whatever is forced
+                y = np.full((N, K, P, Q), np.nan, np.float32)
+                dx = np.full((N, C, H, W), np.nan, np.float32)
+                mod.conv2d_tc_forward(x, w, b, y, *g)
+                mod.conv2d_tc_backward_data(dy, w, dx, *g)
+                assert_bitwise_equal(y, unsplit[0], name="y without workspace")
+                assert_bitwise_equal(dx, unsplit[1], name="dx without workspace")
     finally:
         mod.conv2d_tc_force_plan(-1)
         cucnn.sim.set_order("forward")
@@ -274,9 +321,22 @@ def test_tc_plan_is_the_one_chooser_over_the_tf32_tiles():
     # ResNet-50 3x3 at batch 256 (GEMM 50176 x 256 x 2304): 128x128, 392 x 2 blocks, no split
     assert mod.conv2d_tc_plan("forward", (256, 256, 14, 14), (256, 256, 3, 3), *g) == \
         (128, 128, 784, 1)
-    # LeNet conv2 forward (GEMM N = 16 filters): the 16-wide tile
+    # at batch 32 (GEMM 6272 x 256 x 2304) 98 blocks of 128x128 are under a wave (264): forward
+    # and dgrad split K 5 ways on 128x128 (not the thin 128x16 tile), with the workspace
+    for p in ("forward", "dgrad"):
+        assert mod.conv2d_tc_plan(p, (32, 256, 14, 14), (256, 256, 3, 3), *g) == \
+            (128, 128, 490, 5)
+    assert mod.conv2d_tc_forward_workspace((32, 256, 14, 14), (256, 256, 3, 3), *g) == \
+        5 * 32 * 256 * 14 * 14
+    assert mod.conv2d_tc_dgrad_workspace((32, 256, 14, 14), (256, 256, 3, 3), *g) == \
+        5 * 32 * 256 * 14 * 14
+    # LeNet conv2 forward at batch 64 (GEMM 6400 x 16 x 150, 5 slices: too short to split):
+    # 64x64 (100 blocks) beats 128x16 (50), no workspace
     g0 = ((1, 1), (0, 0, 0, 0), (1, 1))
-    assert mod.conv2d_tc_plan("forward", (64, 6, 14, 14), (16, 6, 5, 5), *g0)[:2] == (128, 16)
+    assert mod.conv2d_tc_plan("forward", (64, 6, 14, 14), (16, 6, 5, 5), *g0) == (64, 64, 100, 1)
+    assert mod.conv2d_tc_forward_workspace((64, 6, 14, 14), (16, 6, 5, 5), *g0) == 0
+    # LeNet conv1 dgrad (GEMM N = 1 channel): the 16-wide tile
+    assert mod.conv2d_tc_plan("dgrad", (64, 1, 32, 32), (6, 1, 5, 5), *g0)[:2] == (128, 16)
     # a long, small wgrad splits K (fixed by the shape: reproducible), at least 4 slices a split
     bm, bn, blocks, z = mod.conv2d_tc_plan("wgrad", (256, 64, 56, 56), (64, 64, 3, 3), *g)
     assert z > 1 and blocks == -(-64 // bm) * -(-576 // bn) * z
@@ -334,4 +394,42 @@ def test_16_byte_paths_equal_the_4_byte_fallback_bitwise(tile):
                 assert_close(out["vec16"][1], dw64, reduce_len=N * H * W, name="dw")
     finally:
         mod.conv2d_tc_force_plan(-1)
+        cucnn.sim.set_order("forward")
+
+
+@requires_sim
+def test_the_op_route_passes_the_split_k_workspace():
+    """ops/conv2d.py's TF32 route allocates conv2d_tc_forward_workspace /
+    conv2d_tc_dgrad_workspace (NaN-filled on sim) and the chooser splits this layer (GEMM 98 x 64 x
+    576: two 64x64 blocks, K split 5 ways): bias + ReLU after the reduction, within TF32 tolerance
+    of the reference, bitwise equal to the binding called with its own workspace, in every order."""
+    mod = _backend.native("sim")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 64, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    dy = rng.standard_normal((2, 64, 7, 7)).astype(np.float32)
+    g = ((1, 1), (1, 1, 1, 1), (1, 1))
+    assert mod.conv2d_tc_plan("forward", x.shape, w.shape, *g) == (64, 64, 10, 5)
+    assert mod.conv2d_tc_plan("dgrad", x.shape, w.shape, *g) == (64, 64, 10, 5)
+    y64, dx64, _ = _conv_ref64(round_tf32(x).astype(np.float64), round_tf32(w).astype(np.float64),
+                               round_tf32(dy).astype(np.float64), (1, 1), (1, 1), (1, 1))
+    y64 = np.maximum(y64 + b[None, :, None, None], 0)
+    try:
+        for order in ORDERS:
+            cucnn.sim.set_order(order)
+            with backends.flags(allow_tf32=True):
+                y = conv_ops.forward("sim", x, w, b, *g, relu=True)
+                dx = conv_ops.backward_data("sim", dy, w, x.shape, *g)
+            assert_close(y, y64, reduce_len=576, name="y")
+            assert_close(dx, dx64, reduce_len=576, name="dx")
+            yb = np.full_like(y, np.nan)
+            dxb = np.full_like(dx, np.nan)
+            mod.conv2d_tc_forward(x, w, b, yb, *g, relu=True, workspace=np.full(
+                mod.conv2d_tc_forward_workspace(x.shape, w.shape, *g), np.nan, np.float32))
+            mod.conv2d_tc_backward_data(dy, w, dxb, *g, workspace=np.full(
+                mod.conv2d_tc_dgrad_workspace(x.shape, w.shape, *g), np.nan, np.float32))
+            assert_bitwise_equal(y, yb, name="y")
+            assert_bitwise_equal(dx, dxb, name="dx")
+    finally:
         cucnn.sim.set_order("forward")

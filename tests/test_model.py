@@ -143,25 +143,39 @@ def test_conv_launch_plans():
                                                             "kernel"].split("<")[1].split(", ")[:2]))
     assert model.launch_plan(dgrad)[0]["kernel"].endswith("DgradPhaseStore>")
     assert model.launch_plan(wgrad)[-1]["kernel"] == "conv2d_split_reduce_kernel"
-    # TF32 plans come from conv_plan over the TF32 tile table (conv2d_tc_plan). fwd GEMM
-    # 180 x 40 x 27: no tile fills 132 SMs; 128x16 makes the most blocks (2 x 3), 1 slice each
+    # TF32 plans come from conv_plan over the TF32 tile table (conv2d_tc_plan), forward and dgrad
+    # with their split-K workspace. fwd GEMM 180 x 40 x 27: no tile fills 132 SMs; 64x64 (3
+    # blocks) and 128x16 (6) cost the same at their efficiencies, the tie goes to the earlier tile
     tab = model.TC_TABLE_BYTES
     f, = model.launch_plan(fwd, tf32=True)
     assert (f["kernel"], f["blocks"], f["threads"], f["trips"]) == \
-        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcFwdA, TcFwdB, TcFwdStore, false, false>", 6,
-         128, 6)
-    assert f["smem"] == 3 * 32 * (136 + 24) * 4 + tab
-    # dgrad GEMM 180 x 3 x 360: the 128x16 tile, 2 blocks x 12 slices of 32
-    d, = model.launch_plan(dgrad, tf32=True)
-    assert (d["kernel"], d["blocks"], d["threads"], d["trips"]) == \
-        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcDgradA<false>, TcDgradB, TcDgradStore, false, "
-         "false>", 2, 128, 24)
-    # wgrad GEMM 40 x 27 x 180: 128x16 (1 x 2 tiles); 6 slices, and a split needs at least 4: one
+        ("conv_tc_kernel<TcTile<64, 64, 32, 32>, TcFwdA, TcFwdB, TcFwdStore, false, false>", 3,
+         128, 3)
+    assert f["smem"] == 3 * 32 * (72 + 72) * 4 + tab
+    # dgrad GEMM 180 x 3 x 360 (12 slices of 32): 64x64, K split 3 ways (4 slices each), 3 x 3
+    # blocks, then the fixed-order reduction of 3 partials of dx (2 x 3 x 10 x 9)
+    d, dred = model.launch_plan(dgrad, tf32=True)
+    assert (d["kernel"], d["blocks"], d["threads"], d["trips"], d["note"]) == \
+        ("conv_tc_kernel<TcTile<64, 64, 32, 32>, TcDgradA<false>, TcDgradB, TcDgradStore, false, "
+         "false>", 9, 128, 36, "TF32 tile 64x64, 3 splits")
+    assert dred["kernel"] == "conv2d_split_reduce_kernel" and dred["bytes"] == 4.0 * 540 * 4
+    # wgrad GEMM 40 x 27 x 180: one 64x64 block; 6 slices, and a split needs at least 4: one
     g, red = model.launch_plan(wgrad, tf32=True)
     assert (g["kernel"], g["blocks"], g["trips"]) == \
-        ("conv_tc_kernel<TcTile<128, 16, 32, 16>, TcWgradA, TcWgradB, TcWgradStore, false, false>",
-         2, 12)
+        ("conv_tc_kernel<TcTile<64, 64, 32, 32>, TcWgradA, TcWgradB, TcWgradStore, false, false>",
+         1, 6)
     assert red["kernel"] == "conv2d_split_reduce_kernel" and red["bytes"] == 4.0 * 1080 * 2
+    # the ResNet-50 3x3 14x14 layer at batch 32 (GEMM 6272 x 256 x 2304): 98 blocks of 128x128
+    # are under a wave, so forward and dgrad split K 5 ways on 128x128 (490 blocks of 15 slices)
+    # rather than take the thin 128x16 tile; each reduces 5 partials of 32 x 256 x 14 x 14
+    mid = dict(fwd.params, N=32, C=256, K=256, H=14, W=14, P=14, Q=14)
+    for case in conv2d.bench_case("r", 32, 256, 14, 14, 256, 3, 3, 1, 1)[:2]:
+        gemm, reduce = model.launch_plan(case, tf32=True)
+        assert (gemm["blocks"], gemm["trips"], gemm["note"]) == \
+            (490, 98 * 72, "TF32 tile 128x128, 5 splits"), case.direction
+        assert reduce["kernel"] == "conv2d_split_reduce_kernel"
+        assert reduce["bytes"] == 4.0 * 32 * 256 * 196 * 6
+    assert model.conv_tc_plan("fwd", mid) == model.conv_tc_plan("dgrad", mid) == ("large", 5)
     # a ResNet-50 3x3 layer at batch 256 (GEMM 50176 x 256 x 2304): the 128x128 tile
     big = dict(fwd.params, N=256, C=256, K=256, H=14, W=14, P=14, Q=14)
     assert model.conv_tc_plan("fwd", big) == ("large", 1)

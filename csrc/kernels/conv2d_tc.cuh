@@ -28,8 +28,9 @@
 //     by conv2d_split_reduce_kernel: no float atomics, bitwise reproducible.
 // Tiles: 128x128 (4 warps of 64x64) for large layers, 64x64 (4 warps of 32x32) when 128x128 tiles
 // would not fill the GPU, 128x32 and 128x16 (4 warps) for the narrow GEMMs of small layers (LeNet's
-// 6 and 16 filters). The tile and wgrad's split-K factor come from conv2d.cuh's one chooser,
-// conv_plan, over the TF32 tile table kTcTiles (conv2d_tc_*_plan). Every channel and filter count is taken (the gathers zero-fill); the fp32
+// 6 and 16 filters). The tile and the split-K factor come from conv2d.cuh's one chooser,
+// conv_plan, over the TF32 tile table kTcTiles (conv2d_tc_*_plan); forward and dgrad split K
+// when the caller passes a workspace, wgrad always may. Every channel and filter count is taken (the gathers zero-fill); the fp32
 // kernels remain for allow_tf32 off, devices before sm_80, and operands over 2^29 elements
 // (conv2d_tc_supported, the one shape rule).
 #pragma once
@@ -462,25 +463,31 @@ struct TcVec16Loader {
 
 // --- epilogues: store(s, m, n, acc) for one element of the GEMM result ---
 
+// Split K (forward and dgrad, as conv2d.cuh's FwdStore): y / dx is the workspace, one slice laid
+// out like the output per split, zstride floats apart, no bias and no ReLU; conv2d_split_reduce
+// adds the slices in split order and then applies them.
 struct TcFwdStore {  // y[n, k, p, q] = acc + bias[k], optionally ReLU
   float* y;
   const float* bias;
   int relu;
+  int64_t zstride;  // 0 without split-K
   __device__ __forceinline__ void operator()(const ConvShape& s, int64_t m, int k,
                                              float acc) const {
     const int64_t pq = static_cast<int64_t>(s.P) * s.Q;
     const int64_t n = m / pq;
     if (bias) acc += bias[k];
-    y[(n * s.K + k) * pq + (m - n * pq)] = relu && acc < 0.0f ? 0.0f : acc;
+    y[static_cast<int64_t>(blockIdx.z) * zstride + (n * s.K + k) * pq + (m - n * pq)] =
+        relu && acc < 0.0f ? 0.0f : acc;
   }
 };
 struct TcDgradStore {  // dx[n, c, h, w]
   float* dx;
+  int64_t zstride;  // 0 without split-K
   __device__ __forceinline__ void operator()(const ConvShape& s, int64_t m, int c,
                                              float acc) const {
     const int64_t hw = static_cast<int64_t>(s.H) * s.W;
     const int64_t n = m / hw;
-    dx[(n * s.C + c) * hw + (m - n * hw)] = acc;
+    dx[static_cast<int64_t>(blockIdx.z) * zstride + (n * s.C + c) * hw + (m - n * hw)] = acc;
   }
 };
 struct TcWgradStore {  // workspace[split][k][(c, r, s)]
@@ -668,27 +675,36 @@ inline bool conv2d_tc_supported(const ConvShape& s) {
 }
 
 // ---- the plan: conv2d.cuh's one chooser (conv_plan) over the TF32 tile table ------------------
-// ConvTile fields for a TF32 tile: tm x tn is the warp tile (WM x WN), whose WM*WN/(WM+WN) is the
-// mma work per fragment element read from shared memory, the same measure as the fp32 tiles'
-// per-thread tm*tn/(tm+tn); blocks_per_sm = min(65536 / (registers * threads), 228 KB / (shared
-// bytes + 1 KB reserved)), registers from ptxas -v (CUDA 13.0, sm_90, every pass and path):
-// 128x128 206-212 on 128 threads (2 blocks; __launch_bounds__(128, 2)), 64x64 / 128x32 / 128x16
-// at most 128 on 128 threads (4 by registers; shared memory, 4-byte layouts with the tap tables:
-// 57, 69 and 63 KB give 3, 3 and 3).
+// ConvTile fields for a TF32 tile. tm x tn is not a register tile here: conv_plan reads only
+// tm*tn/(tm+tn), as the tile's efficiency (its cost is FMAs / efficiency), so the TF32 pairs are
+// chosen to make that efficiency 32 / (busy-path instructions per HMMA). An SM issues 4 warp
+// instructions a clock and an m16n8k8 HMMA is 1024 FMAs, so a tile at I instructions per HMMA does
+// (32 / I) * 128 FMAs a clock: its cost is then in clocks x 128, the unit of conv_plan's split-K
+// reduction term (FMAs at 128 a clock). Instructions per HMMA from the SASS of the 4-byte paths
+// (benchmarks/results/kernels-sm90.md, CUDA 13.0, sm_90; the 16-byte paths are ~20% leaner):
+// 128x128 9.8 -> 3.27 (7x6: 3.23), 64x64 20.2 -> 1.58 (8x2: 1.60), 128x32 23.6 -> 1.36 (4x2:
+// 1.33), 128x16 41 -> 0.78 (4x1: 0.80). (The warp-tile measure used before, WM*WN/(WM+WN): 32,
+// 16, 16, 10.7, made the tiles 3-8x cheaper against the reduction and sent layers whose 128x128
+// grid is under a wave to the 128x16 tile rather than to split-K.)
+// blocks_per_sm = min(65536 / (registers * threads), 228 KB / (shared bytes + 1 KB reserved)),
+// registers from ptxas -v (CUDA 13.0, sm_90, every pass and path): 128x128 206-212 on 128 threads
+// (2 blocks; __launch_bounds__(128, 2)), 64x64 / 128x32 / 128x16 at most 128 on 128 threads (4 by
+// registers; shared memory, 4-byte layouts with the tap tables: 57, 69 and 63 KB give 3, 3 and 3).
 // The order is the kernels' switch in conv_tc_launch and TcTileKind.
 enum class TcTileKind { large, small, n32, n16 };
 template <class T>
-constexpr ConvTile tc_conv_tile(int reg_blocks) {
+constexpr ConvTile tc_conv_tile(int reg_blocks, int tm, int tn) {
   const int smem_blocks = static_cast<int>(228 * 1024 / (T::kSmemBytes + 1024));
-  return ConvTile{T::BM, T::BN, T::WM, T::WN, smem_blocks < reg_blocks ? smem_blocks : reg_blocks};
+  return ConvTile{T::BM, T::BN, tm, tn, smem_blocks < reg_blocks ? smem_blocks : reg_blocks};
 }
-constexpr ConvTile kTcTiles[] = {tc_conv_tile<TcTileLarge>(2), tc_conv_tile<TcTileSmall>(4),
-                                 tc_conv_tile<TcTileN32>(4), tc_conv_tile<TcTileN16>(4)};
+constexpr ConvTile kTcTiles[] = {
+    tc_conv_tile<TcTileLarge>(2, 7, 6), tc_conv_tile<TcTileSmall>(4, 8, 2),
+    tc_conv_tile<TcTileN32>(4, 4, 2), tc_conv_tile<TcTileN16>(4, 4, 1)};
 constexpr int kTcNumTiles = sizeof(kTcTiles) / sizeof(kTcTiles[0]);
 
 // Test hook, as conv_plan_override for the fp32 kernels: force the TF32 tile (index into
-// kTcTiles) and, for wgrad, the split factor (clamped to what the reduction allows). tile < 0:
-// the chooser decides.
+// kTcTiles) and the split factor (clamped to what the pass allows: forward and dgrad split only
+// when given a workspace). tile < 0: the chooser decides.
 struct TcPlanOverride {
   int tile = -1, splits = 1;
 };
@@ -697,8 +713,9 @@ inline TcPlanOverride& conv_tc_plan_override() {
   return o;
 }
 
-// The TF32 plan of a GEMM: conv_plan over kTcTiles with BK = 32; forward and dgrad do not split K
-// (max_splits 1), wgrad splits with at least 4 slices per split, at most 256 splits.
+// The TF32 plan of a GEMM: conv_plan over kTcTiles with BK = 32 and at least 4 slices per split.
+// Forward and dgrad split K (at most kConvMaxSplits, as the fp32 passes) only when the caller
+// passes a workspace (max_splits 1 without); wgrad always may, at most 256 splits.
 inline ConvPlan conv_tc_gemm_plan(int64_t M, int64_t N, int64_t Kdim, int max_splits) {
   ConvPlan p = conv_plan(M, N, Kdim, kTcTiles, kTcNumTiles, kTcBK, 4, max_splits);
   const TcPlanOverride& o = conv_tc_plan_override();
@@ -713,13 +730,13 @@ inline ConvPlan conv_tc_gemm_plan(int64_t M, int64_t N, int64_t Kdim, int max_sp
                   per * kTcBK};
 }
 constexpr int kTcMaxWgradSplits = 256;
-inline ConvPlan conv2d_tc_forward_plan(const ConvShape& s) {
+inline ConvPlan conv2d_tc_forward_plan(const ConvShape& s, int max_splits = kConvMaxSplits) {
   return conv_tc_gemm_plan(static_cast<int64_t>(s.N) * s.P * s.Q, s.K,
-                           static_cast<int64_t>(s.C) * s.R * s.S, 1);
+                           static_cast<int64_t>(s.C) * s.R * s.S, max_splits);
 }
-inline ConvPlan conv2d_tc_dgrad_plan(const ConvShape& s) {
+inline ConvPlan conv2d_tc_dgrad_plan(const ConvShape& s, int max_splits = kConvMaxSplits) {
   return conv_tc_gemm_plan(static_cast<int64_t>(s.N) * s.H * s.W, s.C,
-                           static_cast<int64_t>(s.K) * s.R * s.S, 1);
+                           static_cast<int64_t>(s.K) * s.R * s.S, max_splits);
 }
 inline ConvPlan conv2d_tc_wgrad_plan(const ConvShape& s) {
   return conv_tc_gemm_plan(s.K, static_cast<int64_t>(s.C) * s.R * s.S,
@@ -753,34 +770,57 @@ inline bool conv_tc_vec16(const float* p, int64_t run) {
   return run % 4 == 0 && reinterpret_cast<std::uintptr_t>(p) % 16 == 0;
 }
 
+// Floats of workspace conv2d_tc_forward needs for its split-K plan (0: no split).
+inline int64_t conv2d_tc_forward_workspace(const ConvShape& s) {
+  const ConvPlan p = conv2d_tc_forward_plan(s);
+  return p.splits > 1 ? p.splits * static_cast<int64_t>(s.N) * s.K * s.P * s.Q : 0;
+}
+// Floats of workspace conv2d_tc_backward_data needs for its split-K plan (0: no split).
+inline int64_t conv2d_tc_dgrad_workspace(const ConvShape& s) {
+  const ConvPlan p = conv2d_tc_dgrad_plan(s);
+  return p.splits > 1 ? p.splits * static_cast<int64_t>(s.N) * s.C * s.H * s.W : 0;
+}
+
 // y = conv2d(x, w) + bias (bias may be null), ReLU when relu, on TF32 tensor cores.
+// workspace: conv2d_tc_forward_workspace(s) floats, or null (then no split-K).
 inline void conv2d_tc_forward(float* y, const float* x, const float* w, const float* bias,
-                              const ConvShape& s, bool relu, cudaStream_t stream) {
+                              const ConvShape& s, bool relu, cudaStream_t stream,
+                              float* workspace = nullptr) {
   const int64_t M = static_cast<int64_t>(s.N) * s.P * s.Q;
   if (M == 0 || s.K == 0) return;
   const int64_t Kdim = static_cast<int64_t>(s.C) * s.R * s.S;
-  const ConvPlan plan = conv2d_tc_forward_plan(s);
-  const TcFwdStore store{y, bias, relu ? 1 : 0};
+  const ConvPlan plan = conv2d_tc_forward_plan(s, workspace ? kConvMaxSplits : 1);
+  const int64_t n = M * s.K;
+  const TcFwdStore store = plan.splits == 1 ? TcFwdStore{y, bias, relu ? 1 : 0, 0}
+                                            : TcFwdStore{workspace, nullptr, 0, n};
   if (conv_tc_vec16(w, Kdim))  // w's rows contiguous along K in aligned groups of 4
     conv_tc_launch<TcFwdA, TcFwdB, TcFwdStore, false, true>(plan, M, s.K, Kdim, s, x, w, store,
                                                            s.R, s.S, stream);
   else
     conv_tc_launch<TcFwdA, TcFwdB>(plan, M, s.K, Kdim, s, x, w, store, s.R, s.S, stream);
+  if (plan.splits == 1) return;
+  conv2d_split_reduce(y, workspace, n, plan.splits, bias, static_cast<int64_t>(s.P) * s.Q, s.K,
+                      relu, stream);
 }
 
-// dx from dy and w on TF32 tensor cores. dx (N,C,H,W).
+// dx from dy and w on TF32 tensor cores. dx (N,C,H,W). workspace: conv2d_tc_dgrad_workspace(s)
+// floats, or null (then no split-K).
 inline void conv2d_tc_backward_data(float* dx, const float* dy, const float* w, const ConvShape& s,
-                                    cudaStream_t stream) {
+                                    cudaStream_t stream, float* workspace = nullptr) {
   const int64_t M = static_cast<int64_t>(s.N) * s.H * s.W;
   if (M == 0 || s.C == 0) return;
   const int64_t Kdim = static_cast<int64_t>(s.K) * s.R * s.S;
-  const ConvPlan plan = conv2d_tc_dgrad_plan(s);
+  const ConvPlan plan = conv2d_tc_dgrad_plan(s, workspace ? kConvMaxSplits : 1);
+  const int64_t n = M * s.C;
+  const TcDgradStore store = plan.splits == 1 ? TcDgradStore{dx, 0} : TcDgradStore{workspace, n};
   if (s.sh == 1 && s.sw == 1)
-    conv_tc_launch<TcDgradA<false>, TcDgradB>(plan, M, s.C, Kdim, s, dy, w, TcDgradStore{dx}, s.R,
-                                              s.S, stream);
+    conv_tc_launch<TcDgradA<false>, TcDgradB>(plan, M, s.C, Kdim, s, dy, w, store, s.R, s.S,
+                                              stream);
   else
-    conv_tc_launch<TcDgradA<true>, TcDgradB>(plan, M, s.C, Kdim, s, dy, w, TcDgradStore{dx}, s.R,
-                                             s.S, stream);
+    conv_tc_launch<TcDgradA<true>, TcDgradB>(plan, M, s.C, Kdim, s, dy, w, store, s.R, s.S,
+                                             stream);
+  if (plan.splits == 1) return;
+  conv2d_split_reduce(dx, workspace, n, plan.splits, nullptr, 1, 1, false, stream);
 }
 
 // wgrad splits: conv2d_tc_wgrad_plan (a function of the shape alone: reproducible results).

@@ -140,8 +140,10 @@ def forward(device, x, w, b, stride, pads, dilation, relu=False, version=1, cols
     P, Q = output_size(x.shape[2:], w.shape[2:], stride, pads, dilation)
     y = _backend.empty(device, (x.shape[0], w.shape[0], max(P, 0), max(Q, 0)))
     if _tf32_eligible(mod, version, x.shape, w.shape, stride, pads, dilation):
+        n = mod.conv2d_tc_forward_workspace(x.shape, w.shape, stride, pads, dilation)
+        workspace = _backend.empty(device, (n,)) if n else None  # NaN on sim, as below
         mod.conv2d_tc_forward(x, w, None if b is None else xp.ascontiguousarray(b), y, stride, pads,
-                              dilation, bool(relu), _backend.stream(device))
+                              dilation, bool(relu), _backend.stream(device), workspace)
         return y
     n = mod.conv2d_forward_workspace(x.shape, w.shape, stride, pads, dilation) if version else 0
     workspace = _backend.empty(device, (n,)) if n else None  # NaN on sim: unwritten partials show
@@ -157,8 +159,10 @@ def backward_data(device, dy, w, x_shape, stride, pads, dilation, version=1):
         return backward_data_oracle(xp, dy, w, x_shape, stride, pads, dilation)
     dx = _backend.empty(device, x_shape)
     if _tf32_eligible(mod, version, x_shape, w.shape, stride, pads, dilation):
+        n = mod.conv2d_tc_dgrad_workspace(x_shape, w.shape, stride, pads, dilation)
+        workspace = _backend.empty(device, (n,)) if n else None  # NaN on sim
         mod.conv2d_tc_backward_data(xp.ascontiguousarray(dy), xp.ascontiguousarray(w), dx, stride,
-                                    pads, dilation, _backend.stream(device))
+                                    pads, dilation, _backend.stream(device), workspace)
         return dx
     n = mod.conv2d_dgrad_workspace(x_shape, w.shape, stride, pads, dilation) if version else 0
     workspace = _backend.empty(device, (n,)) if n else None
