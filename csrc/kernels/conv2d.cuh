@@ -865,18 +865,24 @@ inline ConvPlanOverride& conv_plan_override() {
   static ConvPlanOverride o;
   return o;
 }
+// The plan of a forced tile (an index into `tiles`) and split factor, the factor clamped to
+// [1, max_splits] and to no empty split. Serves both test hooks (fp32 and TF32 tables).
+inline ConvPlan conv_plan_forced(int tile, int splits, int64_t M, int64_t N, int64_t Kdim,
+                                 const ConvTile* tiles, int bk, int max_splits) {
+  const int64_t slices = simt::ceil_div<int64_t>(Kdim > 0 ? Kdim : 1, bk);
+  int64_t z = splits < 1 ? 1 : splits > max_splits ? max_splits : splits;
+  const int64_t per = simt::ceil_div<int64_t>(slices, z);
+  z = simt::ceil_div<int64_t>(slices, per);  // no empty split
+  const ConvTile& t = tiles[tile];
+  return ConvPlan{tile, static_cast<int>(z),
+                  simt::ceil_div<int64_t>(M, t.bm) * simt::ceil_div<int64_t>(N, t.bn) * z,
+                  per * bk};
+}
 inline ConvPlan conv_plan_apply_override(ConvPlan p, int64_t M, int64_t N, int64_t Kdim,
                                          int max_splits) {
   const ConvPlanOverride& o = conv_plan_override();
   if (o.tile < 0 || o.tile >= kConvNumTiles) return p;
-  const int64_t slices = simt::ceil_div<int64_t>(Kdim > 0 ? Kdim : 1, kConvBK);
-  int64_t z = o.splits < 1 ? 1 : o.splits > max_splits ? max_splits : o.splits;
-  const int64_t per = simt::ceil_div<int64_t>(slices, z);
-  z = simt::ceil_div<int64_t>(slices, per);  // no empty split
-  const ConvTile& t = kConvTiles[o.tile];
-  return ConvPlan{o.tile, static_cast<int>(z),
-                  simt::ceil_div<int64_t>(M, t.bm) * simt::ceil_div<int64_t>(N, t.bn) * z,
-                  per * kConvBK};
+  return conv_plan_forced(o.tile, o.splits, M, N, Kdim, kConvTiles, kConvBK, max_splits);
 }
 
 // 32-bit gather offsets: every base + offset a table gather forms, valid or not, stays within

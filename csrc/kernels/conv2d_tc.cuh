@@ -720,14 +720,7 @@ inline ConvPlan conv_tc_gemm_plan(int64_t M, int64_t N, int64_t Kdim, int max_sp
   ConvPlan p = conv_plan(M, N, Kdim, kTcTiles, kTcNumTiles, kTcBK, 4, max_splits);
   const TcPlanOverride& o = conv_tc_plan_override();
   if (o.tile < 0 || o.tile >= kTcNumTiles) return p;
-  const int64_t slices = simt::ceil_div<int64_t>(Kdim > 0 ? Kdim : 1, kTcBK);
-  int64_t z = o.splits < 1 ? 1 : o.splits > max_splits ? max_splits : o.splits;
-  const int64_t per = simt::ceil_div<int64_t>(slices, z);
-  z = simt::ceil_div<int64_t>(slices, per);  // no empty split
-  const ConvTile& t = kTcTiles[o.tile];
-  return ConvPlan{o.tile, static_cast<int>(z),
-                  simt::ceil_div<int64_t>(M, t.bm) * simt::ceil_div<int64_t>(N, t.bn) * z,
-                  per * kTcBK};
+  return conv_plan_forced(o.tile, o.splits, M, N, Kdim, kTcTiles, kTcBK, max_splits);
 }
 constexpr int kTcMaxWgradSplits = 256;
 inline ConvPlan conv2d_tc_forward_plan(const ConvShape& s, int max_splits = kConvMaxSplits) {
