@@ -86,7 +86,9 @@ struct TcCursor {
 
 // --- operand gathers: where element (row, k) of an operand lives, as an offset from the operand's
 // base pointer, and whether it exists (false: padding, zero). init(s, row, valid) once per thread;
-// at(s, cursor, off) for the reduction index the cursor spells. All offsets are 32-bit: every
+// the offset splits into a row part (row_part, once per thread) and a tap part (tap, per
+// reduction index, decoded into the slice's table), with the bounds checked on the sum of their
+// row/column displacements (kTwoBounds) and, for strided dgrad, a phase key. All offsets are 32-bit: every
 // tensor has fewer than 2^31 elements (conv2d_tc_supported), which keeps the per-element address
 // arithmetic to a few integer instructions.
 
@@ -99,14 +101,8 @@ struct TcFwdA {  // x gathered: row m = (n, p, q), k = (c, r, s)
     iw0 = rem % s.Q * s.sw - s.pl;
     img = n * s.C * s.H * s.W;
   }
-  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
-    const int ih = ih0 + c.mid * s.dh, iw = iw0 + c.lo * s.dw;
-    off = img + (c.hi * s.H + ih) * s.W + iw;
-    return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
-           static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
-  }
   // Table form (TcTableLoader): offset = row part + tap part, bounds ih0 + r*dh < H, iw0 + s*dw < W.
-  static constexpr bool kTable = true, kTwoBounds = true, kPhase = false;
+  static constexpr bool kTwoBounds = true, kPhase = false;
   __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     base = img + ih0 * s.W + iw0;
@@ -126,11 +122,7 @@ struct TcFwdB {  // w: row = filter, k = (c, r, s), contiguous
   __device__ void init(const ConvShape& s, int n, bool valid) {
     row = (valid ? n : 0) * s.C * s.R * s.S;
   }
-  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
-    off = row + (c.hi * s.R + c.mid) * s.S + c.lo;
-    return true;
-  }
-  static constexpr bool kTable = true, kTwoBounds = false, kPhase = false;
+  static constexpr bool kTwoBounds = false, kPhase = false;
   __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     base = row;
@@ -154,27 +146,12 @@ struct TcDgradA {  // dy gathered: row m = (n, h, w), k = (k, r, s)
     wp = rem % s.W + s.pl;
     img = n * s.K * s.P * s.Q;
   }
-  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
-    const int ph = hp - c.mid * s.dh, pw = wp - c.lo * s.dw;
-    bool in = ph >= 0 && pw >= 0;
-    int p = ph, q = pw;
-    if constexpr (kStrided) {  // clamped at 0 (then !in anyway): unsigned division is cheaper
-      const unsigned uh = static_cast<unsigned>(ph > 0 ? ph : 0);
-      const unsigned uw = static_cast<unsigned>(pw > 0 ? pw : 0);
-      const unsigned sh = static_cast<unsigned>(s.sh), sw = static_cast<unsigned>(s.sw);
-      in = in && uh % sh == 0 && uw % sw == 0;
-      p = static_cast<int>(uh / sh);
-      q = static_cast<int>(uw / sw);
-    }
-    off = img + (c.hi * s.P + p) * s.Q + q;
-    return in && p < s.P && q < s.Q;
-  }
   // Table form. Unit stride: p = hp - r*dh, q = wp - s*dw within [0, P) x [0, Q). Strided
   // (kPhase): with hp = sh*hq + hr and r*dh = sh*qr + rr (0 <= hr, rr < sh), hp - r*dh is on the
   // stride grid iff hr == rr, and then p = hq - qr: the row keeps (hq, wq) and the phase key
   // hr | wr << 16, the tap (-qr, -qs) and rr | rs << 16; no division in a slot (the decoder
   // divides once per tap and slice).
-  static constexpr bool kTable = true, kTwoBounds = true, kPhase = kStrided;
+  static constexpr bool kTwoBounds = true, kPhase = kStrided;
   __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     ra = kStrided ? hp / s.sh : hp;
@@ -200,11 +177,7 @@ struct TcDgradA {  // dy gathered: row m = (n, h, w), k = (k, r, s)
 struct TcDgradB {  // w: row = channel c, k = (k, r, s): B[(k, r, s)][c] = w[k, c, r, s]
   int col;
   __device__ void init(const ConvShape& s, int c, bool valid) { col = (valid ? c : 0) * s.R * s.S; }
-  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
-    off = col + (c.hi * s.C * s.R + c.mid) * s.S + c.lo;
-    return true;
-  }
-  static constexpr bool kTable = true, kTwoBounds = false, kPhase = false;
+  static constexpr bool kTwoBounds = false, kPhase = false;
   __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     base = col;
@@ -219,11 +192,7 @@ struct TcDgradB {  // w: row = channel c, k = (k, r, s): B[(k, r, s)][c] = w[k, 
 struct TcWgradA {  // dy: row = filter k, k = (n, p, q)
   int row;
   __device__ void init(const ConvShape& s, int k, bool valid) { row = (valid ? k : 0) * s.P * s.Q; }
-  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
-    off = row + (c.hi * s.K * s.P + c.mid) * s.Q + c.lo;
-    return true;
-  }
-  static constexpr bool kTable = true, kTwoBounds = false, kPhase = false;
+  static constexpr bool kTwoBounds = false, kPhase = false;
   __device__ void row_part(const ConvShape&, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     base = row;
@@ -243,13 +212,7 @@ struct TcWgradB {  // x gathered: row j = (c, r, s), k = (n, p, q)
     soff = jj % s.S * s.dw - s.pl;
     chan = jj / rs * s.H * s.W;
   }
-  __device__ __forceinline__ bool at(const ConvShape& s, const TcCursor& c, int& off) const {
-    const int ih = c.mid * s.sh + roff, iw = c.lo * s.sw + soff;
-    off = chan + (c.hi * s.C * s.H + ih) * s.W + iw;
-    return static_cast<unsigned>(ih) < static_cast<unsigned>(s.H) &&
-           static_cast<unsigned>(iw) < static_cast<unsigned>(s.W);
-  }
-  static constexpr bool kTable = true, kTwoBounds = true, kPhase = false;
+  static constexpr bool kTwoBounds = true, kPhase = false;
   __device__ void row_part(const ConvShape& s, int& base, int& ra, int& rb, unsigned& la,
                            unsigned& lb) const {
     base = chan + roff * s.W + soff;
@@ -266,9 +229,8 @@ struct TcWgradB {  // x gathered: row j = (c, r, s), k = (n, p, q)
 
 // One operand's loads: thread t owns row t % ROWS of the tile and the K-offsets
 // koff(t / ROWS) + (THREADS / ROWS) * i of each slice (consecutive lanes: consecutive rows, so the
-// shared stores of a warp hit consecutive banks). One cursor per thread, for its first slot; the
-// others are stepped from it. A missing element is a 4-byte cp.async with src-size 0 (zero fill,
-// nothing read) from the operand's base.
+// shared stores of a warp hit consecutive banks). A missing element is a 4-byte cp.async with
+// src-size 0 (zero fill, nothing read) from the operand's base.
 // koff: with ROWS >= 32 a warp stores one k-row (32 consecutive words: conflict-free). With
 // ROWS = 16 a warp stores two k-rows of 16 words; k-rows h and h + 1 would start 16 + 8 = 24
 // words apart and share 8 banks (2-way), so the thread-to-k map swaps bits 0 and 1 of t / 16: a
@@ -279,52 +241,8 @@ __device__ __forceinline__ int tc_koff(int h) {
   return h;
 }
 
-template <int ROWS, int THREADS, class Gather>
-struct TcLoader {
-  static constexpr bool kKMajor = false;
-  static constexpr int kGap = THREADS / ROWS;
-  static constexpr int kSlots = ROWS * kTcBK / THREADS;
-  static_assert(THREADS % ROWS == 0 && kSlots >= 1, "tile rows and threads do not match");
-  static_assert(ROWS >= 32 || (ROWS == 16 && kGap % 4 == 0), "no conflict-free store map");
-  Gather gather;
-  const float* src;
-  bool valid;
-  int k0;  // reduction index of slot 0
-  TcCursor cur, gap, step;
-  __device__ void init(const ConvShape& s, const float* src_, int row0, int rows, int k_begin,
-                       int MID, int LO) {
-    const int t = static_cast<int>(threadIdx.x);
-    src = src_;
-    valid = row0 + t % ROWS < rows;
-    gather.init(s, row0 + t % ROWS, valid);
-    k0 = k_begin + tc_koff<ROWS>(t / ROWS);
-    cur.init(k0, MID, LO);
-    gap.init(kGap, MID, LO);
-    step.init(kTcBK, MID, LO);
-  }
-  __device__ __forceinline__ void decode(const ConvShape&, int, int4*, int, int, int) {}
-  // Issue this slice's copies into smem [kTcBK][ROWS + kTcPad], then move to the next slice.
-  __device__ __forceinline__ void issue(const ConvShape& s, int k_end, float* smem, int MID,
-                                        int LO, const int4*) {
-    const int t = static_cast<int>(threadIdx.x);
-    float* dst = smem + tc_koff<ROWS>(t / ROWS) * (ROWS + kTcPad) + t % ROWS;
-    TcCursor c = cur;
-    int k = k0;
-#pragma unroll
-    for (int i = 0; i < kSlots; ++i) {
-      int off;
-      const bool in = gather.at(s, c, off) && valid && k < k_end;
-      simt::cp_async_4(dst + i * kGap * (ROWS + kTcPad), src + (in ? off : 0), in ? 4 : 0);
-      c.advance(gap, MID, LO);
-      k += kGap;
-    }
-    k0 += kTcBK;
-    cur.advance(step, MID, LO);
-  }
-};
-
-// The same loads through a per-slice tap table in shared memory (the fp32 kernels' TableGather
-// idea, for the gathers whose offset splits into a row part and a tap part, Gather::kTable): one
+// The loads go through a per-slice tap table in shared memory (the fp32 kernels' TableGather
+// idea; every gather's offset splits into a row part and a tap part): one
 // warp of the block (`decoder`) decodes each slice's kTcBK reduction indices into int4 taps
 // (offset part, two bound parts; a tap past the end of this split gets kTcBadTap, which fails the
 // bound check) a few slices ahead, stepping one cursor per lane; every other slot then costs a
@@ -392,8 +310,7 @@ struct TcTableLoader {
 };
 
 template <int ROWS, int THREADS, class Gather>
-using TcLoaderFor = std::conditional_t<Gather::kTable, TcTableLoader<ROWS, THREADS, Gather>,
-                                       TcLoader<ROWS, THREADS, Gather>>;
+using TcLoaderFor = TcTableLoader<ROWS, THREADS, Gather>;
 
 // 16-byte loads for an operand whose rows are contiguous along GEMM-K in groups of 4 (forward's
 // B = w when C*R*S % 4 == 0, wgrad's A = dy when P*Q % 4 == 0; w or dy 16-byte aligned, checked
